@@ -1,0 +1,27 @@
+# Fresh machine: `make demo` or `make test`. Both create .venv and install jaxmoe into it.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,plot]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m jaxmoe.demo --out demo_output
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) experiments/bench_batched_vs_unbatched.py
+
+clean:
+	rm -rf $(VENV) demo_output
