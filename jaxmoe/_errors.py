@@ -1,0 +1,37 @@
+"""One error type for bad input, with one message format: field, value, what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class JaxMoEInputError(ValueError):
+    """Bad input to jaxmoe. The message names the field, the value and what is allowed."""
+
+    def __init__(self, field: str, value: Any, allowed: str):
+        self.field, self.value, self.allowed = field, value, allowed
+        super().__init__(f"{field}={_short(value)}: {allowed}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def require(ok: bool, field: str, value: Any, allowed: str) -> None:
+    """Raise `JaxMoEInputError(field, value, allowed)` unless `ok`."""
+    if not ok:
+        raise JaxMoEInputError(field, value, allowed)
+
+
+def require_positive_int(field: str, value: Any, minimum: int = 1) -> int:
+    ok = isinstance(value, (int,)) and not isinstance(value, bool) and value >= minimum
+    if not ok:
+        try:  # accept numpy integers
+            import numpy as np
+
+            ok = isinstance(value, np.integer) and int(value) >= minimum
+        except Exception:  # pragma: no cover
+            ok = False
+    require(ok, field, value, f"must be an integer >= {minimum}")
+    return int(value)
