@@ -1,0 +1,38 @@
+"""Losses and rate inference: Voronoi losses (THEORY.md §3-5), per-parameter / expert / regression errors,
+log-log slopes with bootstrap intervals, and polynomial vs slower-than-polynomial law comparison."""
+
+from jaxmoe.losses.errors import (
+    ExpertSupErrors,
+    HierarchicalParameterErrors,
+    ParameterErrors,
+    expert_grid,
+    expert_sup_errors,
+    parameter_errors,
+    quadrature_rule,
+    regression_l2_error,
+    regression_l2_error_quadrature,
+)
+from jaxmoe.losses.rates import LawComparison, LawFit, SlopeFit, compare_laws, loglog_slope
+from jaxmoe.losses.voronoi import (
+    LOSSES,
+    TRANSLATIONS,
+    HierarchicalCells,
+    VoronoiCells,
+    batched_loss,
+    normalize_translation,
+    voronoi_cells,
+    voronoi_loss_d1,
+    voronoi_loss_d2r,
+    voronoi_loss_d4,
+    voronoi_loss_hierarchical,
+    voronoi_loss_temperature,
+)
+
+__all__ = [
+    "ExpertSupErrors", "HierarchicalParameterErrors", "ParameterErrors", "expert_grid", "expert_sup_errors",
+    "parameter_errors", "quadrature_rule", "regression_l2_error", "regression_l2_error_quadrature",
+    "LawComparison", "LawFit", "SlopeFit", "compare_laws", "loglog_slope",
+    "LOSSES", "TRANSLATIONS", "HierarchicalCells", "VoronoiCells", "batched_loss", "normalize_translation",
+    "voronoi_cells", "voronoi_loss_d1", "voronoi_loss_d2r", "voronoi_loss_d4", "voronoi_loss_hierarchical",
+    "voronoi_loss_temperature",
+]
