@@ -16,6 +16,11 @@ from jaxmoe.losses import (
 )
 from jaxmoe.models.moe import DenseToSparseParams, SoftmaxMoE, SoftmaxParams
 
+# jitted once per signature: eager dispatch of the many small ops is the slow part on a 2-core machine
+parameter_errors = jax.jit(parameter_errors, static_argnames=("translation", "linear_router"))
+expert_sup_errors = jax.jit(expert_sup_errors, static_argnums=(0,),
+                            static_argnames=("inputs", "num_points", "translation"))
+
 
 def _two_atom_example():
     """As in voronoi_test: the normalisation is the identity (mass 2, weighted mean slope 0.5)."""
@@ -112,6 +117,9 @@ def test_expert_sup_errors_linear_closed_form():
     np.testing.assert_allclose(e2.sup_error, [0.0, 0.0])
 
 
+_mc = jax.jit(regression_l2_error, static_argnums=(1, 3, 5, 6))
+
+
 def test_regression_l2_error_closed_form_quadrature_and_monte_carlo():
     """One linear expert: f = a x + b, so ||f_hat - f*||^2 = da^2 E[X^2] + db^2 (E[X] = 0)."""
     model = SoftmaxMoE("linear", k=1, d=1)
@@ -119,7 +127,7 @@ def test_regression_l2_error_closed_form_quadrature_and_monte_carlo():
     fit = truth._replace(eta={"a": jnp.array([[1.3]]), "b": jnp.array([0.4])})
     want = np.sqrt(0.09 / 3 + 0.01)
     np.testing.assert_allclose(regression_l2_error_quadrature(model, fit, model, truth), want, rtol=1e-6)
-    mc = regression_l2_error(jax.random.PRNGKey(0), model, fit, model, truth, UniformInputs(), 200_000)
+    mc = _mc(jax.random.PRNGKey(0), model, fit, model, truth, UniformInputs(), 200_000)
     np.testing.assert_allclose(mc, want, rtol=1e-2)
     assert float(regression_l2_error_quadrature(model, truth, model, truth)) == 0.0
     # a shifted uniform law and the truncated normal: E[X^2] from the quadrature's own weights
@@ -128,7 +136,7 @@ def test_regression_l2_error_closed_form_quadrature_and_monte_carlo():
                                np.sqrt(0.09 * 4 / 3 + 2 * 0.3 * -0.1 * 1.0 + 0.01), rtol=1e-6)
     tn = TruncatedNormalInputs(0.5)
     q = regression_l2_error_quadrature(model, fit, model, truth, tn)
-    m = regression_l2_error(jax.random.PRNGKey(1), model, fit, model, truth, tn, 200_000)
+    m = _mc(jax.random.PRNGKey(1), model, fit, model, truth, tn, 200_000)
     np.testing.assert_allclose(q, m, rtol=1e-2)
 
 
