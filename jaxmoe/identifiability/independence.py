@@ -353,6 +353,7 @@ def _decide(A, names, fam, thetas, tol, margin, merge_duplicates, max_support, s
         scale = norms[keep]
         for v, res, _sparse in _sparse_relations(B, null, tol, max_support):
             relations.append(Relation(_terms(v / scale, kept_names), res))
+        relations.sort(key=_relation_order)
     notes = _notes(fam, [names[j] for j in zero], identities, relations, verdict, in_band)
     return IdentifiabilityReport(
         verdict=verdict, definition=_definition(fam), rank=rank, n_functions=m, n_tested=len(keep),
@@ -360,6 +361,16 @@ def _decide(A, names, fam, thetas, tol, margin, merge_duplicates, max_support, s
         zero_functions=tuple(names[j] for j in zero), identities=tuple(identities), relations=tuple(relations),
         notes=tuple(notes), settings=settings,
     )
+
+
+def _order(name: str) -> int:
+    return 2 if name.startswith("d2F") else 1 if name.startswith("dF") else 0
+
+
+def _relation_order(rel: Relation):
+    """Lowest derivative order first, then fewest terms: the PDE-like relations lead."""
+    orders = [_order(n) for _, n in rel.terms]
+    return (max(orders), len(orders), sum(orders), rel.terms[0][1].rsplit("@", 1)[-1])
 
 
 def _notes(fam, zero, identities, relations, verdict, in_band) -> list[str]:

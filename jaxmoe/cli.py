@@ -1,0 +1,190 @@
+"""The `jaxmoe` command line (also `python -m jaxmoe`).
+
+One function per subcommand, `cmd_<name>(args) -> int`, registered in `build_parser()` by an
+`add_<name>_parser(subparsers)` function. To add a subcommand (e.g. `sweep`, `report`): write both and
+append the adder to `SUBCOMMANDS`. Bad input prints one line `jaxmoe: error: ...` on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from jaxmoe._errors import JaxMoEInputError
+
+
+class CLIError(Exception):
+    """A usage error: reported as one line on stderr, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one clear line, no usage dump, no SystemExit traceback
+        raise CLIError(f"{message} (see {self.prog} --help)")
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(_jsonable(obj), indent=2))
+
+
+def _load_object(spec: str, field: str):
+    """`name` -> the name itself; `module:attr` -> that object (a user-written Expert / Router)."""
+    if ":" not in spec:
+        return spec
+    module, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except Exception as err:  # noqa: BLE001
+        raise JaxMoEInputError(field, spec, f"could not import it as module:attribute ({type(err).__name__}: {err})") from None
+
+
+# ---------------------------------------------------------------- identify
+def add_identify_parser(sub) -> None:
+    p = sub.add_parser("identify", help="strong identifiability / algebraic independence verdict (Definitions 1, 2) and PDE checks")
+    p.add_argument("--expert", default="sigmoid", help="expert name (linear, sigmoid, tanh, gelu, relu, polynomial2, ...) or module:attr of a jaxmoe.Expert")
+    p.add_argument("--router", default=None, help="router name (linear, tanh, sigmoid, gelu, mlp-tanh, ...) or module:attr; default: softmax gating")
+    p.add_argument("--temperature", action="store_true", help="dense-to-sparse gate exp(g/tau): tau is a parameter (eq. 12, 17)")
+    p.add_argument("--hierarchical", action="store_true", help="two-level model: F = exp(omega^T x) exp(g(x, beta1)) h (eq. 28)")
+    p.add_argument("--case", default=None, help="a paper case (see --list-cases) or 'all' for the table of verdicts")
+    p.add_argument("--list-cases", action="store_true", help="list the paper cases and exit")
+    p.add_argument("--pde", action="store_true", help="print the PDE residual table (eqs. 9, 15, 28) instead")
+    p.add_argument("-d", "--dim", type=int, default=2, help="input dimension d (default 2; see the docs for why not 1)")
+    p.add_argument("--points", type=int, default=2, help="distinct parameter points (default 2)")
+    p.add_argument("--inputs", type=int, default=None, help="inputs x drawn (default max(200, 3 x functions))")
+    p.add_argument("--range", type=float, default=4.0, dest="input_range", help="inputs ~ U[-R, R]^d (default 4)")
+    p.add_argument("--tol", type=float, default=None, help="relative singular-value threshold (default 1e-10)")
+    p.add_argument("--margin", type=float, default=None, help="factor either side of the threshold (default 100)")
+    p.add_argument("--no-merge", action="store_true", help="test the list of derivatives, not the set (keep duplicates)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_identify)
+
+
+def cmd_identify(args) -> int:
+    from jaxmoe import identifiability as ident
+
+    if args.list_cases:
+        rows = {k: {"expected": c.expected, **c._asdict()} for k, c in ident.PAPER_CASES.items()}
+        if args.json:
+            _print_json(rows)
+        else:
+            for k, c in ident.PAPER_CASES.items():
+                print(f"{k:<30} {c.expected:<12} {c.why}")
+        return 0
+    if args.pde:
+        rows = ident.pde_table(d=args.dim, seed=args.seed)
+        if args.json:
+            _print_json([{**r._asdict(), "holds": r.holds} for r in rows])
+        else:
+            print(ident.format_pde_table(rows))
+        return 0
+    kwargs = dict(d=args.dim, n_points=args.points, n_inputs=args.inputs, input_range=args.input_range,
+                  merge_duplicates=not args.no_merge, seed=args.seed)
+    if args.tol is not None:
+        kwargs["tol"] = args.tol
+    if args.margin is not None:
+        kwargs["margin"] = args.margin
+    if args.case is not None:
+        names = list(ident.PAPER_CASES) if args.case == "all" else [args.case]
+        for n in names:
+            if n not in ident.PAPER_CASES:
+                raise JaxMoEInputError("case", n, f"must be 'all' or one of {list(ident.PAPER_CASES)}")
+        reports = ident.paper_verdicts(names, **kwargs)
+        if args.json:
+            _print_json({n: {"expected": ident.PAPER_CASES[n].expected, **r.to_dict()} for n, r in reports.items()})
+        elif len(names) == 1:
+            print(f"case {names[0]} (theory: {ident.PAPER_CASES[names[0]].expected})")
+            print(reports[names[0]].summary())
+        else:
+            print(f"{'case':<30} {'verdict':<13} {'theory':<12} {'min sv':>8} {'decades':>7}  first relation")
+            for n, r in reports.items():
+                first = str(r.relations[0]) if r.relations else (f"0 = {r.zero_functions[0]}" if r.zero_functions else "")
+                print(f"{n:<30} {r.verdict:<13} {ident.PAPER_CASES[n].expected:<12} {r.singular_values[-1]:8.1e} "
+                      f"{r.margin_decades:7.1f}  {first[:70]}")
+        return 0
+    expert = _load_object(args.expert, "expert")
+    router = None if args.router is None else _load_object(args.router, "router")
+    report = ident.check_independence(expert, router, temperature=args.temperature, hierarchical=args.hierarchical, **kwargs)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.summary())
+    return 0
+
+
+# ---------------------------------------------------------------- presets
+def add_presets_parser(sub) -> None:
+    p = sub.add_parser("presets", help="list the Table 1 presets: row, theory, why, true parameters")
+    p.add_argument("names", nargs="*", help="preset names (default: all)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_presets)
+
+
+def _truth_dict(truth) -> dict:
+    return {k: _jsonable(v) for k, v in truth._asdict().items()}
+
+
+def cmd_presets(args) -> int:
+    import jaxmoe
+
+    names = args.names or list(jaxmoe.PRESET_NAMES)
+    settings = [jaxmoe.get_preset(n) for n in names]
+    if args.json:
+        _print_json([
+            {"name": s.name, "row": s.row, "theory": s.theory, "why": s.why, "model": type(s.model).__name__,
+             "expert": s.model.expert.name, "k_star": s.k_star, "k_fit": s.k_fit, "d": s.d, "sigma": s.sigma,
+             "truth": _truth_dict(s.truth)}
+            for s in settings
+        ])
+        return 0
+    for s in settings:
+        print(f"{s.name}\n  row:    {s.row}\n  theory: {s.theory}\n  why:    {s.why}")
+        print(f"  model:  {type(s.model).__name__}, expert {s.model.expert.name}, k* = {s.k_star}, k fit = {s.k_fit}, sigma = {s.sigma}")
+        for k, v in _truth_dict(s.truth).items():
+            print(f"  {k:<6}  {json.dumps(v)}")
+    return 0
+
+
+# ---------------------------------------------------------------- entry point
+SUBCOMMANDS: list[Callable] = [add_identify_parser, add_presets_parser]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jaxmoe", description="Executable convergence-rate theory for softmax-gating mixture of experts.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit code (0 ok, 2 bad input)."""
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except (CLIError, JaxMoEInputError) as err:
+        print(f"jaxmoe: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
