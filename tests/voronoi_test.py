@@ -95,10 +95,11 @@ def test_hierarchical_reduces_to_d1_per_group():
     group = lambda p, g: SoftmaxParams(p.beta0[g], p.beta1[g], {k: v[g] for k, v in p.eta.items()})
     want = sum(np.exp(float(t.kappa[g])) * d1(group(fitted, g), group(t, g), translation="none")
                for g in range(2))
-    np.testing.assert_allclose(voronoi_loss_hierarchical(fitted, t, translation="none"), want, rtol=1e-5)
+    dh = jax.jit(voronoi_loss_hierarchical, static_argnames="translation")
+    np.testing.assert_allclose(dh(fitted, t, translation="none"), want, rtol=1e-5)
     # normalised: level 1 is already normalised, each group's level 2 normalised as D1 does it
     want = sum(np.exp(float(t.kappa[g])) * d1(group(fitted, g), group(t, g)) for g in range(2))
-    np.testing.assert_allclose(voronoi_loss_hierarchical(fitted, t), want, rtol=1e-5)
+    np.testing.assert_allclose(dh(fitted, t), want, rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------- presets
@@ -157,13 +158,13 @@ def test_zero_at_truth_positive_when_perturbed_and_translation_invariant(name):
         assert float(loss(t, t)) == 0.0
         for exact in (t, over):
             assert float(loss(exact, t)) < 1e-12  # exactly 0 at t; rounding in the split weights
-            for k in jax.random.split(key, 3):
+            for k in jax.random.split(key, 2):
                 assert float(loss(_translate(exact, k, linear), t)) < 1e-10
         # positive for a perturbed over-fitted estimate, and the same after random translations
         fit = _perturb(over, jax.random.PRNGKey(1), 0.05)
         base = float(loss(fit, t))
         assert base > 1e-4
-        for k in jax.random.split(jax.random.PRNGKey(2), 5):
+        for k in jax.random.split(jax.random.PRNGKey(2), 3):
             np.testing.assert_allclose(float(loss(_translate(fit, k, linear), t)), base, rtol=1e-9)
         # the untranslated loss does change under translation (the normalisation is doing the work)
         raw = LOSS_OF[name]
@@ -208,9 +209,8 @@ def test_vmap_matches_loop(name):
     one = jax.jit(LOSS_OF[name])
     loop = np.array([one(f, t) for f in fits])
     np.testing.assert_allclose(jax.jit(jax.vmap(LOSS_OF[name], in_axes=(0, None)))(batch, t), loop, rtol=1e-5)
-    key = {"softmax-ridge": ("d1", {}), "dts-nonlinear-router": ("d4", {}),
-           "hierarchical-linear": ("hierarchical", {"r": 2.0})}[name]
-    np.testing.assert_allclose(batched_loss(key[0], batch, s.truth, **key[1]), loop, rtol=1e-5)
+    if name == "softmax-ridge":  # the batched helper (one more compilation: only once)
+        np.testing.assert_allclose(batched_loss("d1", batch, s.truth), loop, rtol=1e-5)
 
 
 def test_loss_is_differentiable_at_the_truth():
