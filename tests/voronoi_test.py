@@ -167,7 +167,6 @@ def test_zero_at_truth_positive_when_perturbed_and_translation_invariant(name):
         for k in jax.random.split(jax.random.PRNGKey(2), 3):
             np.testing.assert_allclose(float(loss(_translate(fit, k, linear), t)), base, rtol=1e-9)
         # the untranslated loss does change under translation (the normalisation is doing the work)
-        raw = LOSS_OF[name]
         moved = _translate(fit, jax.random.PRNGKey(3), linear)
         kw = {"translation": "none"}
         raw_base = {"softmax-ridge": lambda f: voronoi_loss_d1(f, t, **kw),
@@ -178,7 +177,6 @@ def test_zero_at_truth_positive_when_perturbed_and_translation_invariant(name):
                     "hierarchical-linear": lambda f: voronoi_loss_hierarchical(f, t, 2.0, **kw)}[name]
         raw_base = jax.jit(raw_base)
         assert abs(float(raw_base(moved)) - float(raw_base(fit))) > 1e-6
-        del raw
 
 
 def test_normalize_translation_is_idempotent_and_exact_on_translates():

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from jaxmoe._errors import JaxMoEInputError, require, require_positive_int
+from jaxmoe._errors import require, require_positive_int
 from jaxmoe.data import TruncatedNormalInputs, UniformInputs
 from jaxmoe.losses.voronoi import (
     _assign,
