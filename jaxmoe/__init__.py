@@ -9,3 +9,4 @@ from jaxmoe.models import *  # noqa: F401,F403
 from jaxmoe.presets import PRESET_NAMES, Setting, get_preset
 
 __version__ = "0.1.0"
+from jaxmoe.estimation import *  # noqa: F401,F403,E402

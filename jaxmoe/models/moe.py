@@ -160,13 +160,29 @@ class _Family:
         """All-zero parameters of the right shapes (a template for `vmap` and initialisers)."""
         return jax.tree_util.tree_map(lambda s: jnp.zeros(s), self.param_shapes(), is_leaf=_is_shape)
 
-    def bounds(self):
-        r"""(lower, upper) parameter trees of the box $\Theta$."""
+    def bounds(self, gauge: bool = False):
+        r"""(lower, upper) parameter trees of the box $\Theta$.
+
+        With `gauge=True` the coordinates fixed by `fix_gauge` are pinned (lower = upper = 0): the softmax
+        translation freedom is removed, so the box bounds the identified *relative* gate parameters and a
+        solver cannot drift along an exactly flat direction into the box's faces.
+        """
+        lo, hi = self._box_bounds()
+        if gauge:
+            lo, hi = self.fix_gauge(lo, pin=True), self.fix_gauge(hi, pin=True)
+        return lo, hi
+
+    def _box_bounds(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fix_gauge(self, params, pin: bool = False):
+        r"""Translate the gate parameters so the last atom's gate is zero (the A.3 normalisation), which leaves
+        $f_G$ unchanged. With `pin=True`, set those coordinates to 0 without translating (used for bounds)."""
         raise NotImplementedError  # pragma: no cover
 
-    def project(self, params):
+    def project(self, params, gauge: bool = False):
         r"""Euclidean projection onto the box $\Theta$ (coordinate-wise clip)."""
-        lo, hi = self.bounds()
+        lo, hi = self.bounds(gauge)
         return jax.tree_util.tree_map(jnp.clip, params, lo, hi)
 
     def in_box(self, params, slack: float = 0.0) -> bool:
@@ -230,11 +246,14 @@ class SoftmaxMoE(_Family):
     def with_k(self, k: int) -> "SoftmaxMoE":
         return dataclasses.replace(self, k=k)
 
-    def bounds(self):
+    def _box_bounds(self):
         s = self.param_shapes()
         (b0l, b1l), (b0h, b1h) = _gate_bounds(self.box, (s.beta0, s.beta1))
         el, eh = _expert_bounds(self.box, s.eta)
         return SoftmaxParams(b0l, b1l, el), SoftmaxParams(b0h, b1h, eh)
+
+    def fix_gauge(self, params, pin: bool = False):
+        return params._replace(beta0=_zero_last(params.beta0, 0, pin), beta1=_zero_last(params.beta1, 0, pin))
 
     def logits(self, params: SoftmaxParams, x: Float[Array, "d n"]) -> Float[Array, "k n"]:
         return params.beta1 @ x + params.beta0[:, None]
@@ -254,6 +273,14 @@ class SoftmaxMoE(_Family):
         self._check_box_and_finite(params, field)
         _check_distinct(f"{field}.eta", _flat_atoms(params.eta, self.k), tol)
         _check_a3_a4(np.asarray(params.beta0), np.asarray(params.beta1), f"{field}.beta0", f"{field}.beta1")
+
+
+def _zero_last(a, axis: int, pin: bool):
+    """Subtract the last entry along `axis` (pin=False), or set that entry to zero (pin=True)."""
+    if pin:
+        index = (slice(None),) * axis + (-1,)
+        return a.at[index].set(0.0)
+    return a - jnp.take(a, jnp.asarray([a.shape[axis] - 1]), axis=axis)
 
 
 def _check_a3_a4(beta0: np.ndarray, beta1: np.ndarray, name0: str, name1: str) -> None:
@@ -298,12 +325,19 @@ class DenseToSparseMoE(_Family):
     def with_k(self, k: int) -> "DenseToSparseMoE":
         return dataclasses.replace(self, k=k)
 
-    def bounds(self):
+    def _box_bounds(self):
         s = self.param_shapes()
         (b0l, b1l), (b0h, b1h) = _gate_bounds(self.box, (s.beta0, s.beta1))
         el, eh = _expert_bounds(self.box, s.eta)
         lo, hi = self.box.tau
         return DenseToSparseParams(b0l, b1l, el, jnp.asarray(lo)), DenseToSparseParams(b0h, b1h, eh, jnp.asarray(hi))
+
+    def fix_gauge(self, params, pin: bool = False):
+        """A common shift of beta0 always leaves f unchanged; a common shift of beta1 only for a linear router."""
+        beta1 = params.beta1
+        if self.router.is_linear:
+            beta1 = _zero_last(beta1, 0, pin)
+        return params._replace(beta0=_zero_last(params.beta0, 0, pin), beta1=beta1)
 
     def logits(self, params: DenseToSparseParams, x: Float[Array, "d n"]) -> Float[Array, "k n"]:
         """Tempered logits $(g(x, \\beta_{1i}) + \\beta_{0i}) / \\tau$."""
@@ -361,11 +395,16 @@ class HierarchicalMoE(_Family):
         """The number of groups k1 is known (= k1*); over-fitting happens in k2."""
         return dataclasses.replace(self, k2=k2)
 
-    def bounds(self):
+    def _box_bounds(self):
         s = self.param_shapes()
         (kl, ol, b0l, b1l), (kh, oh, b0h, b1h) = _gate_bounds(self.box, (s.kappa, s.omega, s.beta0, s.beta1))
         el, eh = _expert_bounds(self.box, s.eta)
         return HierarchicalParams(kl, ol, b0l, b1l, el), HierarchicalParams(kh, oh, b0h, b1h, eh)
+
+    def fix_gauge(self, params, pin: bool = False):
+        """Level 1: the last group's (kappa, omega) is zero; level 2: in each group the last expert's gate is zero."""
+        return params._replace(kappa=_zero_last(params.kappa, 0, pin), omega=_zero_last(params.omega, 0, pin),
+                               beta0=_zero_last(params.beta0, 1, pin), beta1=_zero_last(params.beta1, 1, pin))
 
     def experts(self, params: HierarchicalParams, x: Float[Array, "d n"]) -> Float[Array, "k1 k2 n"]:
         per_group = jax.vmap(lambda eta: _atoms(self.expert.fn, eta, x))

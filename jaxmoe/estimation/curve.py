@@ -1,0 +1,227 @@
+r"""`fit_curve`: every (sample size, replicate) fit of a Monte Carlo rate study in one call.
+
+How the work is laid out (see experiments/README.md for the measurements behind it):
+
+- **Keys.** Fit (n, r) uses `key(n, r) = fold_in(fold_in(PRNGKey(seed), n), r)`, split into a data key and an
+  init key. Inputs are drawn as an `(L, d)` array and transposed, so the first n draws do not depend on the
+  padded length L (partitionable threefry). A fit's data and start are therefore the same whatever the
+  bucketing, chunking or device count: results are a pure function of (setting, sizes, replicates, seed, solver).
+- **Buckets.** Sorted sizes are grouped while max/min <= `bucket_ratio`; each bucket is padded to its largest
+  size with a mask (one compiled shape per bucket). The padded-work ratio sum(L) / sum(n) is reported.
+- **Chunks.** Within a bucket, fits run `vmap`-ed in chunks of at most `chunk_size` lanes (bounded memory);
+  the last chunk is padded with repeats of its last fit (counted as waste, then dropped) so each bucket
+  compiles once.
+- **Restarts.** With `restarts = M > 1`, each fit runs M starts as extra lanes (the first per `init`, the
+  others `random_init`) and keeps the one with the lowest finite objective.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmoe._errors import JaxMoEInputError, require, require_positive_int
+from jaxmoe.estimation.initialization import near_truth_split, random_init
+from jaxmoe.estimation.problem import STATUS_NAMES, is_converged, least_squares_problem, ravel
+from jaxmoe.estimation.solvers import Solver, get_solver, levenberg_marquardt_solver, run_solver
+from jaxmoe.estimation.levenberg_marquardt import LMConfig
+
+INIT_NAMES = ("near_truth", "random")
+
+
+class CurveFit(NamedTuple):
+    """Every fit of a rate study; arrays are indexed `[size, replicate]` (params' leaves `[size, replicate, ...]`).
+
+    - `objective`: final MSE $\\frac1n\\sum_j (Y_j - f_{\\hat G}(X_j))^2$; `objective_truth`: the same at $G^*$;
+    - `objective_reference`: MSE of a long LM refinement started at the (split) truth, NaN if not requested;
+    - `reached_minimum`: objective <= reference * (1 + `min_rtol`) + `min_atol` (False where no reference);
+    - `status`: solver status code (see `STATUS_NAMES`), `converged`: a stopping rule held with finite values.
+    """
+
+    sizes: np.ndarray
+    params: Any
+    objective: np.ndarray
+    objective_truth: np.ndarray
+    objective_reference: np.ndarray
+    reached_minimum: np.ndarray
+    iterations: np.ndarray
+    status: np.ndarray
+    converged: np.ndarray
+    info: dict
+
+    @property
+    def converged_fraction(self) -> float:
+        return float(np.mean(self.converged))
+
+    @property
+    def reached_minimum_fraction(self) -> float:
+        return float(np.mean(self.reached_minimum))
+
+    def summary(self) -> dict:
+        """Counts a report must show: fits, converged, failed by status, reached-minimum fraction, work."""
+        counts = {STATUS_NAMES[s]: int(np.sum(self.status == s)) for s in STATUS_NAMES}
+        return {
+            "fits": int(self.objective.size),
+            "converged_fraction": self.converged_fraction,
+            "status_counts": counts,
+            "reached_minimum_fraction": self.reached_minimum_fraction if self.info.get("reference") else None,
+            "below_truth_fraction": float(np.mean(self.objective <= self.objective_truth)),
+            **{k: self.info[k] for k in ("waste_ratio", "seconds", "compile_seconds") if k in self.info},
+        }
+
+
+def bucket_sizes(sizes: np.ndarray, ratio: float) -> list[np.ndarray]:
+    """Group sorted sizes into buckets whose max/min <= ratio (each bucket is padded to its max)."""
+    buckets, current = [], [sizes[0]]
+    for n in sizes[1:]:
+        if n / current[0] <= ratio:
+            current.append(n)
+        else:
+            buckets.append(np.array(current))
+            current = [n]
+    buckets.append(np.array(current))
+    return buckets
+
+
+def draw_padded(key, setting, truth, n, length: int):
+    """Data of one fit padded to `length`: x (d, L), y (L,), mask (L,); the first n draws do not depend on L."""
+    k_x, k_eps = jax.random.split(key)
+    dtype = jax.tree_util.tree_leaves(truth)[0].dtype
+    # Draw (L, d) and transpose: row j is the j-th draw whatever L is.
+    x = setting.inputs.sample(k_x, length, setting.d).T.astype(dtype)
+    mask = (jnp.arange(length) < n).astype(dtype)
+    y = setting.model(truth, x) + setting.sigma * jax.random.normal(k_eps, (length,), dtype)
+    x = x * mask  # padded inputs are 0 (inside the input box); their residuals are masked out
+    return x, y * mask, mask
+
+
+def _fit_one(key, n, *, setting, model, solver, length, init, restarts, noise, scale, reference, ref_iter):
+    truth = setting.truth_params()
+    k_data, k_init = jax.random.split(key)
+    x, y, mask = draw_padded(k_data, setting, truth, n, length)
+    problem, unravel = least_squares_problem(model, x, y, mask)
+    objective_truth = least_squares_problem(setting.model, x, y, mask)[0].objective(ravel(truth)[0])
+
+    keys = jax.random.split(k_init, restarts)
+    first = (near_truth_split(keys[0], model, truth, setting.k_star, noise) if init == "near_truth"
+             else random_init(keys[0], model, scale))
+    starts = [ravel(model.fix_gauge(first))[0]] + [ravel(model.fix_gauge(random_init(k, model, scale)))[0]
+                                                   for k in keys[1:]]
+    states = jax.vmap(lambda t: run_solver(solver, problem, t))(jnp.stack(starts))
+    finite = jnp.isfinite(states.objective)
+    best = jnp.argmin(jnp.where(finite, states.objective, jnp.inf))
+    state = jax.tree_util.tree_map(lambda a: a[best], states)
+
+    if reference:
+        exact = ravel(model.fix_gauge(near_truth_split(k_init, model, truth, setting.k_star, 0.0)))[0]
+        ref_state = run_solver(levenberg_marquardt_solver(LMConfig(max_iter=ref_iter)), problem, exact)
+        # The reference is the better of the long refinement and the fit itself (both are local searches).
+        objective_reference = jnp.minimum(ref_state.objective, jnp.where(finite[best], state.objective, jnp.inf))
+    else:
+        objective_reference = jnp.asarray(jnp.nan, y.dtype)
+    return unravel(state.theta), state.objective, objective_truth, objective_reference, state.iteration, state.status
+
+
+def fit_curve(
+    setting,
+    sample_sizes,
+    replicates: int,
+    seed: int = 0,
+    *,
+    solver: str | Solver = "lm",
+    k: int | None = None,
+    init: str = "near_truth",
+    restarts: int = 1,
+    init_noise: float = 0.1,
+    init_scale: float = 3.0,
+    reference: bool = False,
+    reference_iterations: int = 3000,
+    min_rtol: float = 1e-6,
+    min_atol: float = 1e-12,
+    bucket_ratio: float = 1.25,
+    chunk_size: int | None = None,
+    memory_gib: float = 2.0,
+    precision: str = "float64",
+) -> CurveFit:
+    """Fit every (n, replicate) pair of a rate study for `setting` with `k` atoms (default `setting.k_fit`).
+
+    Returns a `CurveFit`; failed or non-finite fits are flagged in `status`/`converged`, never dropped.
+    `precision="float64"` (default; see experiments/README.md for why) or `"float32"`.
+    """
+    sizes = np.asarray(sample_sizes)
+    require(sizes.ndim == 1 and sizes.size >= 1, "sample_sizes", sample_sizes, "must be a non-empty 1-d list of sizes")
+    require(np.all(sizes == np.round(sizes)) and np.all(sizes >= 1), "sample_sizes", sizes.tolist(),
+            "must be integers >= 1")
+    sizes = sizes.astype(np.int64)
+    require(len(set(sizes.tolist())) == sizes.size, "sample_sizes", sizes.tolist(), "must not repeat a size")
+    replicates = require_positive_int("replicates", replicates)
+    restarts = require_positive_int("restarts", restarts)
+    require(isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31, "seed", seed, "must be an integer in [0, 2^31)")
+    require(init in INIT_NAMES, "init", init, f"must be one of {list(INIT_NAMES)}")
+    require(bucket_ratio >= 1.0, "bucket_ratio", bucket_ratio, "must be >= 1")
+    require(precision in ("float32", "float64"), "precision", precision, "must be 'float32' or 'float64'")
+    require(init_noise >= 0 and np.isfinite(init_noise), "init_noise", init_noise, "must be finite and >= 0")
+    model = setting.fitted_model(k)
+    solver = get_solver(solver)
+
+    order = np.argsort(sizes)
+    results: dict[tuple[int, int], tuple] = {}
+    work = int(np.sum(sizes)) * replicates
+    padded_work = 0
+    compile_seconds = 0.0
+    t_start = time.perf_counter()
+    with jax.enable_x64(precision == "float64"):
+        base = jax.random.PRNGKey(int(seed))
+        p = ravel(model.zeros())[0].size
+        for bucket in bucket_sizes(sizes[order], bucket_ratio):
+            length = int(bucket.max())
+            lanes = [(int(n), r) for n in bucket for r in range(replicates)]
+            # Memory per lane ~ a few (L x p x k) arrays while forming the Jacobian, per restart.
+            per_lane = 8 * length * p * (model.num_atoms + 4) * 6 * restarts
+            cap = max(1, int(memory_gib * 2**30 // per_lane))
+            size = min(len(lanes), cap if chunk_size is None else min(cap, chunk_size))
+            fn = jax.jit(jax.vmap(functools.partial(
+                _fit_one, setting=setting, model=model, solver=solver, length=length, init=init,
+                restarts=restarts, noise=float(init_noise), scale=float(init_scale),
+                reference=bool(reference), ref_iter=int(reference_iterations))))
+            compiled = None
+            for start in range(0, len(lanes), size):
+                chunk = lanes[start:start + size]
+                padded = chunk + [chunk[-1]] * (size - len(chunk))
+                keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(base, n), r) for n, r in padded])
+                ns = jnp.asarray([n for n, _ in padded])
+                if compiled is None:  # ahead-of-time, so compile time is measured, not guessed
+                    t0 = time.perf_counter()
+                    compiled = fn.lower(keys, ns).compile()
+                    compile_seconds += time.perf_counter() - t0
+                out = jax.block_until_ready(compiled(keys, ns))
+                padded_work += length * size * restarts
+                out = jax.tree_util.tree_map(np.asarray, out)
+                for i, lane in enumerate(chunk):
+                    results[lane] = jax.tree_util.tree_map(lambda a: a[i], out)
+    seconds = time.perf_counter() - t_start
+    return _assemble(sizes, replicates, results, dict(
+        solver=solver.name, k=model.num_atoms if not hasattr(model, "k2") else model.k2, init=init,
+        restarts=restarts, reference=reference, precision=precision, seed=int(seed), replicates=replicates,
+        work=work, padded_work=padded_work, waste_ratio=padded_work / work, seconds=seconds,
+        compile_seconds=compile_seconds, min_rtol=min_rtol, min_atol=min_atol,
+    ))
+
+
+def _assemble(sizes, replicates, results, info) -> CurveFit:
+    def stack(i):
+        return jax.tree_util.tree_map(
+            lambda *xs: np.stack(xs).reshape((len(sizes), replicates) + np.shape(xs[0])),
+            *[results[(int(n), r)][i] for n in sizes for r in range(replicates)])
+
+    params, objective, truth_obj, ref_obj, iterations, status = (stack(i) for i in range(6))
+    converged = np.asarray(is_converged(status))
+    rtol, atol = info["min_rtol"], info["min_atol"]
+    reached = np.isfinite(objective) & (objective <= ref_obj * (1 + rtol) + atol)
+    return CurveFit(sizes, params, objective, truth_obj, ref_obj, reached, iterations, status, converged, info)

@@ -1,0 +1,83 @@
+r"""The least-squares problem of one fit (eq. 3, 13, 21): $\hat G_n \in \arg\min_{G \in \Theta} \frac1n \sum_j (Y_j - f_G(X_j))^2$.
+
+Solvers work on a flat parameter vector $\theta \in \mathbb{R}^p$ (`jax.flatten_util.ravel_pytree` of the
+model's parameter NamedTuple) and on scaled, masked residuals
+$r_j(\theta) = m_j (Y_j - f_\theta(X_j)) / \sqrt{n}$, so that $\|r\|^2$ **is** the objective (the mean squared
+error over the n real samples). The mask $m_j \in \{0, 1\}$ lets fits of different sizes share one padded
+array shape without changing any fit's objective.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+
+class LeastSquaresProblem(NamedTuple):
+    """One fit's problem: residuals of a flat parameter vector, and the box $\\Theta$ as flat bounds."""
+
+    residuals: Callable[[Float[Array, "p"]], Float[Array, "n"]]
+    lower: Float[Array, "p"]
+    upper: Float[Array, "p"]
+
+    def objective(self, theta: Float[Array, "p"]) -> Float[Array, ""]:
+        r = self.residuals(theta)
+        return jnp.dot(r, r)
+
+    def project(self, theta: Float[Array, "p"]) -> Float[Array, "p"]:
+        return jnp.clip(theta, self.lower, self.upper)
+
+    @property
+    def free(self):
+        """Coordinates not pinned by the bounds (lower < upper)."""
+        return self.lower < self.upper
+
+
+def ravel(params) -> tuple[Float[Array, "p"], Callable]:
+    """Flat vector and its inverse for a parameter NamedTuple."""
+    return jax.flatten_util.ravel_pytree(params)
+
+
+def least_squares_problem(
+    model, x: Float[Array, "d n"], y: Float[Array, "n"], mask: Float[Array, "n"] | None = None, gauge: bool = True
+) -> tuple[LeastSquaresProblem, Callable]:
+    """Build the problem of fitting `model` to (x, y); returns it with the `unravel` map theta -> params.
+
+    With `gauge=True` (default) the softmax translation is fixed (`model.fix_gauge`): the last atom's gate
+    coordinates are pinned to 0 by the bounds, and starting points must be passed through `model.fix_gauge`.
+    """
+    lo, hi = model.bounds(gauge)
+    lower, unravel = ravel(lo)
+    upper, _ = ravel(hi)
+    if mask is None:
+        mask = jnp.ones_like(y)
+    scale = jnp.sqrt(jnp.maximum(jnp.sum(mask), 1.0))
+
+    def residuals(theta):
+        return mask * (y - model(unravel(theta), x)) / scale
+
+    return LeastSquaresProblem(residuals, lower.astype(y.dtype), upper.astype(y.dtype)), unravel
+
+
+# Status codes of a finished fit, shared by every solver.
+CONVERGED_GTOL = 0  # projected gradient below gtol
+CONVERGED_FTOL = 1  # relative decrease of the objective below ftol on an accepted step
+CONVERGED_STALL = 2  # no decrease possible at working precision (LM damping at its cap)
+MAX_ITER = 3  # iteration budget spent before a stopping rule held
+NONFINITE = 4  # objective or parameters became non-finite
+RUNNING = -1
+STATUS_NAMES = {0: "converged_gtol", 1: "converged_ftol", 2: "converged_stall", 3: "max_iter", 4: "nonfinite"}
+
+
+def is_converged(status):
+    """True for the three converged statuses (a stopping rule held with finite values)."""
+    return (status >= 0) & (status <= CONVERGED_STALL)
+
+
+def projected_gradient_norm(theta, grad, problem: LeastSquaresProblem):
+    r"""$\|\theta - P_\Theta(\theta - \nabla)\|_\infty$: zero exactly at a first-order point of the box-constrained problem."""
+    return jnp.max(jnp.abs(theta - problem.project(theta - grad)))

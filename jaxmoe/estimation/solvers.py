@@ -1,0 +1,67 @@
+"""The shared solver interface: `Solver(name, init, update, max_iter)` and a whole-fit `run_solver`.
+
+Every solver is an init/update pair over a state with fields `theta`, `objective`, `iteration`, `status`
+(status -1 while running). `run_solver` loops `update` in a `lax.while_loop` until the status is set or
+`max_iter` is reached; under `vmap` the loop runs until every lane has stopped, stopped lanes being frozen.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxmoe._errors import JaxMoEInputError
+from jaxmoe.estimation import first_order, levenberg_marquardt
+from jaxmoe.estimation.problem import MAX_ITER, RUNNING, LeastSquaresProblem
+
+
+class Solver(NamedTuple):
+    name: str
+    init: Callable[[jax.Array, LeastSquaresProblem], Any]
+    update: Callable[[Any, LeastSquaresProblem], Any]
+    max_iter: int
+
+
+def levenberg_marquardt_solver(config: levenberg_marquardt.LMConfig = levenberg_marquardt.LMConfig()) -> Solver:
+    return Solver("lm", functools.partial(levenberg_marquardt.init, config=config),
+                  functools.partial(levenberg_marquardt.update, config=config), config.max_iter)
+
+
+def lbfgs_solver(max_iter: int = 500, gtol: float = 1e-9, ftol: float = 1e-12, memory_size: int = 10) -> Solver:
+    cfg = first_order.FirstOrderConfig("lbfgs", max_iter, gtol, ftol, memory_size=memory_size)
+    return Solver("lbfgs", functools.partial(first_order.init, config=cfg),
+                  functools.partial(first_order.update, config=cfg), max_iter)
+
+
+def adam_solver(learning_rate: float = 1e-2, max_iter: int = 2000, gtol: float = 1e-9, ftol: float = 1e-12) -> Solver:
+    cfg = first_order.FirstOrderConfig("adam", max_iter, gtol, ftol, learning_rate)
+    return Solver("adam", functools.partial(first_order.init, config=cfg),
+                  functools.partial(first_order.update, config=cfg), max_iter)
+
+
+SOLVER_NAMES = ("lm", "lbfgs", "adam")
+
+
+def get_solver(solver: str | Solver, **options) -> Solver:
+    """Solver by name (`lm`, `lbfgs`, `adam`) with its options, or a `Solver` as is."""
+    if isinstance(solver, Solver):
+        return solver
+    if solver == "lm":
+        return levenberg_marquardt_solver(levenberg_marquardt.LMConfig(**options))
+    if solver == "lbfgs":
+        return lbfgs_solver(**options)
+    if solver == "adam":
+        return adam_solver(**options)
+    raise JaxMoEInputError("solver", solver, f"must be one of {list(SOLVER_NAMES)} or a jaxmoe Solver")
+
+
+def run_solver(solver: Solver, problem: LeastSquaresProblem, theta0: jax.Array, max_iter: int | None = None):
+    """Run one fit to its stopping rule; returns the solver's final state (status never -1)."""
+    limit = solver.max_iter if max_iter is None else max_iter
+    state = solver.init(theta0, problem)
+    state = jax.lax.while_loop(lambda s: (s.status == RUNNING) & (s.iteration < limit),
+                               lambda s: solver.update(s, problem), state)
+    return state._replace(status=jnp.where(state.status == RUNNING, MAX_ITER, state.status).astype(jnp.int32))
