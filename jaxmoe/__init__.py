@@ -1,12 +1,30 @@
 """jaxmoe: executable convergence-rate theory for softmax-gating mixture of experts.
 
-See README.md and ../shared/reference/THEORY.md for the maths.
+Layout: `models` (experts, gates, the three MoE families), `data`, `presets` (Table 1 truths),
+`estimation` (least squares, solvers, `fit_curve`), `losses` (Voronoi losses, errors, rates),
+`identifiability` (PDE residuals, Definitions 1-2), `cli`. See README.md and THEORY.md for the maths.
 """
 
+from jaxmoe import identifiability
 from jaxmoe._errors import JaxMoEInputError
 from jaxmoe.data import TruncatedNormalInputs, UniformInputs, get_input_law, sample_data
+from jaxmoe.estimation import *  # noqa: F401,F403
+from jaxmoe.identifiability import (
+    PAPER_CASES,
+    IdentifiabilityReport,
+    PDEResidual,
+    Relation,
+    build_family,
+    check_independence,
+    homogeneity_residual,
+    paper_verdicts,
+    pde9_residual,
+    pde15_residual,
+    pde28_residuals,
+    pde_table,
+)
+from jaxmoe.losses import *  # noqa: F401,F403
 from jaxmoe.models import *  # noqa: F401,F403
 from jaxmoe.presets import PRESET_NAMES, Setting, get_preset
 
 __version__ = "0.1.0"
-from jaxmoe.estimation import *  # noqa: F401,F403,E402

@@ -11,8 +11,9 @@ How the work is laid out (see experiments/README.md for the measurements behind 
 - **Chunks.** Within a bucket, fits run `vmap`-ed in chunks of at most `chunk_size` lanes (bounded memory);
   the last chunk is padded with repeats of its last fit (counted as waste, then dropped) so each bucket
   compiles once.
-- **Restarts.** With `restarts = M > 1`, each fit runs M starts as extra lanes (the first per `init`, the
-  others `random_init`) and keeps the one with the lowest finite objective.
+- **Restarts.** With `restarts = M > 1`, each fit runs M starts as extra lanes and keeps the one with the
+  lowest finite objective: `init="near_truth"` splits the truth M times (restart m gives the extra atoms
+  to true atoms m, m+1, ...), `"random"` draws M uniform starts, `"mixed"` one near-truth and M-1 random.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from jaxmoe.estimation.problem import STATUS_NAMES, is_converged, least_squares_
 from jaxmoe.estimation.solvers import Solver, get_solver, levenberg_marquardt_solver, run_solver
 from jaxmoe.estimation.levenberg_marquardt import LMConfig
 
-INIT_NAMES = ("near_truth", "random")
+INIT_NAMES = ("near_truth", "mixed", "random")
 
 
 class CurveFit(NamedTuple):
@@ -108,11 +109,15 @@ def _fit_one(key, n, *, setting, model, solver, length, init, restarts, noise, s
     problem, unravel = least_squares_problem(model, x, y, mask)
     objective_truth = least_squares_problem(setting.model, x, y, mask)[0].objective(ravel(truth)[0])
 
-    keys = jax.random.split(k_init, restarts)
-    first = (near_truth_split(keys[0], model, truth, setting.k_star, noise) if init == "near_truth"
-             else random_init(keys[0], model, scale))
-    starts = [ravel(model.fix_gauge(first))[0]] + [ravel(model.fix_gauge(random_init(k, model, scale)))[0]
-                                                   for k in keys[1:]]
+    keys = [jax.random.fold_in(k_init, m) for m in range(restarts)]  # start m does not depend on M
+    if init == "near_truth":  # restart m splits the true atoms with offset m (which atoms get the extras)
+        starts = [near_truth_split(keys[m], model, truth, setting.k_star, noise, offset=m) for m in range(restarts)]
+    elif init == "mixed":  # one near-truth start, the others random
+        starts = [near_truth_split(keys[0], model, truth, setting.k_star, noise)] + \
+                 [random_init(k, model, scale) for k in keys[1:]]
+    else:
+        starts = [random_init(k, model, scale) for k in keys]
+    starts = [ravel(model.fix_gauge(start))[0] for start in starts]
     states = jax.vmap(lambda t: run_solver(solver, problem, t))(jnp.stack(starts))
     finite = jnp.isfinite(states.objective)
     best = jnp.argmin(jnp.where(finite, states.objective, jnp.inf))
@@ -137,7 +142,7 @@ def fit_curve(
     solver: str | Solver = "lm",
     k: int | None = None,
     init: str = "near_truth",
-    restarts: int = 1,
+    restarts: int | None = None,
     init_noise: float = 0.1,
     init_scale: float = 3.0,
     reference: bool = False,
@@ -152,6 +157,7 @@ def fit_curve(
     """Fit every (n, replicate) pair of a rate study for `setting` with `k` atoms (default `setting.k_fit`).
 
     Returns a `CurveFit`; failed or non-finite fits are flagged in `status`/`converged`, never dropped.
+    `restarts` defaults to 1 for k = k* and 4 for an over-fitted k (best of 4 near-truth splits).
     `precision="float64"` (default; see experiments/README.md for why) or `"float32"`.
     """
     sizes = np.asarray(sample_sizes)
@@ -161,13 +167,15 @@ def fit_curve(
     sizes = sizes.astype(np.int64)
     require(len(set(sizes.tolist())) == sizes.size, "sample_sizes", sizes.tolist(), "must not repeat a size")
     replicates = require_positive_int("replicates", replicates)
-    restarts = require_positive_int("restarts", restarts)
+    model = setting.fitted_model(k)
+    k_fit = model.k2 if hasattr(model, "k2") else model.k
+    # Over-fitted least squares has many local minima at moderate n (experiments/README.md): 4 starts by default.
+    restarts = (1 if k_fit == setting.k_star else 4) if restarts is None else require_positive_int("restarts", restarts)
     require(isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31, "seed", seed, "must be an integer in [0, 2^31)")
     require(init in INIT_NAMES, "init", init, f"must be one of {list(INIT_NAMES)}")
     require(bucket_ratio >= 1.0, "bucket_ratio", bucket_ratio, "must be >= 1")
     require(precision in ("float32", "float64"), "precision", precision, "must be 'float32' or 'float64'")
     require(init_noise >= 0 and np.isfinite(init_noise), "init_noise", init_noise, "must be finite and >= 0")
-    model = setting.fitted_model(k)
     solver = get_solver(solver)
 
     order = np.argsort(sizes)
@@ -186,6 +194,7 @@ def fit_curve(
             per_lane = 8 * length * p * (model.num_atoms + 4) * 6 * restarts
             cap = max(1, int(memory_gib * 2**30 // per_lane))
             size = min(len(lanes), cap if chunk_size is None else min(cap, chunk_size))
+            size = -(-len(lanes) // -(-len(lanes) // size))  # equal chunks: the last one wastes least
             fn = jax.jit(jax.vmap(functools.partial(
                 _fit_one, setting=setting, model=model, solver=solver, length=length, init=init,
                 restarts=restarts, noise=float(init_noise), scale=float(init_scale),
@@ -201,13 +210,13 @@ def fit_curve(
                     compiled = fn.lower(keys, ns).compile()
                     compile_seconds += time.perf_counter() - t0
                 out = jax.block_until_ready(compiled(keys, ns))
-                padded_work += length * size * restarts
+                padded_work += length * size
                 out = jax.tree_util.tree_map(np.asarray, out)
                 for i, lane in enumerate(chunk):
                     results[lane] = jax.tree_util.tree_map(lambda a: a[i], out)
     seconds = time.perf_counter() - t_start
     return _assemble(sizes, replicates, results, dict(
-        solver=solver.name, k=model.num_atoms if not hasattr(model, "k2") else model.k2, init=init,
+        solver=solver.name, k=k_fit, init=init,
         restarts=restarts, reference=reference, precision=precision, seed=int(seed), replicates=replicates,
         work=work, padded_work=padded_work, waste_ratio=padded_work / work, seconds=seconds,
         compile_seconds=compile_seconds, min_rtol=min_rtol, min_atol=min_atol,

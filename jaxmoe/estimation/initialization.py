@@ -20,9 +20,9 @@ import numpy as np
 from jaxmoe.models.moe import DenseToSparseParams, HierarchicalMoE, HierarchicalParams
 
 
-def split_assignment(k_star: int, k: int) -> np.ndarray:
-    """True atom of each fitted atom: [0, ..., k*-1, 0, 1, ...] (length k)."""
-    return np.array([i if i < k_star else (i - k_star) % k_star for i in range(k)])
+def split_assignment(k_star: int, k: int, offset: int = 0) -> np.ndarray:
+    """True atom of each fitted atom: [0, ..., k*-1, o, o+1, ...] (mod k*) with o = `offset` (length k)."""
+    return np.array([i if i < k_star else (i - k_star + offset) % k_star for i in range(k)])
 
 
 def _perturb(key, tree, noise):
@@ -42,17 +42,18 @@ def _split_level(key, beta0, beta1, eta, assign, tau, noise, axis):
             _perturb(k2, jax.tree_util.tree_map(take, eta), noise))
 
 
-def near_truth_split(key, model, truth, k_star: int, noise: float | jax.Array = 0.1):
-    """Near-truth start for `model` (the fitted model, k >= k* atoms) from the true parameters `truth`."""
+def near_truth_split(key, model, truth, k_star: int, noise: float | jax.Array = 0.1, offset: int = 0):
+    """Near-truth start for `model` (the fitted model, k >= k* atoms) from the true parameters `truth`;
+    `offset` picks which true atoms receive the extra atoms (restart m uses offset m)."""
     if isinstance(model, HierarchicalMoE):
-        assign = split_assignment(k_star, model.k2)
+        assign = split_assignment(k_star, model.k2, offset)
         k_lvl1, k_lvl2 = jax.random.split(key)
         ka, kb = jax.random.split(k_lvl1)
         kappa = truth.kappa + noise * jax.random.normal(ka, truth.kappa.shape, truth.kappa.dtype)
         omega = truth.omega + noise * jax.random.normal(kb, truth.omega.shape, truth.omega.dtype)
         beta0, beta1, eta = _split_level(k_lvl2, truth.beta0, truth.beta1, truth.eta, assign, 1.0, noise, axis=1)
         return model.project(HierarchicalParams(kappa, omega, beta0, beta1, eta))
-    assign = split_assignment(k_star, model.k)
+    assign = split_assignment(k_star, model.k, offset)
     tau = truth.tau if isinstance(truth, DenseToSparseParams) else 1.0
     k_split, k_tau = jax.random.split(key)
     beta0, beta1, eta = _split_level(k_split, truth.beta0, truth.beta1, truth.eta, assign, tau, noise, axis=0)

@@ -85,7 +85,12 @@ def init(theta: Float[Array, "p"], problem: LeastSquaresProblem, config: LMConfi
 def update(state: LMState, problem: LeastSquaresProblem, config: LMConfig = LMConfig()) -> LMState:
     """One LM iteration: propose, evaluate once at the candidate, accept or reject, check the stopping rules."""
     p = state.theta.shape[0]
-    free = problem.free
+    # Active set: a coordinate on a face of the box whose gradient pushes outward is held fixed for this step
+    # (clipping an unconstrained step instead wastes iterations on rejected steps at the box's faces).
+    eps = 1e-12 * (problem.upper - problem.lower)
+    at_lower = (state.theta <= problem.lower + eps) & (state.grad > 0)
+    at_upper = (state.theta >= problem.upper - eps) & (state.grad < 0)
+    free = problem.free & ~at_lower & ~at_upper
     scale = jnp.maximum(state.scale, jnp.finfo(state.theta.dtype).tiny ** 0.5)
     # Pinned coordinates (lower == upper) get a zero step: identity rows/columns, zero gradient.
     gram = jnp.where(free[:, None] & free[None, :], state.gram, 0.0) + jnp.diag(jnp.where(free, 0.0, 1.0))

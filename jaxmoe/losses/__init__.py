@@ -28,7 +28,10 @@ from jaxmoe.losses.voronoi import (
     voronoi_loss_temperature,
 )
 
+from jaxmoe.losses.curve import curve_metrics  # noqa: E402
+
 __all__ = [
+    "curve_metrics",
     "ExpertSupErrors", "HierarchicalParameterErrors", "ParameterErrors", "expert_grid", "expert_sup_errors",
     "parameter_errors", "quadrature_rule", "regression_l2_error", "regression_l2_error_quadrature",
     "LawComparison", "LawFit", "SlopeFit", "compare_laws", "loglog_slope",

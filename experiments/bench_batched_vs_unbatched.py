@@ -1,0 +1,59 @@
+"""Batched vs one-fit-at-a-time fitting, same solver, same fits, one process, side by side.
+
+    .venv/bin/python experiments/bench_batched_vs_unbatched.py [--sizes 1000,10000] [--replicates 32]
+
+For each solver and n: `fit_curve(..., chunk_size=None)` (all replicates in one vmapped call) against
+`fit_curve(..., chunk_size=1)` (a Python loop over replicates, one jitted fit per call, the same compiled
+shape). Compile time is measured ahead of time and excluded from both. The objectives of the two runs must
+agree fit for fit (they are the same fits). Writes experiments/results/bench_batched_vs_unbatched.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+
+import jax
+import numpy as np
+
+import jaxmoe
+
+
+def run(setting, n, replicates, solver, chunk_size):
+    fit = jaxmoe.fit_curve(setting, [n], replicates, seed=0, solver=solver, chunk_size=chunk_size)
+    return fit, fit.info["seconds"] - fit.info["compile_seconds"], fit.info["compile_seconds"]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--preset", default="softmax-ridge")
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--replicates", type=int, default=32)
+    parser.add_argument("--solvers", default="lm,lbfgs")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "bench_batched_vs_unbatched.json"))
+    args = parser.parse_args()
+    setting = jaxmoe.get_preset(args.preset)
+    rows = []
+    for solver in args.solvers.split(","):
+        for n in [int(s) for s in args.sizes.split(",")]:
+            batched, t_b, c_b = run(setting, n, args.replicates, solver, None)
+            single, t_s, c_s = run(setting, n, args.replicates, solver, 1)
+            same = bool(np.allclose(batched.objective, single.objective, rtol=1e-8))
+            row = dict(solver=solver, n=n, replicates=args.replicates, k=setting.k_fit,
+                       batched_seconds_per_fit=t_b / args.replicates, unbatched_seconds_per_fit=t_s / args.replicates,
+                       ratio_batched_over_unbatched=t_b / t_s, compile_seconds_batched=c_b,
+                       compile_seconds_unbatched=c_s, mean_iterations=float(batched.iterations.mean()),
+                       max_iterations=int(batched.iterations.max()), converged_fraction=batched.converged_fraction,
+                       same_objectives=same)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    result = dict(machine=dict(platform=platform.platform(), processor=platform.processor(), cpus=os.cpu_count(),
+                               jax=jax.__version__, device=str(jax.devices()[0])), rows=rows)
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(result, fh, indent=2)
+    os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()

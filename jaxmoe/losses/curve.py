@@ -1,0 +1,36 @@
+"""Metrics of every fit of a `CurveFit`, as arrays indexed [size, replicate]."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from jaxmoe.losses.errors import regression_l2_error_quadrature
+from jaxmoe.losses.voronoi import batched_loss
+from jaxmoe.models.moe import DenseToSparseParams, HierarchicalParams, SoftmaxParams
+
+
+def curve_metrics(setting, fit) -> dict[str, np.ndarray]:
+    r"""Per-fit metrics of a rate curve, in float64: `l2_error` ($\|f_{\hat G} - f_{G^*}\|_{L^2(\mu)}$, by
+    quadrature for d = 1) and the family's Voronoi loss (`voronoi_d1`, `voronoi_d4` for a non-linear router,
+    `voronoi_temperature` (eq. 16, r = 1) for a linear router with temperature, `voronoi_hierarchical`)."""
+    shape = fit.objective.shape
+    with jax.enable_x64(True):
+        truth = setting.truth_params()
+        flat = jax.tree_util.tree_map(lambda a: np.asarray(a).reshape((-1,) + a.shape[2:]), fit.params)
+        model_hat = setting.fitted_model(fit.info["k"])
+        metrics = {}
+        if setting.d == 1:
+            l2 = jax.jit(jax.vmap(lambda p: regression_l2_error_quadrature(
+                model_hat, p, setting.model, truth, setting.inputs)))(flat)
+            metrics["l2_error"] = np.asarray(l2).reshape(shape)
+        if isinstance(truth, SoftmaxParams):
+            metrics["voronoi_d1"] = np.asarray(batched_loss("d1", flat, truth)).reshape(shape)
+        elif isinstance(truth, DenseToSparseParams):
+            if setting.model.router.is_linear:
+                metrics["voronoi_temperature"] = np.asarray(batched_loss("temperature", flat, truth)).reshape(shape)
+            else:
+                metrics["voronoi_d4"] = np.asarray(batched_loss("d4", flat, truth)).reshape(shape)
+        elif isinstance(truth, HierarchicalParams):
+            metrics["voronoi_hierarchical"] = np.asarray(batched_loss("hierarchical", flat, truth)).reshape(shape)
+    return metrics
