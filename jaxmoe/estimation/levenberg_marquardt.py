@@ -69,8 +69,7 @@ def _linearise(problem: LeastSquaresProblem, theta, config: LMConfig):
         half = lambda t: 0.5 * problem.objective(t)
         value, grad = jax.value_and_grad(half)(theta)
         return 2.0 * value, grad, jax.jacfwd(jax.grad(half))(theta)
-    r = problem.residuals(theta)
-    jac = jax.jacfwd(problem.residuals)(theta)
+    r, jac = problem.linearise(theta)
     return jnp.dot(r, r), jac.T @ r, jac.T @ jac
 
 

@@ -16,6 +16,8 @@ import jax.flatten_util
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from jaxmoe.models.jacobian import regression_jacobian
+
 
 class LeastSquaresProblem(NamedTuple):
     """One fit's problem: residuals of a flat parameter vector, and the box $\\Theta$ as flat bounds."""
@@ -23,6 +25,13 @@ class LeastSquaresProblem(NamedTuple):
     residuals: Callable[[Float[Array, "p"]], Float[Array, "n"]]
     lower: Float[Array, "p"]
     upper: Float[Array, "p"]
+    # r and its n x p Jacobian in one fused pass (structured per-atom blocks, see models/jacobian.py).
+    residuals_and_jacobian: Callable[[Float[Array, "p"]], tuple[Float[Array, "n"], Float[Array, "n p"]]] | None = None
+
+    def linearise(self, theta):
+        if self.residuals_and_jacobian is not None:
+            return self.residuals_and_jacobian(theta)
+        return self.residuals(theta), jax.jacfwd(self.residuals)(theta)
 
     def objective(self, theta: Float[Array, "p"]) -> Float[Array, ""]:
         r = self.residuals(theta)
@@ -60,7 +69,11 @@ def least_squares_problem(
     def residuals(theta):
         return mask * (y - model(unravel(theta), x)) / scale
 
-    return LeastSquaresProblem(residuals, lower.astype(y.dtype), upper.astype(y.dtype)), unravel
+    def residuals_and_jacobian(theta):
+        f, jac = regression_jacobian(model, unravel(theta), x)
+        return mask * (y - f) / scale, -(mask / scale)[:, None] * jac
+
+    return LeastSquaresProblem(residuals, lower.astype(y.dtype), upper.astype(y.dtype), residuals_and_jacobian), unravel
 
 
 # Status codes of a finished fit, shared by every solver.
