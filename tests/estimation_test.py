@@ -142,3 +142,17 @@ def test_gauge_fixing_keeps_f_and_pins_coordinates():
         else:
             expected = 2
         assert pinned == expected, name
+
+
+def test_queue_equals_lockstep_fit_for_fit(ridge):
+    """The LM work queue (lanes refilled as fits stop) computes the same fits as lockstep vmap."""
+    kwargs = dict(sample_sizes=[200], replicates=3, seed=7, restarts=2, reference=True, reference_iterations=200)
+    queue = jaxmoe.fit_curve(ridge, **kwargs, schedule="queue", lanes=2)
+    lockstep = jaxmoe.fit_curve(ridge, **kwargs, schedule="lockstep")
+    assert queue.info["schedule"] == "queue" and lockstep.info["schedule"] == "lockstep"
+    np.testing.assert_array_equal(queue.status, lockstep.status)
+    np.testing.assert_array_equal(queue.iterations, lockstep.iterations)
+    np.testing.assert_allclose(queue.objective, lockstep.objective, rtol=1e-10)
+    np.testing.assert_allclose(queue.objective_reference, lockstep.objective_reference, rtol=1e-10)
+    with pytest.raises(jaxmoe.JaxMoEInputError, match="'queue' needs the 'lm' solver"):
+        jaxmoe.fit_curve(ridge, [100], 2, solver="adam", schedule="queue")

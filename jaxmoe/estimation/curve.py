@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from typing import Any, NamedTuple
 
@@ -32,6 +33,7 @@ from jaxmoe.estimation.initialization import near_truth_split, random_init
 from jaxmoe.estimation.problem import STATUS_NAMES, is_converged, least_squares_problem, ravel
 from jaxmoe.estimation.solvers import Solver, get_solver, levenberg_marquardt_solver, run_solver
 from jaxmoe.estimation.levenberg_marquardt import LMConfig
+from jaxmoe.estimation.queue import solve_queue
 
 INIT_NAMES = ("near_truth", "mixed", "random")
 
@@ -102,13 +104,24 @@ def draw_padded(key, setting, truth, n, length: int):
     return x, y * mask, mask
 
 
-def _fit_one(key, n, *, setting, model, solver, length, init, restarts, noise, scale, reference, ref_iter):
+@jax.jit
+def _fit_keys(base, ns, rs):
+    """key(n, r) = fold_in(fold_in(base, n), r), for a chunk at once."""
+    return jax.vmap(lambda n, r: jax.random.fold_in(jax.random.fold_in(base, n), r))(ns, rs)
+
+
+def _default_lanes() -> int:
+    """Queue width: 2 lanes per CPU core. Measured on a 2-core CPU (experiments/README.md), 4 lanes beat
+    8 and 16 at every n from 300 to 10^4: wider lanes only add work per step once the cores are busy."""
+    return 2 * (os.cpu_count() or 1)
+
+
+def _prepare(key, n, *, setting, model, length, init, restarts, noise, scale):
+    """One fit's padded data, the MSE of the truth on it, its M starts and the exact-split reference start."""
     truth = setting.truth_params()
     k_data, k_init = jax.random.split(key)
     x, y, mask = draw_padded(k_data, setting, truth, n, length)
-    problem, unravel = least_squares_problem(model, x, y, mask)
-    objective_truth = least_squares_problem(setting.model, x, y, mask)[0].objective(ravel(truth)[0])
-
+    objective_truth = least_squares_problem(setting.model, x, y, mask, gauge=False)[0].objective(ravel(truth)[0])
     keys = [jax.random.fold_in(k_init, m) for m in range(restarts)]  # start m does not depend on M
     if init == "near_truth":  # restart m splits the true atoms with offset m (which atoms get the extras)
         starts = [near_truth_split(keys[m], model, truth, setting.k_star, noise, offset=m) for m in range(restarts)]
@@ -117,20 +130,56 @@ def _fit_one(key, n, *, setting, model, solver, length, init, restarts, noise, s
                  [random_init(k, model, scale) for k in keys[1:]]
     else:
         starts = [random_init(k, model, scale) for k in keys]
-    starts = [ravel(model.fix_gauge(start))[0] for start in starts]
-    states = jax.vmap(lambda t: run_solver(solver, problem, t))(jnp.stack(starts))
-    finite = jnp.isfinite(states.objective)
-    best = jnp.argmin(jnp.where(finite, states.objective, jnp.inf))
-    state = jax.tree_util.tree_map(lambda a: a[best], states)
+    starts = jnp.stack([ravel(model.fix_gauge(start))[0] for start in starts])
+    exact = ravel(model.fix_gauge(near_truth_split(k_init, model, truth, setting.k_star, 0.0)))[0]
+    return x, y, mask, objective_truth, starts, exact
 
-    if reference:
-        exact = ravel(model.fix_gauge(near_truth_split(k_init, model, truth, setting.k_star, 0.0)))[0]
-        ref_state = run_solver(levenberg_marquardt_solver(LMConfig(max_iter=ref_iter)), problem, exact)
-        # The reference is the better of the long refinement and the fit itself (both are local searches).
-        objective_reference = jnp.minimum(ref_state.objective, jnp.where(finite[best], state.objective, jnp.inf))
+
+def _solve_chunk(keys, ns, *, setting, model, solver, length, init, restarts, noise, scale, reference, ref_iter,
+                 schedule, lanes):
+    """All fits of a chunk: prepare, solve every (fit, start) job, keep each fit's best start."""
+    prep = functools.partial(_prepare, setting=setting, model=model, length=length, init=init,
+                             restarts=restarts, noise=noise, scale=scale)
+    x, y, mask, objective_truth, starts, exact = jax.vmap(prep)(keys, ns)
+    num_fits, p = exact.shape
+    if schedule == "queue":
+        jobs = starts.reshape(num_fits * restarts, p)
+        job_fit = jnp.repeat(jnp.arange(num_fits), restarts)
+        budget = jnp.full((num_fits * restarts,), solver.max_iter)
+        if reference:
+            jobs = jnp.concatenate([jobs, exact])
+            job_fit = jnp.concatenate([job_fit, jnp.arange(num_fits)])
+            budget = jnp.concatenate([budget, jnp.full((num_fits,), ref_iter)])
+        num_lanes = lanes or _default_lanes()
+        res = solve_queue(model, x, y, mask, jobs, job_fit, budget, lanes=num_lanes, config=solver.config)
+        fits = jax.tree_util.tree_map(lambda a: a[: num_fits * restarts].reshape((num_fits, restarts) + a.shape[1:]),
+                                      res)
+        ref_objective = res.objective[num_fits * restarts:] if reference else None
+        theta, objective, iterations, status = fits
     else:
-        objective_reference = jnp.asarray(jnp.nan, y.dtype)
-    return unravel(state.theta), state.objective, objective_truth, objective_reference, state.iteration, state.status
+        def one(x1, y1, m1, starts1):
+            problem, _ = least_squares_problem(model, x1, y1, m1)
+            return jax.vmap(lambda t: run_solver(solver, problem, t))(starts1)
+
+        states = jax.vmap(one)(x, y, mask, starts)
+        theta, objective, iterations, status = states.theta, states.objective, states.iteration, states.status
+        if reference:
+            ref_solver = levenberg_marquardt_solver(LMConfig(max_iter=ref_iter))
+            ref_objective = jax.vmap(lambda x1, y1, m1, t: run_solver(
+                ref_solver, least_squares_problem(model, x1, y1, m1)[0], t).objective)(x, y, mask, exact)
+    finite = jnp.isfinite(objective)
+    best = jnp.argmin(jnp.where(finite, objective, jnp.inf), axis=1)
+    pick = lambda a: jnp.take_along_axis(a, best.reshape((-1,) + (1,) * (a.ndim - 1)), axis=1)[:, 0]
+    theta, objective, iterations, status = pick(theta), pick(objective), pick(iterations), pick(status)
+    if reference:
+        # The reference is the better of the long refinement and the fit itself (both are local searches).
+        objective_reference = jnp.minimum(jnp.where(jnp.isfinite(ref_objective), ref_objective, jnp.inf),
+                                          jnp.where(jnp.isfinite(objective), objective, jnp.inf))
+    else:
+        objective_reference = jnp.full_like(objective, jnp.nan)
+    _, unravel = ravel(model.zeros())
+    params = jax.vmap(lambda t: unravel(t))(theta)
+    return params, objective, objective_truth, objective_reference, iterations, status
 
 
 def fit_curve(
@@ -153,11 +202,16 @@ def fit_curve(
     chunk_size: int | None = None,
     memory_gib: float = 2.0,
     precision: str = "float64",
+    schedule: str = "auto",
+    lanes: int | None = None,
 ) -> CurveFit:
     """Fit every (n, replicate) pair of a rate study for `setting` with `k` atoms (default `setting.k_fit`).
 
     Returns a `CurveFit`; failed or non-finite fits are flagged in `status`/`converged`, never dropped.
     `restarts` defaults to 1 for k = k* and 4 for an over-fitted k (best of 4 near-truth splits).
+    `schedule`: "queue" (LM only: lanes are refilled as fits finish, `queue.solve_queue`), "lockstep"
+    (`vmap` of whole fits: every lane waits for the slowest), or "auto" (queue for LM, else lockstep).
+    `lanes`: queue width (default: 2 per CPU core).
     `precision="float64"` (default; see experiments/README.md for why) or `"float32"`.
     """
     sizes = np.asarray(sample_sizes)
@@ -177,6 +231,11 @@ def fit_curve(
     require(precision in ("float32", "float64"), "precision", precision, "must be 'float32' or 'float64'")
     require(init_noise >= 0 and np.isfinite(init_noise), "init_noise", init_noise, "must be finite and >= 0")
     solver = get_solver(solver)
+    require(schedule in ("auto", "queue", "lockstep"), "schedule", schedule, "must be 'auto', 'queue' or 'lockstep'")
+    require(schedule != "queue" or solver.name == "lm", "schedule", schedule,
+            f"'queue' needs the 'lm' solver, not {solver.name!r}")
+    if schedule == "auto":
+        schedule = "queue" if solver.name == "lm" else "lockstep"
 
     order = np.argsort(sizes)
     results: dict[tuple[int, int], tuple] = {}
@@ -189,22 +248,23 @@ def fit_curve(
         p = ravel(model.zeros())[0].size
         for bucket in bucket_sizes(sizes[order], bucket_ratio):
             length = int(bucket.max())
-            lanes = [(int(n), r) for n in bucket for r in range(replicates)]
+            todo = [(int(n), r) for n in bucket for r in range(replicates)]
             # Memory per lane ~ a few (L x p x k) arrays while forming the Jacobian, per restart.
             per_lane = 8 * length * p * (model.num_atoms + 4) * 6 * restarts
             cap = max(1, int(memory_gib * 2**30 // per_lane))
-            size = min(len(lanes), cap if chunk_size is None else min(cap, chunk_size))
-            size = -(-len(lanes) // -(-len(lanes) // size))  # equal chunks: the last one wastes least
-            fn = jax.jit(jax.vmap(functools.partial(
-                _fit_one, setting=setting, model=model, solver=solver, length=length, init=init,
+            size = min(len(todo), cap if chunk_size is None else min(cap, chunk_size))
+            size = -(-len(todo) // -(-len(todo) // size))  # equal chunks: the last one wastes least
+            fn = jax.jit(functools.partial(
+                _solve_chunk, setting=setting, model=model, solver=solver, length=length, init=init,
                 restarts=restarts, noise=float(init_noise), scale=float(init_scale),
-                reference=bool(reference), ref_iter=int(reference_iterations))))
+                reference=bool(reference), ref_iter=int(reference_iterations), schedule=schedule,
+                lanes=lanes))
             compiled = None
-            for start in range(0, len(lanes), size):
-                chunk = lanes[start:start + size]
+            for start in range(0, len(todo), size):
+                chunk = todo[start:start + size]
                 padded = chunk + [chunk[-1]] * (size - len(chunk))
-                keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(base, n), r) for n, r in padded])
                 ns = jnp.asarray([n for n, _ in padded])
+                keys = _fit_keys(base, ns, jnp.asarray([r for _, r in padded]))
                 if compiled is None:  # ahead-of-time, so compile time is measured, not guessed
                     t0 = time.perf_counter()
                     compiled = fn.lower(keys, ns).compile()
@@ -212,11 +272,11 @@ def fit_curve(
                 out = jax.block_until_ready(compiled(keys, ns))
                 padded_work += length * size
                 out = jax.tree_util.tree_map(np.asarray, out)
-                for i, lane in enumerate(chunk):
-                    results[lane] = jax.tree_util.tree_map(lambda a: a[i], out)
+                for i, job in enumerate(chunk):
+                    results[job] = jax.tree_util.tree_map(lambda a: a[i], out)
     seconds = time.perf_counter() - t_start
     return _assemble(sizes, replicates, results, dict(
-        solver=solver.name, k=k_fit, init=init,
+        solver=solver.name, k=k_fit, init=init, schedule=schedule,
         restarts=restarts, reference=reference, precision=precision, seed=int(seed), replicates=replicates,
         work=work, padded_work=padded_work, waste_ratio=padded_work / work, seconds=seconds,
         compile_seconds=compile_seconds, min_rtol=min_rtol, min_atol=min_atol,

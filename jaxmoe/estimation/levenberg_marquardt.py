@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
 from jaxmoe.estimation.problem import (
     CONVERGED_FTOL,
@@ -61,6 +61,9 @@ class LMState(NamedTuple):
     nu: Float[Array, ""]
     iteration: Int[Array, ""]
     status: Int[Array, ""]
+    # A fresh state holds only its start theta: the next `update` evaluates there (zero step) instead of
+    # stepping. This lets a lane of a batched work queue be re-loaded with a new fit at no extra cost.
+    fresh: Bool[Array, ""] = False
 
 
 def _linearise(problem: LeastSquaresProblem, theta, config: LMConfig):
@@ -78,7 +81,16 @@ def init(theta: Float[Array, "p"], problem: LeastSquaresProblem, config: LMConfi
     objective, grad, gram = _linearise(problem, theta, config)
     dt = theta.dtype
     return LMState(theta, objective, gram, grad, jnp.abs(jnp.diag(gram)), jnp.asarray(config.init_damping, dt),
-                   jnp.asarray(2.0, dt), jnp.asarray(0, jnp.int32), jnp.asarray(RUNNING, jnp.int32))
+                   jnp.asarray(2.0, dt), jnp.asarray(0, jnp.int32), jnp.asarray(RUNNING, jnp.int32),
+                   jnp.asarray(False))
+
+
+def fresh_state(theta: Float[Array, "p"], problem: LeastSquaresProblem, config: LMConfig = LMConfig()) -> LMState:
+    """A state at `theta` that costs nothing to make: the next `update` does the first evaluation."""
+    p, dt = theta.shape[0], theta.dtype
+    return LMState(problem.project(theta), jnp.asarray(jnp.inf, dt), jnp.zeros((p, p), dt), jnp.zeros(p, dt),
+                   jnp.zeros(p, dt), jnp.asarray(config.init_damping, dt), jnp.asarray(2.0, dt),
+                   jnp.asarray(0, jnp.int32), jnp.asarray(RUNNING, jnp.int32), jnp.asarray(True))
 
 
 def update(state: LMState, problem: LeastSquaresProblem, config: LMConfig = LMConfig()) -> LMState:
@@ -97,6 +109,7 @@ def update(state: LMState, problem: LeastSquaresProblem, config: LMConfig = LMCo
     # Cholesky is enough: a is symmetric positive definite for damping > 0.
     chol = jax.scipy.linalg.cho_factor(a + jnp.finfo(a.dtype).eps * jnp.trace(a) / p * jnp.eye(p, dtype=a.dtype))
     delta = jax.scipy.linalg.cho_solve(chol, -jnp.where(free, state.grad, 0.0))
+    delta = jnp.where(state.fresh, 0.0, delta)
     candidate = problem.project(state.theta + delta)
     step = candidate - state.theta
     f_new, grad_new, gram_new = _linearise(problem, candidate, config)
@@ -116,12 +129,15 @@ def update(state: LMState, problem: LeastSquaresProblem, config: LMConfig = LMCo
     shrink = jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * jnp.clip(rho, 0.0, 1.0) - 1.0) ** 3)
     damping = jnp.where(accept, state.damping * shrink, state.damping * state.nu)
     nu = jnp.where(accept, 2.0, state.nu * 2.0)
+    damping = jnp.where(state.fresh, state.damping, damping)
+    nu = jnp.where(state.fresh, state.nu, nu)
 
     pgrad = projected_gradient_norm(theta, 2.0 * grad, problem)
     rel_decrease = actual / jnp.maximum(state.objective, jnp.finfo(theta.dtype).tiny)
     status = jnp.where(pgrad <= config.gtol, CONVERGED_GTOL, RUNNING)
-    status = jnp.where((status == RUNNING) & accept & (rel_decrease <= config.ftol), CONVERGED_FTOL, status)
+    status = jnp.where((status == RUNNING) & accept & ~state.fresh & (rel_decrease <= config.ftol), CONVERGED_FTOL, status)
     status = jnp.where((status == RUNNING) & (damping >= config.max_damping), CONVERGED_STALL, status)
     status = jnp.where(jnp.isfinite(objective) & jnp.all(jnp.isfinite(theta)), status, NONFINITE)
     return LMState(theta, objective, gram, grad, new_scale, jnp.minimum(damping, config.max_damping), nu,
-                   state.iteration + 1, status.astype(jnp.int32))
+                   state.iteration + jnp.where(state.fresh, 0, 1).astype(jnp.int32), status.astype(jnp.int32),
+                   jnp.asarray(False))

@@ -23,23 +23,24 @@ class Solver(NamedTuple):
     init: Callable[[jax.Array, LeastSquaresProblem], Any]
     update: Callable[[Any, LeastSquaresProblem], Any]
     max_iter: int
+    config: Any = None
 
 
 def levenberg_marquardt_solver(config: levenberg_marquardt.LMConfig = levenberg_marquardt.LMConfig()) -> Solver:
     return Solver("lm", functools.partial(levenberg_marquardt.init, config=config),
-                  functools.partial(levenberg_marquardt.update, config=config), config.max_iter)
+                  functools.partial(levenberg_marquardt.update, config=config), config.max_iter, config)
 
 
 def lbfgs_solver(max_iter: int = 500, gtol: float = 1e-9, ftol: float = 1e-12, memory_size: int = 10) -> Solver:
     cfg = first_order.FirstOrderConfig("lbfgs", max_iter, gtol, ftol, memory_size=memory_size)
     return Solver("lbfgs", functools.partial(first_order.init, config=cfg),
-                  functools.partial(first_order.update, config=cfg), max_iter)
+                  functools.partial(first_order.update, config=cfg), max_iter, cfg)
 
 
 def adam_solver(learning_rate: float = 1e-2, max_iter: int = 2000, gtol: float = 1e-9, ftol: float = 1e-12) -> Solver:
     cfg = first_order.FirstOrderConfig("adam", max_iter, gtol, ftol, learning_rate)
     return Solver("adam", functools.partial(first_order.init, config=cfg),
-                  functools.partial(first_order.update, config=cfg), max_iter)
+                  functools.partial(first_order.update, config=cfg), max_iter, cfg)
 
 
 SOLVER_NAMES = ("lm", "lbfgs", "adam")
