@@ -156,3 +156,11 @@ def test_queue_equals_lockstep_fit_for_fit(ridge):
     np.testing.assert_allclose(queue.objective_reference, lockstep.objective_reference, rtol=1e-10)
     with pytest.raises(jaxmoe.JaxMoEInputError, match="'queue' needs the 'lm' solver"):
         jaxmoe.fit_curve(ridge, [100], 2, solver="adam", schedule="queue")
+
+
+def test_memory_bound_chunks_without_changing_results(ridge):
+    """A tiny memory budget forces one fit per chunk; the fits are the same."""
+    roomy = jaxmoe.fit_curve(ridge, [300], 4, seed=8, k=2)
+    tight = jaxmoe.fit_curve(ridge, [300], 4, seed=8, k=2, memory_gib=1e-5)
+    assert roomy.info["chunk_sizes"] == {300: 4} and tight.info["chunk_sizes"] == {300: 1}
+    np.testing.assert_allclose(tight.objective, roomy.objective, rtol=1e-10)

@@ -104,6 +104,20 @@ def draw_padded(key, setting, truth, n, length: int):
     return x, y * mask, mask
 
 
+def _chunk_cap(length, p, k, d, restarts, schedule, lanes, memory_gib) -> int:
+    """(Most fits per chunk, queue lanes) within `memory_gib`. Working set per evaluation of one start ~ 8 bytes x L x
+    (p for the Jacobian + ~6 k per-atom temporaries) x 2 (forward values and tangents); a fit's data
+    (x, y, mask) is 8 x L x (d + 2). Queue: `lanes` evaluations at once + every fit's data; lockstep:
+    every start of every fit at once. At L = 10^6, p = 12, k = 3 one evaluation is ~0.5 GiB."""
+    per_eval = 8 * length * (p + 6 * k) * 2
+    per_data = 8 * length * (d + 2)
+    budget = memory_gib * 2**30
+    if schedule == "queue":  # lanes get at most half the budget, fits' data the rest
+        width = max(1, min(lanes or _default_lanes(), int(budget / 2 // per_eval)))
+        return max(1, int((budget - width * per_eval) // per_data)), width
+    return max(1, int(budget // (restarts * per_eval + per_data))), lanes
+
+
 @jax.jit
 def _fit_keys(base, ns, rs):
     """key(n, r) = fold_in(fold_in(base, n), r), for a chunk at once."""
@@ -242,6 +256,7 @@ def fit_curve(
     work = int(np.sum(sizes)) * replicates
     padded_work = 0
     compile_seconds = 0.0
+    chunk_sizes: dict[int, int] = {}
     t_start = time.perf_counter()
     with jax.enable_x64(precision == "float64"):
         base = jax.random.PRNGKey(int(seed))
@@ -250,15 +265,15 @@ def fit_curve(
             length = int(bucket.max())
             todo = [(int(n), r) for n in bucket for r in range(replicates)]
             # Memory per lane ~ a few (L x p x k) arrays while forming the Jacobian, per restart.
-            per_lane = 8 * length * p * (model.num_atoms + 4) * 6 * restarts
-            cap = max(1, int(memory_gib * 2**30 // per_lane))
+            cap, width = _chunk_cap(length, p, model.num_atoms, setting.d, restarts, schedule, lanes, memory_gib)
             size = min(len(todo), cap if chunk_size is None else min(cap, chunk_size))
             size = -(-len(todo) // -(-len(todo) // size))  # equal chunks: the last one wastes least
+            chunk_sizes[length] = size
             fn = jax.jit(functools.partial(
                 _solve_chunk, setting=setting, model=model, solver=solver, length=length, init=init,
                 restarts=restarts, noise=float(init_noise), scale=float(init_scale),
                 reference=bool(reference), ref_iter=int(reference_iterations), schedule=schedule,
-                lanes=lanes))
+                lanes=width))
             compiled = None
             for start in range(0, len(todo), size):
                 chunk = todo[start:start + size]
@@ -279,7 +294,7 @@ def fit_curve(
         solver=solver.name, k=k_fit, init=init, schedule=schedule,
         restarts=restarts, reference=reference, precision=precision, seed=int(seed), replicates=replicates,
         work=work, padded_work=padded_work, waste_ratio=padded_work / work, seconds=seconds,
-        compile_seconds=compile_seconds, min_rtol=min_rtol, min_atol=min_atol,
+        compile_seconds=compile_seconds, min_rtol=min_rtol, min_atol=min_atol, chunk_sizes=chunk_sizes,
     ))
 
 
