@@ -56,7 +56,10 @@ def main(argv=None) -> int:
                "seconds_total": time.perf_counter() - t0, "slopes": {}}
     for name, values in metrics.items():
         slope = jaxmoe.loglog_slope(fit.sizes, values.T, num_bootstrap=1000, seed=args.seed)
-        summary["slopes"][name] = {"slope": slope.slope, "ci": [slope.ci_low, slope.ci_high]}
+        laws = jaxmoe.compare_laws(fit.sizes, np.nanmean(values, axis=1))
+        summary["slopes"][name] = {"slope": slope.slope, "ci": [slope.ci_low, slope.ci_high],
+                                   "median_slope": jaxmoe.loglog_slope(fit.sizes, values.T, "median", 200).slope,
+                                   "law_preferred": laws.preferred, "delta_aic_slow_minus_power": laws.delta_aic}
     _write_csv(os.path.join(args.out, "results.csv"), setting, fit, metrics)
     with open(os.path.join(args.out, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=2, default=float)
