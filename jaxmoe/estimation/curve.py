@@ -5,12 +5,16 @@ How the work is laid out (see experiments/README.md for the measurements behind 
 - **Keys.** Fit (n, r) uses `key(n, r) = fold_in(fold_in(PRNGKey(seed), n), r)`, split into a data key and an
   init key. Inputs are drawn as an `(L, d)` array and transposed, so the first n draws do not depend on the
   padded length L (partitionable threefry). A fit's data and start are therefore the same whatever the
-  bucketing, chunking or device count: results are a pure function of (setting, sizes, replicates, seed, solver).
+  bucketing or chunking: results are a pure function of (setting, sizes, replicates, seed, solver), up to
+  round-off in fits that stop at the iteration limit (their last steps are path-sensitive).
 - **Buckets.** Sorted sizes are grouped while max/min <= `bucket_ratio`; each bucket is padded to its largest
   size with a mask (one compiled shape per bucket). The padded-work ratio sum(L) / sum(n) is reported.
-- **Chunks.** Within a bucket, fits run `vmap`-ed in chunks of at most `chunk_size` lanes (bounded memory);
-  the last chunk is padded with repeats of its last fit (counted as waste, then dropped) so each bucket
+- **Chunks.** Within a bucket, fits run in chunks of at most `chunk_size` fits, sized to `memory_gib`; the
+  last chunk is padded with repeats of its last fit (counted as waste, then dropped) so each bucket
   compiles once.
+- **Schedule.** With LM (default) a chunk's (fit, start) jobs run on a work queue of a few `vmap` lanes
+  refilled as fits stop (`queue.py`); other solvers run in lockstep `vmap`, every lane waiting for the
+  slowest (measured 1.4-2.4x slower per fit than one fit at a time; experiments/README.md).
 - **Restarts.** With `restarts = M > 1`, each fit runs M starts as extra lanes and keeps the one with the
   lowest finite objective: `init="near_truth"` splits the truth M times (restart m gives the extra atoms
   to true atoms m, m+1, ...), `"random"` draws M uniform starts, `"mixed"` one near-truth and M-1 random.
@@ -19,7 +23,6 @@ How the work is laid out (see experiments/README.md for the measurements behind 
 from __future__ import annotations
 
 import functools
-import math
 import os
 import time
 from typing import Any, NamedTuple
