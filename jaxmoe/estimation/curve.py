@@ -128,8 +128,8 @@ def _fit_keys(base, ns, rs):
 
 
 def _default_lanes() -> int:
-    """Queue width: 2 lanes per CPU core. Measured on a 2-core CPU (experiments/README.md), 4 lanes beat
-    8 and 16 at every n from 300 to 10^4: wider lanes only add work per step once the cores are busy."""
+    """Queue width: 2 lanes per CPU core. On the 2-core CPU (experiments/README.md) 4 lanes were best at
+    n = 10^4, where the time goes (2 lanes were best at n <= 1000, by < 40%); 16 lanes lost everywhere."""
     return 2 * (os.cpu_count() or 1)
 
 
