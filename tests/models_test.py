@@ -210,11 +210,12 @@ def test_structured_jacobian_matches_jacfwd(name):
         np.testing.assert_allclose(f, model(params, x), rtol=1e-12)
 
 
-def test_structured_jacobian_mlp_router_and_ffn_expert():
+@pytest.mark.parametrize("model", [DenseToSparseMoE("ffn-gelu", k=3, d=2, router="mlp-tanh"),
+                                   HierarchicalMoE("ffn-tanh", k1=2, k2=3, d=2)], ids=["dts-mlp", "hier-d2"])
+def test_structured_jacobian_mlp_router_ffn_expert_d2(model):
     from jaxmoe.models.jacobian import regression_jacobian
 
     with jax.enable_x64(True):
-        model = DenseToSparseMoE("ffn-gelu", k=3, d=2, router="mlp-tanh")
         params = _random_params(model, jax.random.PRNGKey(3))
         x = _grid(2, 30)
         _, jac = regression_jacobian(model, params, x)

@@ -1,0 +1,42 @@
+"""Does the box Theta decide the over-fitted D1 rate on a finite range? (a lead for issue 4)
+
+    .venv/bin/python experiments/box_size_probe.py [--boxes 10,4] [--sizes 300,...] [--replicates 16]
+
+softmax-ridge, k = k* + 1, the same seed, with the expert box |a|, |b| <= B for each B (gates stay |.| <= 10).
+Prints the slopes of mean and median D1 and of the L2 error with bootstrap CIs, and the mean D1 per n.
+"""
+
+import argparse
+import dataclasses
+import json
+
+import numpy as np
+
+import jaxmoe
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--boxes", default="10,4")
+    parser.add_argument("--sizes", default="300,1000,3000,10000,30000,100000")
+    parser.add_argument("--replicates", type=int, default=16)
+    args = parser.parse_args()
+    base = jaxmoe.get_preset("softmax-ridge")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    for bound in [float(b) for b in args.boxes.split(",")]:
+        model = dataclasses.replace(base.model, box=jaxmoe.ParameterBox(gate=10.0, expert=bound))
+        setting = base.replace(model=model)
+        fit = jaxmoe.fit_curve(setting, sizes, args.replicates, seed=0)
+        metrics = jaxmoe.curve_metrics(setting, fit)
+        row = {"expert_box": bound, "converged": fit.converged_fraction,
+               "below_truth": fit.summary()["below_truth_fraction"],
+               "mean_d1_by_n": np.round(metrics["voronoi_d1"].mean(axis=1), 3).tolist()}
+        for name, values in metrics.items():
+            s = jaxmoe.loglog_slope(fit.sizes, values.T)
+            row[name] = dict(slope=round(s.slope, 3), ci=[round(s.ci_low, 3), round(s.ci_high, 3)],
+                             median_slope=round(jaxmoe.loglog_slope(fit.sizes, values.T, "median").slope, 3))
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
