@@ -217,8 +217,20 @@ def _expert_bounds(box: ParameterBox, shapes):
             jax.tree_util.tree_map(lambda s: jnp.full(s, e), shapes, is_leaf=_is_shape))
 
 
+class _FlatFamily(_Family):
+    """Softmax and dense-to-sparse gating: $f_G = \sum_i \mathrm{softmax}_i(\text{logits}) h(x, \eta_i)$ over k atoms."""
+
+    def experts(self, params, x: Float[Array, "d n"]) -> Float[Array, "k n"]:
+        return _atoms(self.expert.fn, params.eta, x)
+
+    def __call__(self, params, x: Float[Array, "d n"]) -> Float[Array, "n"]:
+        self._check_x(x)
+        self.validate(params)
+        return gated_sum(self.logits(params, x), self.experts(params, x))
+
+
 @dataclasses.dataclass(frozen=True)
-class SoftmaxMoE(_Family):
+class SoftmaxMoE(_FlatFamily):
     r"""Softmax-gating MoE (eq. 2) with k atoms in dimension d.
 
     $f_G(x) = \sum_{i=1}^k \mathrm{softmax}_i(\beta_{1i}^\top x + \beta_{0i})\, h(x, \eta_i)$.
@@ -258,14 +270,6 @@ class SoftmaxMoE(_Family):
     def logits(self, params: SoftmaxParams, x: Float[Array, "d n"]) -> Float[Array, "k n"]:
         return params.beta1 @ x + params.beta0[:, None]
 
-    def experts(self, params, x: Float[Array, "d n"]) -> Float[Array, "k n"]:
-        return _atoms(self.expert.fn, params.eta, x)
-
-    def __call__(self, params: SoftmaxParams, x: Float[Array, "d n"]) -> Float[Array, "n"]:
-        self._check_x(x)
-        self.validate(params)
-        return gated_sum(self.logits(params, x), self.experts(params, x))
-
     def check_truth(self, params: SoftmaxParams, field: str = "truth", tol: float = 1e-6) -> None:
         """Raise unless `params` is a valid truth: in Theta (A.1), distinct experts (A.2),
         last atom's gate zero (A.3), some beta1 non-zero (A.4)."""
@@ -294,7 +298,7 @@ def _check_a3_a4(beta0: np.ndarray, beta1: np.ndarray, name0: str, name1: str) -
 
 
 @dataclasses.dataclass(frozen=True)
-class DenseToSparseMoE(_Family):
+class DenseToSparseMoE(_FlatFamily):
     r"""Dense-to-sparse MoE with temperature (eq. 12, linear router; eq. 17, general router g).
 
     $f_G(x) = \sum_i \mathrm{softmax}_i((g(x, \beta_{1i}) + \beta_{0i}) / \tau)\, h(x, \eta_i)$.
@@ -342,14 +346,6 @@ class DenseToSparseMoE(_Family):
     def logits(self, params: DenseToSparseParams, x: Float[Array, "d n"]) -> Float[Array, "k n"]:
         """Tempered logits $(g(x, \\beta_{1i}) + \\beta_{0i}) / \\tau$."""
         return (_atoms(self.router.fn, params.beta1, x) + params.beta0[:, None]) / params.tau
-
-    def experts(self, params, x: Float[Array, "d n"]) -> Float[Array, "k n"]:
-        return _atoms(self.expert.fn, params.eta, x)
-
-    def __call__(self, params: DenseToSparseParams, x: Float[Array, "d n"]) -> Float[Array, "n"]:
-        self._check_x(x)
-        self.validate(params)
-        return gated_sum(self.logits(params, x), self.experts(params, x))
 
     def check_truth(self, params: DenseToSparseParams, field: str = "truth", tol: float = 1e-6) -> None:
         """As `SoftmaxMoE.check_truth`, plus tau* > 0 inside the box."""
