@@ -163,8 +163,158 @@ def cmd_presets(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- sweep
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be comma-separated integers, e.g. 1000,4000,16000") from None
+    return sizes
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be an integer >= 1")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number >= 0")
+    return value
+
+
+def add_sweep_parser(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="run a Monte Carlo rate study (TOML config or preset) into a folder; resumable",
+        description="Fit every (sample size, replicate) of a rate study, chunk by chunk (one size bucket x all "
+                    "replicates per chunk, each saved atomically), then write results.csv, summary.json and "
+                    "rate_curves.png/.pdf into --out. The config schema is in jaxmoe/sweeps/config.py; an example "
+                    "is experiments/configs/softmax-tanh.toml.")
+    p.add_argument("config", nargs="?", help="TOML config file (a custom truth, or preset = NAME with overrides)")
+    p.add_argument("--preset", help="run a preset instead of a config file (see `jaxmoe presets`)")
+    p.add_argument("--out", help="output folder (default: sweeps/<name>)")
+    p.add_argument("--sizes", type=_sizes, help="override the sample sizes, e.g. 1000,4000,16000")
+    p.add_argument("--replicates", type=_positive_int, help="override the replicates per size")
+    p.add_argument("--seed", type=int, help="override the seed (an integer in [0, 2^31))")
+    p.add_argument("--k-fit", type=_positive_int, dest="k_fit", help="override the fitted number of atoms (>= k*)")
+    p.add_argument("--sigma", type=_nonnegative_float, help="override the noise standard deviation")
+    p.add_argument("--solver", help="override the solver: lm, lbfgs or adam")
+    p.add_argument("--restarts", type=_positive_int, help="override the starts per fit (default 1 if k = k*, else 4)")
+    p.add_argument("--init", help="override the initialisation: near_truth, mixed or random")
+    p.add_argument("--name", help="override the setting's name (the 'setting' column)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the sweep already in --out (same config): keep its completed chunks")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard a previous sweep's files in --out (only the files a sweep writes) and start again")
+    p.add_argument("--dry-run", action="store_true", help="validate, print the config and chunk plan, fit nothing")
+    p.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for the CIs (default 1000)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar with ETA on stderr (default: on for a terminal, off otherwise and with --json)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout (and no progress bar)")
+    p.set_defaults(func=cmd_sweep)
+
+
+def _sweep_config(args):
+    from jaxmoe import sweeps
+
+    if (args.config is None) == (args.preset is None):
+        raise CLIError("give one of: a TOML config file, or --preset NAME (see jaxmoe sweep --help)")
+    if args.preset is not None:
+        config, source = sweeps.preset_config(args.preset), None
+    else:
+        config = sweeps.load_config(args.config)
+        with open(args.config) as fh:
+            source = fh.read()
+    if args.sizes is not None:
+        from jaxmoe.sweeps.config import check_sizes
+
+        check_sizes("--sizes", args.sizes)
+    config = config.replace(sizes=args.sizes, replicates=args.replicates, seed=args.seed, k_fit=args.k_fit,
+                            sigma=args.sigma, solver=args.solver, restarts=args.restarts, init=args.init,
+                            name=args.name)
+    return config, source
+
+
+def cmd_sweep(args) -> int:
+    import os
+
+    from jaxmoe import sweeps
+
+    config, source = _sweep_config(args)
+    out = args.out or os.path.join("sweeps", config.name)
+    if args.dry_run:
+        plan = [{"chunk": c.index, "sizes": list(c.sizes), "fits": c.fits} for c in sweeps.plan_chunks(config)]
+        if args.json:
+            _print_json({"out": out, "hash": config.hash, "config": config.to_dict(), "chunks": plan})
+        else:
+            print(json.dumps(config.to_dict(), indent=2))
+            print(f"config hash {config.hash}; {len(plan)} chunks into {out}:")
+            for c in plan:
+                print(f"  chunk {c['chunk']}: n = {c['sizes']}, {c['fits']} fits")
+        return 0
+    progress = (not args.json and sys.stderr.isatty()) if args.progress is None else args.progress
+    try:
+        result = sweeps.run_sweep(config, out, resume=args.resume, overwrite=args.overwrite, progress=progress,
+                                  source_text=source, num_bootstrap=args.bootstrap)
+    except KeyboardInterrupt:
+        print(f"\njaxmoe: interrupted; the completed chunks are saved in {out}: rerun with --resume to continue",
+              file=sys.stderr)
+        return 130
+    except OSError as err:
+        raise JaxMoEInputError("out", out, f"could not be written ({err})") from None
+    summary = result.summary
+    if args.json:
+        _print_json({"out": out, "computed_chunks": result.computed, "reused_chunks": result.reused, **summary})
+    else:
+        print(sweeps.format_summary(summary))
+        print(f"wrote {out}/: {', '.join(summary['files'])} ({len(result.computed)} chunks computed, "
+              f"{len(result.reused)} reused, {result.seconds:.0f} s)")
+    return 0
+
+
+# ---------------------------------------------------------------- report
+def add_report_parser(sub) -> None:
+    p = sub.add_parser("report", help="results.csv, summary.json and plots from a sweep folder (complete or not)")
+    p.add_argument("dir", metavar="DIR", help="a folder written by `jaxmoe sweep`")
+    p.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for the CIs (default 1000)")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level of the CIs (default 0.95)")
+    p.add_argument("--no-plots", action="store_true", help="skip rate_curves.png / .pdf")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> int:
+    import os
+
+    from jaxmoe import sweeps
+
+    if not os.path.isdir(args.dir):
+        raise JaxMoEInputError("DIR", args.dir, "no such folder")
+    if not 0 < args.level < 1:
+        raise JaxMoEInputError("--level", args.level, "must be in (0, 1)")
+    try:
+        summary = sweeps.write_report(args.dir, num_bootstrap=args.bootstrap, level=args.level, plots=not args.no_plots)
+    except OSError as err:
+        raise JaxMoEInputError("DIR", args.dir, f"could not be written ({err})") from None
+    if args.json:
+        _print_json(summary)
+    else:
+        print(sweeps.format_summary(summary))
+        print(f"wrote {args.dir}/: {', '.join(summary['files'])}")
+    return 0
+
+
 # ---------------------------------------------------------------- entry point
-SUBCOMMANDS: list[Callable] = [add_identify_parser, add_presets_parser]
+SUBCOMMANDS: list[Callable] = [add_sweep_parser, add_report_parser, add_identify_parser, add_presets_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

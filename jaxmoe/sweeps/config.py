@@ -1,0 +1,494 @@
+r"""Sweep configuration: a TOML file (or a preset) -> a validated, normalised `SweepConfig`.
+
+A config names a ground truth (model family, expert, router, d, $k^*$, fitted k, true mixing measure, noise,
+input law) and a Monte Carlo design (sizes, replicates, seed, solver). The schema, with defaults:
+
+```toml
+name = "my-truth"                   # label in tables and plots (default: the file name)
+
+[model]
+family = "softmax"                  # softmax | dense_to_sparse | hierarchical
+expert = "sigmoid"                  # linear, sigmoid, tanh, gelu, relu, polynomial2, polynomial3, ffn-<activation>
+router = "linear"                   # dense_to_sparse only: linear, tanh, sigmoid, gelu, mlp-tanh, mlp-sigmoid
+d = 1                               # input dimension
+k_star = 2                          # true atoms (hierarchical: experts per group, k2*)
+k_fit = 3                           # fitted atoms, >= k_star (default k_star + 1; hierarchical: per group)
+k1 = 2                              # hierarchical only: groups (known, fitted exactly)
+box = { gate = 10.0, expert = 10.0, tau = [0.1, 10.0] }   # parameter box Theta (A.1)
+
+[truth]                             # true parameters, atom axis first (checked against A.1-A.4)
+beta0 = [0.0, 0.0]
+beta1 = [[4.0], [0.0]]
+eta = { a = [[3.0], [-2.5]], b = [-1.0, -0.5] }
+# tau = 1.0                         # dense_to_sparse; kappa, omega (and beta0/beta1 per group): hierarchical
+
+[data]
+sigma = 0.1                         # noise standard deviation, >= 0
+inputs = { law = "uniform", low = -1.0, high = 1.0 }   # or { law = "truncated_normal", std = 0.5, ... }
+
+[sweep]
+sizes = [300, 600, 1200, 2500, 5000, 10000, 20000]
+replicates = 16
+seed = 0
+
+[solver]                            # arguments of `fit_curve`
+name = "lm"                         # lm | lbfgs | adam
+init = "near_truth"                 # near_truth | mixed | random
+restarts = 4                        # default: 1 when k_fit == k_star, else 4
+init_noise = 0.1
+init_scale = 3.0
+reference = false                   # also run a long refinement from the truth (reached-minimum check)
+precision = "float64"
+bucket_ratio = 1.25                 # sizes within this ratio share a compiled shape (and a chunk)
+memory_gib = 2.0
+lanes = 0                           # LM work-queue width; 0: 2 per CPU core
+options = { max_iter = 300 }        # the solver's own options (LMConfig fields for lm)
+```
+
+Normalisation fills every default in (solver options included), so the stored config is the exact one used
+and its hash changes whenever anything that can change a result changes. Unknown keys are errors.
+Every error is a `JaxMoEInputError` naming the field (`section.key`), the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import inspect
+import json
+import os
+import tomllib
+from typing import Any
+
+import numpy as np
+
+from jaxmoe._errors import JaxMoEInputError, require
+
+DEFAULT_SIZES = (300, 600, 1200, 2500, 5000, 10000, 20000)
+DEFAULT_REPLICATES = 16
+FAMILIES = ("softmax", "dense_to_sparse", "hierarchical")
+TRUTH_FIELDS = {
+    "softmax": ("beta0", "beta1", "eta"),
+    "dense_to_sparse": ("beta0", "beta1", "eta", "tau"),
+    "hierarchical": ("kappa", "omega", "beta0", "beta1", "eta"),
+}
+INPUT_FIELDS = {"uniform": ("low", "high"), "truncated_normal": ("std", "low", "high")}
+SECTIONS = {
+    "": ("name", "model", "truth", "data", "sweep", "solver", "preset", "labels"),
+    "model": ("family", "expert", "router", "d", "k_star", "k_fit", "k1", "box"),
+    "data": ("sigma", "inputs"),
+    "sweep": ("sizes", "replicates", "seed"),
+    "solver": ("name", "init", "restarts", "init_noise", "init_scale", "reference", "precision", "bucket_ratio",
+               "memory_gib", "lanes", "options"),
+    "labels": ("row", "theory", "why"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """A normalised sweep configuration. `spec` is a plain JSON-able dict with every default filled in.
+
+    `spec["labels"]` (preset row / theory / why) and `preset` are descriptive and excluded from `hash`;
+    everything else can change a result and is hashed."""
+
+    spec: dict
+    raw: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # as written (for overrides)
+
+    @property
+    def name(self) -> str:
+        return self.spec["name"]
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(self.spec["sweep"]["sizes"])
+
+    @property
+    def replicates(self) -> int:
+        return self.spec["sweep"]["replicates"]
+
+    @property
+    def seed(self) -> int:
+        return self.spec["sweep"]["seed"]
+
+    def hashed(self) -> dict:
+        """The part of the spec a result depends on."""
+        return {k: v for k, v in self.spec.items() if k not in ("labels", "preset")}
+
+    @property
+    def hash(self) -> str:
+        text = json.dumps(self.hashed(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(self.spec)
+
+    def setting(self):
+        """The `jaxmoe.Setting` this config describes (validates the truth: A.1-A.4, shapes, k_fit >= k*)."""
+        return _build_setting(self.spec)
+
+    def fit_kwargs(self) -> dict:
+        """Keyword arguments of `fit_curve` (besides setting, sizes, replicates, seed)."""
+        from jaxmoe.estimation.solvers import get_solver
+
+        s = self.spec["solver"]
+        return dict(solver=get_solver(s["name"], **s["options"]), init=s["init"], restarts=s["restarts"],
+                    init_noise=s["init_noise"], init_scale=s["init_scale"], reference=s["reference"],
+                    precision=s["precision"], bucket_ratio=s["bucket_ratio"], memory_gib=s["memory_gib"],
+                    lanes=s["lanes"] or None)
+
+    def replace(self, **overrides) -> "SweepConfig":
+        """A new config with command-line overrides (`sizes`, `replicates`, `seed`, `k_fit`, `sigma`,
+        `solver`, `restarts`, `init`, `name`); `None` leaves a value as is. The overrides are applied to the
+        config as written and the result re-validated, so defaults that depend on an overridden value (the
+        number of restarts on `k_fit`, the options on the solver) are derived again."""
+        raw = copy.deepcopy(self.raw)
+        where = {"sizes": "sweep", "replicates": "sweep", "seed": "sweep", "k_fit": "model", "sigma": "data",
+                 "restarts": "solver", "init": "solver"}
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key == "name":
+                raw["name"] = value
+            elif key == "solver":
+                solver = raw.setdefault("solver", {})
+                if value != solver.get("name", "lm"):  # the old solver's options do not apply to the new one
+                    solver.pop("options", None)
+                solver["name"] = value
+            elif key in where:
+                raw.setdefault(where[key], {})[key] = value
+            else:
+                raise JaxMoEInputError("override", key, f"must be one of {sorted(where) + ['name', 'solver']}")
+        return config_from_dict(raw)
+
+
+def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Human-readable list of the fields where two (hashed) config dicts differ: `field: A vs B`."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        name = f"{prefix}{key}"
+        if key not in a or key not in b:
+            out.append(f"{name}: {json.dumps(a.get(key))} vs {json.dumps(b.get(key))}")
+        elif isinstance(a[key], dict) and isinstance(b[key], dict):
+            out.extend(differences(a[key], b[key], name + "."))
+        elif a[key] != b[key]:
+            out.append(f"{name}: {_brief(a[key])} vs {_brief(b[key])}")
+    return out
+
+
+def _brief(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ---------------------------------------------------------------- loading
+def load_config(path: str) -> SweepConfig:
+    """Read and validate a TOML config file."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise JaxMoEInputError("config", path, "no such file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise JaxMoEInputError("config", path, f"is not valid TOML ({err})") from None
+    except OSError as err:
+        raise JaxMoEInputError("config", path, f"cannot be read ({err.strerror})") from None
+    raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    return config_from_dict(raw)
+
+
+def preset_config(name: str) -> SweepConfig:
+    """The config of a named preset (`jaxmoe presets`), written out explicitly: its truth is part of the hash,
+    so a preset whose definition changes can never be mixed into a folder made with the old one."""
+    return config_from_dict({"preset": name})
+
+
+def setting_to_dict(setting) -> dict:
+    """A `Setting` as a config dict (model, truth, data, labels); the sweep and solver sections are defaults."""
+    from jaxmoe.data import TruncatedNormalInputs
+
+    model = setting.model
+    box = model.box
+    spec_model = {"family": model.family, "expert": _expert_key(model.expert.name), "d": int(model.d),
+                  "k_star": int(setting.k_star), "k_fit": int(setting.k_fit),
+                  "box": {"gate": float(box.gate), "expert": float(box.expert), "tau": [float(t) for t in box.tau]}}
+    if model.family == "dense_to_sparse":
+        spec_model["router"] = _router_key(model.router.name)
+    if model.family == "hierarchical":
+        spec_model["k1"] = int(model.k1)
+    law = setting.inputs
+    inputs = {"law": "truncated_normal" if isinstance(law, TruncatedNormalInputs) else "uniform",
+              **{k: float(v) for k, v in law._asdict().items()}}
+    truth = {k: _tolist(v) for k, v in setting.truth._asdict().items()}
+    return {"name": setting.name, "model": spec_model, "truth": truth,
+            "data": {"sigma": float(setting.sigma), "inputs": inputs},
+            "labels": {"row": setting.row, "theory": setting.theory, "why": setting.why}}
+
+
+def _expert_key(name: str) -> str:
+    # Expert names are the registry keys except the FFN's, whose name carries its width ("ffn4-gelu").
+    if name.startswith("ffn") and "-" in name:
+        return "ffn-" + name.split("-", 1)[1]
+    return name
+
+
+def _router_key(name: str) -> str:
+    if name.endswith("-linear"):  # activation_router("tanh").name == "tanh-linear"
+        return name[: -len("-linear")]
+    if name.startswith("mlp") and "-" in name:
+        return "mlp-" + name.split("-", 1)[1]
+    return name
+
+
+def _tolist(value):
+    if isinstance(value, dict):
+        return {k: _tolist(v) for k, v in value.items()}
+    return np.asarray(value, dtype=np.float64).tolist()
+
+
+# ---------------------------------------------------------------- validation
+def _check_keys(section: str, table: Any) -> dict:
+    field = section or "config"
+    require(isinstance(table, dict), field, type(table).__name__, "must be a table")
+    allowed = SECTIONS[section]
+    for key in table:
+        require(key in allowed, f"{section + '.' if section else ''}{key}", table[key],
+                f"unknown key; {field} allows {list(allowed)}")
+    return table
+
+
+def _int(field: str, value, minimum: int | None = None, maximum: int | None = None) -> int:
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    text = "an integer" + (f" >= {minimum}" if minimum is not None else "") + \
+           (f" and < {maximum}" if maximum is not None else "")
+    require(ok and (minimum is None or value >= minimum) and (maximum is None or value < maximum),
+            field, value, f"must be {text}")
+    return int(value)
+
+
+def _float(field: str, value, minimum: float | None = None, strict: bool = False) -> float:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
+    bound = "" if minimum is None else (f" > {minimum}" if strict else f" >= {minimum}")
+    if ok and minimum is not None:
+        ok = value > minimum if strict else value >= minimum
+    require(bool(ok), field, value, f"must be a finite number{bound}")
+    return float(value)
+
+
+def _str(field: str, value, choices) -> str:
+    require(isinstance(value, str) and value in choices, field, value, f"must be one of {list(choices)}")
+    return value
+
+
+def check_sizes(field: str, sizes) -> list[int]:
+    """Sample sizes: a non-empty list of distinct integers >= 1, returned sorted."""
+    require(isinstance(sizes, (list, tuple)) and len(sizes) >= 1, field, sizes, "must be a non-empty list of integers")
+    ok = all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in sizes)
+    require(ok, field, list(sizes), "must be integers >= 1 (sample sizes)")
+    require(len(set(sizes)) == len(sizes), field, list(sizes), "must not repeat a size")
+    return sorted(int(n) for n in sizes)
+
+
+def config_from_dict(raw: dict) -> SweepConfig:
+    """Validate a config dict (as read from TOML) and fill every default in."""
+    from jaxmoe.estimation.curve import INIT_NAMES
+    from jaxmoe.estimation.solvers import SOLVER_NAMES
+    from jaxmoe.models.experts import EXPERT_NAMES
+    from jaxmoe.models.gates import ROUTER_NAMES
+
+    written = copy.deepcopy(_check_keys("", raw))
+    raw = _expand_preset(copy.deepcopy(written))
+    name = raw.get("name", "custom")
+    require(isinstance(name, str) and name.strip() != "" and "\n" not in name, "name", name, "must be a one-line string")
+    spec: dict = {"name": name}
+    if "preset" in raw:
+        spec["preset"] = raw["preset"]
+    require("model" in raw and "truth" in raw, "config", sorted(raw),
+            "needs a [model] and a [truth] table, or preset = NAME")
+
+    # model
+    m = _check_keys("model", raw["model"])
+    family = _str("model.family", m.get("family"), FAMILIES)
+    model = {"family": family, "expert": _str("model.expert", m.get("expert"), EXPERT_NAMES),
+             "d": _int("model.d", m.get("d"), 1), "k_star": _int("model.k_star", m.get("k_star"), 1)}
+    if family == "dense_to_sparse":
+        model["router"] = _str("model.router", m.get("router", "linear"), ROUTER_NAMES)
+    else:
+        require("router" not in m, "model.router", m.get("router"), f"is only for family 'dense_to_sparse', not {family!r}")
+    if family == "hierarchical":
+        model["k1"] = _int("model.k1", m.get("k1"), 1)
+    else:
+        require("k1" not in m, "model.k1", m.get("k1"), f"is only for family 'hierarchical', not {family!r}")
+    k_fit = m.get("k_fit", model["k_star"] + 1)
+    model["k_fit"] = _int("model.k_fit", k_fit, 1)
+    require(model["k_fit"] >= model["k_star"], "model.k_fit", model["k_fit"],
+            f"must be >= k_star = {model['k_star']} (the estimator needs at least k* atoms)")
+    box = m.get("box", {})
+    require(isinstance(box, dict) and set(box) <= {"gate", "expert", "tau"}, "model.box", box,
+            "must be a table with keys among ['gate', 'expert', 'tau']")
+    tau = box.get("tau", [0.1, 10.0])
+    require(isinstance(tau, (list, tuple)) and len(tau) == 2, "model.box.tau", tau, "must be [low, high]")
+    model["box"] = {"gate": _float("model.box.gate", box.get("gate", 10.0), 0.0, strict=True),
+                    "expert": _float("model.box.expert", box.get("expert", 10.0), 0.0, strict=True),
+                    "tau": [_float("model.box.tau", t, 0.0, strict=True) for t in tau]}
+    require(model["box"]["tau"][0] < model["box"]["tau"][1], "model.box.tau", tau, "must be [low, high] with low < high")
+    spec["model"] = model
+
+    # truth: the fields of the family, numbers only; shapes and A.1-A.4 are checked by the model below
+    truth = raw["truth"]
+    fields = TRUTH_FIELDS[family]
+    require(isinstance(truth, dict) and set(truth) == set(fields), "truth", sorted(truth) if isinstance(truth, dict)
+            else truth, f"must have exactly the keys {list(fields)} for family {family!r}")
+    spec["truth"] = {k: _numeric(f"truth.{k}", v) for k, v in truth.items()}
+
+    # data
+    data = _check_keys("data", raw.get("data", {}))
+    inputs = data.get("inputs", {"law": "uniform"})
+    if isinstance(inputs, str):
+        inputs = {"law": inputs}
+    require(isinstance(inputs, dict), "data.inputs", inputs, "must be a law name or a table with a 'law' key")
+    law = _str("data.inputs.law", inputs.get("law", "uniform"), tuple(INPUT_FIELDS))
+    for key in inputs:
+        require(key == "law" or key in INPUT_FIELDS[law], f"data.inputs.{key}", inputs[key],
+                f"unknown key; law {law!r} takes {list(INPUT_FIELDS[law])}")
+    defaults = {"std": 0.5, "low": -1.0, "high": 1.0}
+    spec_inputs = {"law": law}
+    for key in INPUT_FIELDS[law]:
+        spec_inputs[key] = _float(f"data.inputs.{key}", inputs.get(key, defaults[key]))
+    require(spec_inputs["low"] < spec_inputs["high"], "data.inputs", inputs, "must have low < high")
+    if law == "truncated_normal":
+        _float("data.inputs.std", spec_inputs["std"], 0.0, strict=True)
+    spec["data"] = {"sigma": _float("data.sigma", data.get("sigma", 0.1), 0.0), "inputs": spec_inputs}
+
+    # sweep
+    sweep = _check_keys("sweep", raw.get("sweep", {}))
+    spec["sweep"] = {"sizes": check_sizes("sweep.sizes", sweep.get("sizes", list(DEFAULT_SIZES))),
+                     "replicates": _int("sweep.replicates", sweep.get("replicates", DEFAULT_REPLICATES), 1),
+                     "seed": _int("sweep.seed", sweep.get("seed", 0), 0, 2**31)}
+
+    # solver
+    s = _check_keys("solver", raw.get("solver", {}))
+    solver_name = _str("solver.name", s.get("name", "lm"), SOLVER_NAMES)
+    restarts = s.get("restarts")
+    over = model["k_fit"] > model["k_star"]
+    spec["solver"] = {
+        "name": solver_name,
+        "init": _str("solver.init", s.get("init", "near_truth"), INIT_NAMES),
+        # fit_curve's own default, written out so the stored config is complete
+        "restarts": (4 if over else 1) if restarts is None else _int("solver.restarts", restarts, 1),
+        "init_noise": _float("solver.init_noise", s.get("init_noise", 0.1), 0.0),
+        "init_scale": _float("solver.init_scale", s.get("init_scale", 3.0), 0.0, strict=True),
+        "reference": _bool("solver.reference", s.get("reference", False)),
+        "precision": _str("solver.precision", s.get("precision", "float64"), ("float32", "float64")),
+        "bucket_ratio": _float("solver.bucket_ratio", s.get("bucket_ratio", 1.25), 1.0),
+        "memory_gib": _float("solver.memory_gib", s.get("memory_gib", 2.0), 0.0, strict=True),
+        "lanes": _int("solver.lanes", s.get("lanes", 0), 0),
+        "options": _solver_options(solver_name, s.get("options", {})),
+    }
+    require(spec["solver"]["lanes"] == 0 or solver_name == "lm", "solver.lanes", spec["solver"]["lanes"],
+            "is the LM work-queue width: only for solver 'lm' (0 for others)")
+    labels = raw.get("labels", {})
+    _check_keys("labels", labels)
+    spec["labels"] = {k: str(labels.get(k, "")) for k in SECTIONS["labels"]}
+    config = SweepConfig(spec, written)
+    config.setting()  # validates the truth against the model: shapes, box, A.2-A.4
+    return config
+
+
+def _expand_preset(raw: dict) -> dict:
+    """`preset = NAME`: the preset's model, truth, data and labels, with the file's own values on top
+    (`model.k_fit` and the `data`, `sweep`, `solver` keys; the truth of a preset is not editable)."""
+    if "preset" not in raw:
+        return raw
+    from jaxmoe.presets import PRESET_NAMES, get_preset
+
+    name = raw["preset"]
+    require(isinstance(name, str) and name in PRESET_NAMES, "preset", name, f"must be one of {list(PRESET_NAMES)}")
+    require("truth" not in raw, "truth", "...", "cannot be given with preset = NAME (write the full truth instead)")
+    model = raw.get("model", {})
+    require(isinstance(model, dict) and set(model) <= {"k_fit"}, "model", model,
+            "with preset = NAME only model.k_fit may be set")
+    base = setting_to_dict(get_preset(name))
+    base["model"].update(model)
+    base["data"].update(raw.get("data", {}))
+    merged = {**base, **{k: v for k, v in raw.items() if k not in ("model", "data")}}
+    merged.setdefault("name", name)
+    return merged
+
+
+def _bool(field: str, value) -> bool:
+    require(isinstance(value, bool), field, value, "must be true or false")
+    return value
+
+
+def _numeric(field: str, value):
+    """Nested lists / tables of numbers -> the same structure of floats (ints accepted)."""
+    if isinstance(value, dict):
+        return {k: _numeric(f"{field}.{k}", v) for k, v in value.items()}
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise JaxMoEInputError(field, value, "must be a number or a (nested, rectangular) list of numbers") from None
+    require(bool(np.all(np.isfinite(arr))), field, value, "must be finite")
+    return arr.tolist()
+
+
+def _solver_options(name: str, options: Any) -> dict:
+    """The solver's options with every default written out (LMConfig fields for lm, keyword arguments else)."""
+    from jaxmoe.estimation import solvers
+    from jaxmoe.estimation.levenberg_marquardt import LMConfig
+
+    require(isinstance(options, dict), "solver.options", options, "must be a table")
+    if name == "lm":
+        defaults = LMConfig()._asdict()
+    else:
+        fn = {"lbfgs": solvers.lbfgs_solver, "adam": solvers.adam_solver}[name]
+        defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items()}
+    out = dict(defaults)
+    for key, value in options.items():
+        require(key in defaults, f"solver.options.{key}", value, f"unknown option of solver {name!r}; "
+                f"allowed: {list(defaults)}")
+        want = type(defaults[key])
+        if want is int:
+            out[key] = _int(f"solver.options.{key}", value, 1)
+        elif want is float:
+            out[key] = _float(f"solver.options.{key}", value, 0.0)
+        else:
+            require(isinstance(value, want), f"solver.options.{key}", value, f"must be a {want.__name__}")
+            out[key] = value
+    return out
+
+
+def _build_setting(spec: dict):
+    from jaxmoe.data import get_input_law
+    from jaxmoe.models.moe import (
+        DenseToSparseMoE,
+        DenseToSparseParams,
+        HierarchicalMoE,
+        HierarchicalParams,
+        ParameterBox,
+        SoftmaxMoE,
+        SoftmaxParams,
+    )
+    from jaxmoe.presets import Setting
+
+    m, truth = spec["model"], spec["truth"]
+    box = ParameterBox(m["box"]["gate"], m["box"]["expert"], tuple(m["box"]["tau"]))
+
+    def arrays(tree):
+        return {k: arrays(v) for k, v in tree.items()} if isinstance(tree, dict) else np.asarray(tree, np.float64)
+
+    t = {k: arrays(v) for k, v in truth.items()}
+    require(isinstance(t["eta"], dict), "truth.eta", truth["eta"], "must be a table of the expert's parameters")
+    if m["family"] == "softmax":
+        model, params = SoftmaxMoE(m["expert"], m["k_star"], m["d"], box), SoftmaxParams(**t)
+    elif m["family"] == "dense_to_sparse":
+        model = DenseToSparseMoE(m["expert"], m["k_star"], m["d"], m["router"], box)
+        params = DenseToSparseParams(**t)
+    else:
+        model, params = HierarchicalMoE(m["expert"], m["k1"], m["k_star"], m["d"], box), HierarchicalParams(**t)
+    law = dict(spec["data"]["inputs"])
+    inputs = get_input_law(law.pop("law"), **law)
+    labels = spec.get("labels", {})
+    return Setting(spec["name"], model, params, spec["data"]["sigma"], inputs, m["k_fit"],
+                   labels.get("row", ""), labels.get("theory", ""), labels.get("why", ""))

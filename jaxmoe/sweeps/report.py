@@ -1,0 +1,323 @@
+r"""Reports of a sweep folder: the tidy table, the summary with slopes and theory, and the plots.
+
+- `results.csv`: one row per (n, replicate, metric) with the fit's solver status, iterations, objective,
+  objective at the truth, reference objective, reached-minimum flag and number of empty Voronoi cells.
+  Floats are written with `repr` (shortest round-trip form), so the table is exact. Failed and non-finite
+  fits are rows like the others (their values may be `nan`): nothing is dropped.
+- `summary.json`: the fit counts by status; per metric the log-log slope of the mean with a bootstrap CI
+  (`loglog_slope`), the slope of the median, the law preferred by `compare_laws` (power vs slower than
+  any polynomial), the theory's slope where the paper gives one (THEORY.md §6), the mean per n with a
+  bootstrap CI, and the finite / non-finite counts per n; timings and provenance.
+- `rate_curves.png` / `.pdf`: one log-log panel per metric: mean per n, its CI band, the fitted line and
+  the theory's slope (dashed, drawn through the fitted line at the middle n).
+
+A partial folder (a sweep still running or killed) is reported on the chunks it has; `complete` says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+
+from jaxmoe._errors import JaxMoEInputError, require
+from jaxmoe.sweeps.config import SweepConfig, config_from_dict
+from jaxmoe.sweeps.runner import (
+    FIT_FIELDS,
+    atomic_write_bytes,
+    atomic_write_json,
+    completed_chunks,
+    plan_chunks,
+    read_folder_config,
+)
+
+COLUMNS = ("setting", "n", "replicate", "metric", "value", "status", "converged", "iterations", "objective",
+           "objective_truth", "objective_reference", "reached_minimum", "empty_cells")
+# Ridge / FFN experts with these activations are strongly identifiable (THEORY.md §2).
+STRONG_EXPERTS = ("sigmoid", "tanh", "gelu", "ffn-sigmoid", "ffn-tanh", "ffn-gelu")
+SLOW = "slower than any polynomial"
+
+
+class SweepResults(NamedTuple):
+    """The results found in a sweep folder; arrays are indexed [size, replicate] over `sizes` (done chunks)."""
+
+    config: SweepConfig
+    sizes: np.ndarray
+    fits: dict
+    metrics: dict
+    chunk_infos: list
+    chunks_total: int
+
+    @property
+    def complete(self) -> bool:
+        return len(self.chunk_infos) == self.chunks_total
+
+
+def folder_config(out: str) -> SweepConfig:
+    """The config stored in a sweep folder (re-validated; its hash must be the stored one)."""
+    stored = read_folder_config(out)
+    require(stored is not None, "DIR", out, "has no config.json: not a jaxmoe sweep folder")
+    raw = {**stored["config"], "labels": stored.get("labels", {})}
+    try:
+        config = config_from_dict(raw)
+    except JaxMoEInputError as err:
+        raise JaxMoEInputError("DIR", out, f"its config.json no longer validates ({err})") from None
+    require(config.hash == stored["hash"], "DIR", out,
+            f"config.json hash {stored['hash']} does not match its content ({config.hash}): edited by hand?")
+    if stored.get("preset"):
+        config = SweepConfig({**config.spec, "preset": stored["preset"]}, config.raw)
+    return config
+
+
+def load_results(out: str) -> SweepResults:
+    """Read every completed chunk of the sweep folder `out`."""
+    config = folder_config(out)
+    plan = plan_chunks(config)
+    done = completed_chunks(out, config, plan)
+    chunks = [done[i] for i in sorted(done)]
+    if chunks:
+        sizes = np.concatenate([a["sizes"] for a, _ in chunks])
+        fits = {k: np.concatenate([a[k] for a, _ in chunks]) for k in FIT_FIELDS}
+        names = [k[len("metric/"):] for k in chunks[0][0] if k.startswith("metric/")]
+        metrics = {k: np.concatenate([a["metric/" + k] for a, _ in chunks]) for k in names}
+    else:
+        r = config.replicates
+        sizes = np.zeros(0, dtype=np.int64)
+        fits = {k: np.zeros((0, r)) for k in FIT_FIELDS}
+        metrics = {}
+    return SweepResults(config, sizes, fits, metrics, [info for _, info in chunks], len(plan))
+
+
+# ---------------------------------------------------------------- table
+def _num(value) -> str:
+    value = float(value)
+    return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else repr(value))
+
+
+def results_csv(res: SweepResults) -> str:
+    """The tidy table as CSV text (rows by n, replicate, metric)."""
+    from jaxmoe.estimation.problem import STATUS_NAMES
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    f = res.fits
+    reference = res.config.spec["solver"]["reference"]
+    name = res.config.name
+    for i, n in enumerate(res.sizes):
+        for r in range(res.config.replicates):
+            tail = [STATUS_NAMES[int(f["status"][i, r])], bool(f["converged"][i, r]), int(f["iterations"][i, r]),
+                    _num(f["objective"][i, r]), _num(f["objective_truth"][i, r]),
+                    _num(f["objective_reference"][i, r]) if reference else "",
+                    bool(f["reached_minimum"][i, r]) if reference else "", int(f["empty_cells"][i, r])]
+            for metric, values in res.metrics.items():
+                w.writerow([name, int(n), r, metric, _num(values[i, r])] + tail)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- theory
+def theory_rates(spec: dict) -> dict[str, tuple[float | None, str]]:
+    """Per metric: (theory slope or None, where it comes from / why there is none), from THEORY.md §6."""
+    m = spec["model"]
+    family, expert = m["family"], m["expert"]
+    rates: dict[str, tuple[float | None, str]] = {"l2_error": (-0.5, "n^-1/2 up to log n (Proposition 1)")}
+    params = {"softmax": ["voronoi_d1"], "hierarchical": ["voronoi_hierarchical", "level1_error"],
+              "dense_to_sparse": ["voronoi_temperature" if m.get("router") == "linear" else "voronoi_d4"]}[family]
+    params += ["exact_error", "overfit_error"]
+    theorem = {"softmax": "Theorem 1", "dense_to_sparse": "Theorem 4", "hierarchical": "Theorem 5"}[family]
+    if family == "dense_to_sparse" and m.get("router") == "linear":
+        why = (None, f"{SLOW} (Theorem 3: linear router with temperature, any expert)")
+        rates.update({k: why for k in params})
+    elif expert == "linear":
+        why = (None, f"{SLOW} ({'Theorem 6' if family == 'hierarchical' else 'Theorem 2'}: linear experts)")
+        rates.update({k: why for k in params})
+    elif expert in STRONG_EXPERTS:
+        note = " (assumes router and expert algebraically independent: `jaxmoe identify`)" \
+            if family == "dense_to_sparse" else ""
+        for k in params:
+            slope = -0.25 if k == "overfit_error" else -0.5
+            rates[k] = (slope, f"n^{'-1/4' if slope == -0.25 else '-1/2'} ({theorem}){note}")
+    else:
+        rates.update({k: (None, f"unknown: the paper gives no rate for expert {expert!r}") for k in params})
+    return rates
+
+
+# ---------------------------------------------------------------- summary
+def _mean_band(values: np.ndarray, num_bootstrap: int, level: float, seed: int) -> tuple[list, list]:
+    """Percentile bootstrap CI of the mean of the finite replicates, per n (rows of `values`)."""
+    rng = np.random.default_rng(seed)
+    low, high = [], []
+    for row in values:
+        c = row[np.isfinite(row)]
+        if c.size < 2:
+            low.append(None), high.append(None)
+            continue
+        boot = c[rng.integers(0, c.size, size=(num_bootstrap, c.size))].mean(axis=1)
+        lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+        low.append(float(lo)), high.append(float(hi))
+    return low, high
+
+
+def _finite_or_none(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def summarize(res: SweepResults, num_bootstrap: int = 1000, level: float = 0.95) -> dict:
+    """The summary dict written to `summary.json` (see the module docstring)."""
+    from jaxmoe.estimation.problem import STATUS_NAMES
+    from jaxmoe.losses.rates import compare_laws, loglog_slope
+
+    config, ns = res.config, res.sizes.astype(float)
+    seed = config.seed
+    status = res.fits["status"]
+    fits = {"count": int(status.size),
+            "converged_fraction": float(np.mean(res.fits["converged"])) if status.size else None,
+            "status_counts": {name: int(np.sum(status == code)) for code, name in STATUS_NAMES.items()},
+            "nonfinite_objective": int(np.sum(~np.isfinite(res.fits["objective"]))),
+            "below_truth_fraction": float(np.mean(res.fits["objective"] <= res.fits["objective_truth"]))
+            if status.size else None,
+            "with_empty_cells": int(np.sum(res.fits["empty_cells"] > 0)),
+            "reached_minimum_fraction": float(np.mean(res.fits["reached_minimum"]))
+            if config.spec["solver"]["reference"] and status.size else None}
+    theory = theory_rates(config.spec)
+    metrics = {}
+    for name, values in res.metrics.items():
+        finite = np.isfinite(values)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: counted below, not warned about
+            mean, median = np.nanmean(values, axis=1), np.nanmedian(values, axis=1)
+        low, high = _mean_band(values, num_bootstrap, level, seed)
+        slope_theory, why = theory.get(name, (None, "unknown"))
+        entry = {"theory_slope": slope_theory, "theory": why, "slope": None, "ci": None, "level": level,
+                 "median_slope": None, "r_squared": None, "law_preferred": None, "delta_aic_slow_minus_power": None,
+                 "mean": [_finite_or_none(v) for v in mean], "mean_ci_low": low, "mean_ci_high": high,
+                 "median": [_finite_or_none(v) for v in median], "finite": finite.sum(axis=1).tolist(),
+                 "nonfinite": (~finite).sum(axis=1).tolist(), "note": None}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # omitted non-finite values are counted above
+                s = loglog_slope(ns, values.T, "mean", num_bootstrap, seed, level)
+                med = loglog_slope(ns, values.T, "median", num_bootstrap, seed, level)
+            entry.update(slope=s.slope, ci=[s.ci_low, s.ci_high], intercept=s.intercept, r_squared=s.r_squared,
+                         median_slope=med.slope, median_ci=[med.ci_low, med.ci_high])
+            laws = compare_laws(ns, s.values)
+            entry.update(law_preferred=laws.preferred, delta_aic_slow_minus_power=laws.delta_aic)
+        except JaxMoEInputError as err:  # too few sizes or finite replicates: say so rather than guess
+            entry["note"] = str(err)
+        metrics[name] = entry
+    infos = res.chunk_infos
+    return {
+        "setting": config.name, "preset": config.spec.get("preset"), "config_hash": config.hash,
+        "complete": res.complete, "chunks_done": len(infos), "chunks_total": res.chunks_total,
+        "sizes": res.sizes.tolist(), "replicates": config.replicates, "seed": seed,
+        "k_star": config.spec["model"]["k_star"], "k_fit": config.spec["model"]["k_fit"],
+        "fits": fits, "metrics": metrics, "num_bootstrap": num_bootstrap,
+        "seconds": {"chunks": float(sum(i["seconds"] for i in infos)),
+                    "compile": float(sum(i["compile_seconds"] for i in infos))},
+    }
+
+
+# ---------------------------------------------------------------- plots
+def plot_curves(res: SweepResults, summary: dict, stem: str) -> list[str]:
+    """`stem.png` and `stem.pdf`: one log-log panel per metric (needs matplotlib, the `plot` extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(res.metrics)
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.5 * rows), squeeze=False)
+    ns = res.sizes.astype(float)
+    for ax, name in zip(axes.flat, names):
+        s = summary["metrics"][name]
+        mean = np.array([np.nan if v is None else v for v in s["mean"]])
+        low = np.array([np.nan if v is None else v for v in s["mean_ci_low"]])
+        high = np.array([np.nan if v is None else v for v in s["mean_ci_high"]])
+        ax.fill_between(ns, low, high, color="C0", alpha=0.2, lw=0, label=f"{int(s['level'] * 100)}% CI of the mean")
+        ax.loglog(ns, mean, "o", color="C0", ms=4, label="mean over replicates")
+        if s["slope"] is not None:
+            line = np.exp(s["intercept"]) * ns ** s["slope"]
+            ax.loglog(ns, line, "-", color="C1",
+                      label=f"fit: slope {s['slope']:.2f} [{s['ci'][0]:.2f}, {s['ci'][1]:.2f}]")
+            if s["theory_slope"] is not None:
+                mid = math.sqrt(ns[0] * ns[-1])
+                anchor = np.exp(s["intercept"]) * mid ** s["slope"]
+                ax.loglog(ns, anchor * (ns / mid) ** s["theory_slope"], "--", color="k", alpha=0.6,
+                          label=f"theory: slope {s['theory_slope']:g}")
+        elif s["note"]:
+            ax.text(0.02, 0.02, "no slope: " + s["note"][:60], transform=ax.transAxes, fontsize=6)
+        if s["theory_slope"] is None:
+            ax.text(0.98, 0.98, "theory: " + s["theory"].split(" (")[0], transform=ax.transAxes, fontsize=7,
+                    ha="right", va="top")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("n")
+        ax.legend(fontsize=6, loc="lower left")
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    done = "" if res.complete else f" (partial: {len(res.chunk_infos)} of {res.chunks_total} chunks)"
+    fig.suptitle(f"{res.config.name}: k* = {summary['k_star']}, k = {summary['k_fit']}, "
+                 f"{res.config.replicates} replicates per n{done}", fontsize=10)
+    fig.tight_layout()
+    paths = [stem + ".png", stem + ".pdf"]
+    for path in paths:  # savefig to memory, then atomically to disk
+        buf = io.BytesIO()
+        fig.savefig(buf, format=path.rsplit(".", 1)[1], dpi=120)
+        atomic_write_bytes(path, lambda fh: fh.write(buf.getvalue()))
+    plt.close(fig)
+    return paths
+
+
+# ---------------------------------------------------------------- the report
+def write_report(out: str, num_bootstrap: int = 1000, level: float = 0.95, plots: bool = True) -> dict:
+    """Write `results.csv`, `summary.json` and the plots of the sweep folder `out`; returns the summary."""
+    res = load_results(out)
+    require(len(res.sizes) > 0, "DIR", out, "has no completed chunk yet: nothing to report")
+    summary = summarize(res, num_bootstrap, level)
+    text = results_csv(res)
+    atomic_write_bytes(os.path.join(out, "results.csv"), lambda fh: fh.write(text.encode()))
+    files = ["results.csv", "summary.json"]
+    if plots and res.metrics:
+        try:
+            files += [os.path.basename(p) for p in plot_curves(res, summary, os.path.join(out, "rate_curves"))]
+        except ImportError:
+            summary["plots_note"] = "matplotlib is not installed (pip install 'jaxmoe[plot]'): no plots"
+    summary["files"] = files
+    prov_path = os.path.join(out, "provenance.json")
+    if os.path.exists(prov_path):
+        with open(prov_path) as fh:
+            runs = json.load(fh).get("runs", [])
+        if runs:
+            last = runs[-1]
+            summary["provenance"] = {k: last.get(k) for k in ("jaxmoe", "jax", "jaxlib", "device", "cpu_count")}
+            summary["provenance"]["runs"] = len(runs)
+    atomic_write_json(os.path.join(out, "summary.json"), summary)
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """The summary as a few lines of text (what `jaxmoe sweep` / `jaxmoe report` print)."""
+    f = summary["fits"]
+    counts = ", ".join(f"{k} {v}" for k, v in f["status_counts"].items() if v)
+    conv = "n/a" if f["converged_fraction"] is None else f"{100 * f['converged_fraction']:.1f}%"
+    state = "" if summary["complete"] else f"  [partial: {summary['chunks_done']} of {summary['chunks_total']} chunks]"
+    lines = [f"{summary['setting']}: {f['count']} fits ({len(summary['sizes'])} sizes x {summary['replicates']} "
+             f"replicates), k* = {summary['k_star']}, k = {summary['k_fit']}; converged {conv} ({counts}){state}",
+             f"{'metric':<22} {'slope':>7}  {'CI':<17} {'median':>7} {'theory':>7}  law preferred"]
+    for name, s in summary["metrics"].items():
+        theory = "slow" if s["theory_slope"] is None and s["theory"].startswith(SLOW) else \
+            ("?" if s["theory_slope"] is None else f"{s['theory_slope']:g}")
+        if s["slope"] is None:
+            lines.append(f"{name:<22} {'-':>7}  {'':<17} {'-':>7} {theory:>7}  ({s['note']})")
+            continue
+        ci = f"[{s['ci'][0]:.3f}, {s['ci'][1]:.3f}]"
+        lines.append(f"{name:<22} {s['slope']:7.3f}  {ci:<17} {s['median_slope']:7.3f} {theory:>7}  {s['law_preferred']}")
+    return "\n".join(lines)
