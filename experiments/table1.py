@@ -1,0 +1,120 @@
+"""Table 1 of the paper, row by row, at full size (issue 4 item 5; issue 3's "a full curve per preset").
+
+    .venv/bin/python experiments/table1.py fit    [--rows all] [--sizes ...] [--replicates 32] [--out DIR]
+    .venv/bin/python experiments/table1.py report [--out DIR]
+
+`fit` runs `fit_curve` once per row (the preset of that row, over-fitted k = k* + 1, near-truth starts,
+best of 4 restarts, projected LM) and saves every fit to `DIR/<row>/fits.npz` + `meta.json`, written
+atomically, one row at a time: a killed run loses at most the row in progress, and rows already saved are
+skipped on the next `fit` (delete the folder to refit). `report` reads the saved fits, measures every fit
+(regression L2 error, the row's Voronoi loss, exact-fitted and over-fitted parameter errors), and writes
+`DIR/<row>/results.csv` (tidy), `DIR/<row>/summary.json`, `DIR/<row>/rate_curve.{png,pdf}` and
+`DIR/table1.json`; `experiments/README.md` holds the table built from it.
+
+Variants (`--variant`) change one thing of every row, e.g. `small-noise` (sigma = 0.001), to test whether
+the asymptotic regime is reached on the size range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+import jaxmoe
+from jaxmoe.estimation.levenberg_marquardt import LMConfig
+
+DEFAULT_SIZES = "100,300,1000,3000,10000,30000,100000"
+VARIANTS = {"preset": {}, "small-noise": {"sigma": 0.001}}
+# Over-fitted hierarchical fits need more iterations (experiments/README.md: 16% stop within 300).
+MAX_ITER = {"hierarchical-ridge": 1000, "hierarchical-linear": 1000}
+
+
+def _save_npz(path: str, arrays: dict) -> None:
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _save_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2, default=float)
+    os.replace(tmp, path)
+
+
+def row_setting(name: str, variant: str) -> jaxmoe.Setting:
+    return jaxmoe.get_preset(name).replace(**VARIANTS[variant])
+
+
+def fit_row(name: str, variant: str, sizes, replicates: int, seed: int, out: str) -> None:
+    setting = row_setting(name, variant)
+    folder = os.path.join(out, name)
+    if os.path.exists(os.path.join(folder, "meta.json")):
+        print(f"{name}: already fitted, skipped", flush=True)
+        return
+    os.makedirs(folder, exist_ok=True)
+    solver = jaxmoe.get_solver("lm", max_iter=MAX_ITER.get(name, LMConfig().max_iter))
+    t0 = time.perf_counter()
+    fit = jaxmoe.fit_curve(setting, sizes, replicates, seed, solver=solver)
+    seconds = time.perf_counter() - t0
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(fit.params)
+    arrays = {"param/" + jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+    for field in ("sizes", "objective", "objective_truth", "iterations", "status", "converged"):
+        arrays[field] = np.asarray(getattr(fit, field))
+    _save_npz(os.path.join(folder, "fits.npz"), arrays)
+    meta = {"row": name, "variant": variant, "sigma": setting.sigma, "k": fit.info["k"], "k_star": setting.k_star,
+            "replicates": replicates, "seed": seed, "sizes": [int(n) for n in sizes],
+            "max_iter": solver.max_iter, "seconds": seconds, "summary": fit.summary(),
+            "jax": jax.__version__, "jaxmoe": jaxmoe.__version__, "device": str(jax.devices()[0]),
+            "loadavg": os.getloadavg()}
+    _save_json(os.path.join(folder, "meta.json"), meta)  # last: its presence marks the row done
+    print(json.dumps({"row": name, "seconds": round(seconds, 1), **fit.summary()}), flush=True)
+
+
+def load_row(folder: str):
+    """(setting, CurveFit-like namespace, meta) from a saved row."""
+    with open(os.path.join(folder, "meta.json")) as fh:
+        meta = json.load(fh)
+    setting = row_setting(meta["row"], meta["variant"])
+    data = np.load(os.path.join(folder, "fits.npz"))
+    template = setting.fitted_model(meta["k"]).zeros()
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(template)[0]]
+    params = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template),
+                                          [data["param/" + p] for p in paths])
+    fields = {f: data[f] for f in ("sizes", "objective", "objective_truth", "iterations", "status", "converged")}
+    fit = argparse.Namespace(params=params, info={"k": meta["k"]}, **fields)
+    return setting, fit, meta
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["fit", "report"])
+    parser.add_argument("--rows", default="all", help="comma-separated preset names, or all")
+    parser.add_argument("--sizes", default=DEFAULT_SIZES)
+    parser.add_argument("--replicates", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variant", default="preset", choices=sorted(VARIANTS))
+    parser.add_argument("--out", default=None, help="default experiments/results/table1[-<variant>]")
+    args = parser.parse_args(argv)
+    out = args.out or os.path.join(os.path.dirname(__file__), "results",
+                                   "table1" + ("" if args.variant == "preset" else "-" + args.variant))
+    rows = jaxmoe.PRESET_NAMES if args.rows == "all" else args.rows.split(",")
+    if args.command == "fit":
+        sizes = [int(s) for s in args.sizes.split(",")]
+        for name in rows:
+            fit_row(name, args.variant, sizes, args.replicates, args.seed, out)
+        return 0
+    from table1_report import report  # noqa: E402  (reporting lives beside this script)
+
+    return report(out, rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
