@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,plot]'
 	touch $(STAMP)
 
+# = jaxmoe sweep --preset softmax-ridge --out demo_output --overwrite (7 sizes 300..20000 x 16 replicates)
 demo: $(STAMP)
 	$(PY) -m jaxmoe.demo --out demo_output
 

@@ -2,7 +2,7 @@
 
 Layout: `models` (experts, gates, the three MoE families), `data`, `presets` (Table 1 truths),
 `estimation` (least squares, solvers, `fit_curve`), `losses` (Voronoi losses, errors, rates),
-`identifiability` (PDE residuals, Definitions 1-2), `cli`. See README.md and THEORY.md for the maths.
+`identifiability` (PDE residuals, Definitions 1-2), `sweeps` (config files, resumable sweeps, reports), `cli`. See README.md and THEORY.md for the maths.
 """
 
 from jaxmoe import identifiability
@@ -26,5 +26,15 @@ from jaxmoe.identifiability import (
 from jaxmoe.losses import *  # noqa: F401,F403
 from jaxmoe.models import *  # noqa: F401,F403
 from jaxmoe.presets import PRESET_NAMES, Setting, get_preset
+from jaxmoe.sweeps import (
+    SweepConfig,
+    SweepResults,
+    format_summary,
+    load_config,
+    load_results,
+    preset_config,
+    run_sweep,
+    write_report,
+)
 
 __version__ = "0.1.0"

@@ -84,28 +84,36 @@ def plan_chunks(config: SweepConfig) -> list[ChunkPlan]:
 
 
 # ---------------------------------------------------------------- metrics of one chunk
-def fit_metrics(setting, fit) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def parameter_errors_fn(setting):
+    """`parameter_errors` of a batch of fits against the truth, jitted once per setting (a sweep reuses it
+    for every chunk of the same shape instead of compiling it again)."""
+    from jaxmoe.losses.errors import parameter_errors
+
+    kwargs = {"linear_router": bool(setting.model.router.is_linear)} if setting.model.family == "dense_to_sparse" else {}
+    with jax.enable_x64(True):
+        truth = setting.truth_params()
+    return jax.jit(jax.vmap(lambda p: parameter_errors(p, truth, **kwargs)))
+
+
+def fit_metrics(setting, fit, errors_fn=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     r"""Per-fit metrics, arrays [size, replicate]: `curve_metrics` (L2 error, the family's Voronoi loss) plus
     the parameter errors of `parameter_errors`, read separately so each rate shows on its own:
     `exact_error` (cells with one fitted atom; theory $n^{-1/2}$), `overfit_error` (cells with several;
     $n^{-1/4}$; only when k > k*), `level1_error` (hierarchical groups; $n^{-1/2}$). Also returns the
-    number of empty Voronoi cells per fit (a failed fit has some; its parameter errors are then NaN)."""
+    number of empty Voronoi cells per fit (a failed fit has some; its parameter errors are then NaN).
+    `errors_fn`: `parameter_errors_fn(setting)`, to reuse across calls."""
     from jaxmoe.losses.curve import curve_metrics
-    from jaxmoe.losses.errors import parameter_errors
 
     shape = fit.objective.shape
     metrics = dict(curve_metrics(setting, fit))
-    family = setting.model.family
-    kwargs = {"linear_router": bool(setting.model.router.is_linear)} if family == "dense_to_sparse" else {}
+    errors_fn = errors_fn or parameter_errors_fn(setting)
     with jax.enable_x64(True):
-        truth = setting.truth_params()
         flat = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64).reshape((-1,) + a.shape[2:]), fit.params)
-        errors = jax.jit(jax.vmap(lambda p: parameter_errors(p, truth, **kwargs)))(flat)
-        errors = jax.tree_util.tree_map(np.asarray, errors)
+        errors = jax.tree_util.tree_map(np.asarray, errors_fn(flat))
     metrics["exact_error"] = errors.exact_error.reshape(shape)
     if fit.info["k"] > setting.k_star:
         metrics["overfit_error"] = errors.overfit_error.reshape(shape)
-    if family == "hierarchical":
+    if setting.model.family == "hierarchical":
         metrics["level1_error"] = errors.level1.exact_error.reshape(shape)
         empty = errors.level1.num_empty_cells + errors.level2.num_empty_cells.sum(axis=-1)
     else:
@@ -113,13 +121,13 @@ def fit_metrics(setting, fit) -> tuple[dict[str, np.ndarray], np.ndarray]:
     return metrics, np.asarray(empty).reshape(shape)
 
 
-def run_chunk(config: SweepConfig, setting, chunk: ChunkPlan) -> tuple[dict[str, np.ndarray], dict]:
+def run_chunk(config: SweepConfig, setting, chunk: ChunkPlan, errors_fn=None) -> tuple[dict[str, np.ndarray], dict]:
     """Fit one chunk (`fit_curve` on its sizes, all replicates) and measure it; returns (arrays, info)."""
     from jaxmoe.estimation.curve import fit_curve
 
     t0 = time.perf_counter()
     fit = fit_curve(setting, list(chunk.sizes), config.replicates, config.seed, **config.fit_kwargs())
-    metrics, empty = fit_metrics(setting, fit)
+    metrics, empty = fit_metrics(setting, fit, errors_fn)
     arrays = {"sizes": np.asarray(fit.sizes)}
     for name in FIT_FIELDS[:-1]:
         arrays[name] = np.asarray(getattr(fit, name))
@@ -351,8 +359,9 @@ def run_sweep(config: SweepConfig, out: str, *, resume: bool = False, overwrite:
     atomic_write_json(prov_path, prov)
     t0 = time.perf_counter()
     bar = Progress([c.work for c in todo], 0, enabled=progress)
+    errors_fn = parameter_errors_fn(setting)
     for chunk in todo:
-        arrays, info = run_chunk(config, setting, chunk)
+        arrays, info = run_chunk(config, setting, chunk, errors_fn)
         save_chunk(os.path.join(out, CHUNK_DIR, chunk.filename), arrays, info)
         run["computed_chunks"].append(chunk.index)
         run["seconds"] = time.perf_counter() - t0
