@@ -1,0 +1,115 @@
+"""Sweep configs: presets round-trip through the TOML schema, normalisation is complete and idempotent,
+overrides re-derive defaults, errors name field / value / what is allowed, theory slopes per Table 1 row."""
+
+import jax
+import numpy as np
+import pytest
+
+import jaxmoe
+from jaxmoe.sweeps.config import config_from_dict, differences, load_config, preset_config
+from jaxmoe.sweeps.report import theory_rates
+
+HIERARCHICAL = """
+name = "h"
+[model]
+family = "hierarchical"
+expert = "tanh"
+d = 1
+k1 = 2
+k_star = 2
+[truth]
+kappa = [0.0, 0.0]
+omega = [[6.0], [0.0]]
+beta0 = [[-4.0, 0.0], [4.0, 0.0]]
+beta1 = [[[8.0], [0.0]], [[8.0], [0.0]]]
+eta = { a = [[[2.0], [-2.0]], [[1.5], [-1.0]]], b = [[-1.0, 1.0], [0.5, -0.5]] }
+[data]
+inputs = { law = "truncated_normal", std = 0.5 }
+[solver]
+options = { max_iter = 50 }
+"""
+
+
+@pytest.mark.parametrize("name", jaxmoe.PRESET_NAMES)
+def test_preset_round_trip(name):
+    config = preset_config(name)
+    setting, preset = config.setting(), jaxmoe.get_preset(name)
+    assert (setting.name, setting.k_fit, setting.k_star, setting.sigma, setting.inputs) == \
+           (preset.name, preset.k_fit, preset.k_star, preset.sigma, preset.inputs)
+    x = np.linspace(-1, 1, 9)[None]
+    with jax.enable_x64(True):
+        np.testing.assert_array_equal(setting.model(setting.truth_params(), x), preset.model(preset.truth_params(), x))
+    # The stored (hashed) config re-validates to itself: normalisation is complete and idempotent.
+    again = config_from_dict({**config.hashed(), "labels": config.spec["labels"]})
+    assert again.hash == config.hash and again.hashed() == config.hashed()
+    assert config.spec["labels"]["theory"] == preset.theory and config.spec["preset"] == name
+
+
+def test_custom_hierarchical_toml(tmp_path):
+    path = tmp_path / "h.toml"
+    path.write_text(HIERARCHICAL)
+    config = load_config(str(path))
+    setting = config.setting()
+    assert type(setting.model).__name__ == "HierarchicalMoE" and setting.model.k1 == 2 and setting.k_fit == 3
+    assert setting.inputs == jaxmoe.TruncatedNormalInputs(0.5, -1.0, 1.0)
+    assert config.spec["solver"]["options"]["max_iter"] == 50 and config.spec["solver"]["restarts"] == 4
+    assert set(theory_rates(config.spec)) >= {"voronoi_hierarchical", "level1_error", "overfit_error"}
+    with pytest.raises(jaxmoe.JaxMoEInputError, match=r"truth=\['beta0', 'beta1', 'eta', 'kappa'\]: must have exactly"):
+        config_from_dict({**config.raw, "truth": {k: v for k, v in config.raw["truth"].items() if k != "omega"}})
+
+
+def test_preset_in_toml_with_overrides(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('preset = "dts-nonlinear-router"\n[model]\nk_fit = 2\n[sweep]\nsizes = [500, 100]\n')
+    config = load_config(str(path))
+    assert config.name == "p" and config.sizes == (100, 500) and config.spec["model"]["router"] == "tanh"
+    assert config.spec["model"]["k_fit"] == 2 and config.spec["solver"]["restarts"] == 1  # k = k*: one start
+    path.write_text('preset = "softmax-ridge"\n[truth]\nbeta0 = [0.0, 0.0]\n')
+    with pytest.raises(jaxmoe.JaxMoEInputError, match="cannot be given with preset"):
+        load_config(str(path))
+
+
+def test_overrides_and_differences():
+    base = preset_config("softmax-ridge")
+    assert base.spec["solver"]["restarts"] == 4
+    exact = base.replace(k_fit=2, sizes=[400, 100, 200], seed=3)
+    assert exact.spec["solver"]["restarts"] == 1 and exact.sizes == (100, 200, 400)
+    assert differences(base.hashed(), exact.hashed()) == [
+        "model.k_fit: 3 vs 2", "solver.restarts: 4 vs 1",
+        "sweep.seed: 0 vs 3", "sweep.sizes: [300, 600, 1200, 2500, 5000, 10000, 20000] vs [100, 200, 400]"]
+    adam = base.replace(solver="adam")
+    assert adam.spec["solver"]["options"]["learning_rate"] == 0.01 and "scaling" not in adam.spec["solver"]["options"]
+    assert base.replace(name="other").hash != base.hash  # the name is a column of the results
+
+
+@pytest.mark.parametrize("change, message", [
+    (("solver", "options", {"max_iters": 5}), "solver.options.max_iters=5: unknown option of solver 'lm'"),
+    (("solver", "lanes", -1), "solver.lanes=-1: must be an integer >= 0"),
+    (("sweep", "replicates", 0), "sweep.replicates=0: must be an integer >= 1"),
+    (("sweep", "sizes", [100, 100]), "sweep.sizes=[100, 100]: must not repeat a size"),
+    (("sweep", "seed", 2**31), "sweep.seed=2147483648: must be an integer >= 0 and < 2147483648"),
+    (("data", "inputs", {"law": "uniform", "low": 1.0, "high": -1.0}), "data.inputs="),
+    (("data", "inputs", {"law": "cauchy"}), "data.inputs.law='cauchy': must be one of"),
+    (("model", "router", "tanh"), "model.router='tanh': is only for family 'dense_to_sparse'"),
+    (("model", "d", 2), "truth.beta1.shape=(2, 1): must be (2, 2)"),
+    (("solver", "reference", "yes"), "solver.reference='yes': must be true or false"),
+])
+def test_errors_name_field_value_and_rule(change, message):
+    raw = preset_config("softmax-ridge").hashed()
+    section, key, value = change
+    raw[section][key] = value
+    with pytest.raises(jaxmoe.JaxMoEInputError) as err:
+        config_from_dict(raw)
+    assert message in str(err.value)
+
+
+def test_theory_rates_follow_table_1():
+    rates = {name: theory_rates(preset_config(name).spec) for name in jaxmoe.PRESET_NAMES}
+    assert all(r["l2_error"][0] == -0.5 for r in rates.values())
+    assert rates["softmax-ridge"]["voronoi_d1"][0] == -0.5 and rates["softmax-ridge"]["overfit_error"][0] == -0.25
+    assert rates["hierarchical-ridge"]["level1_error"][0] == -0.5
+    for name, metric in [("softmax-linear", "voronoi_d1"), ("dts-linear-router", "voronoi_temperature"),
+                         ("hierarchical-linear", "level1_error")]:
+        slope, why = rates[name][metric]
+        assert slope is None and why.startswith("slower than any polynomial")
+    assert rates["dts-nonlinear-router"]["voronoi_d4"][0] == -0.5
