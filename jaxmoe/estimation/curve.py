@@ -18,10 +18,28 @@ How the work is laid out (see experiments/README.md for the measurements behind 
 - **Restarts.** With `restarts = M > 1`, each fit runs M starts as extra lanes and keeps the one with the
   lowest finite objective: `init="near_truth"` splits the truth M times (restart m gives the extra atoms
   to true atoms m, m+1, ...), `"random"` draws M uniform starts, `"mixed"` one near-truth and M-1 random.
+  Starts depend on a fit's key only, so every fit's starts are drawn in one call compiled once per curve.
+- **Compilation.** Each bucket is one compiled shape. Compiling runs in a background thread, ahead of the
+  bucket that needs it, while earlier buckets execute (largest bucket first, so its long run hides the other
+  compiles); `info["compile_seconds"]` is the compile time, `info["compile_wait_seconds"]` the part the run
+  waited for. Across processes, JAX's persistent cache removes compile time for shapes seen before:
+  `jax.config.update("jax_compilation_cache_dir", "/path/to/cache")` before the first fit
+  (experiments/speed_and_scale.md has the measurements).
+- **Devices.** The fits of a chunk are sharded over `devices` (default: all local devices, `jax.local_devices()`)
+  with `shard_map`: each device runs its own work queue over its share of the chunk (a chunk is padded to a
+  multiple of the device count), so a multi-device host needs no change in user code and gives the same fits
+  (tests/sharding_test.py: 4 CPU devices vs 1). On a CPU host, each core can be a device:
+  `XLA_FLAGS=--xla_force_host_platform_device_count=<cores>` before JAX starts.
+  **Several hosts** (`jax.distributed`): start one process per host with `jax.distributed.initialize(...)`
+  and run a different share of the study in each, e.g. `fit_curve(setting, sizes, replicates, seed=seed)`
+  with disjoint `sizes` per process (`jax.process_index()` picks the share), since fit (n, r)'s data and
+  starts depend only on (seed, n, r), and the shares' `CurveFit`s are the same fits as one big call gives.
+  `fit_curve` itself shards only over its process's local devices (not tested across hosts here).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import os
 import time
@@ -30,9 +48,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxmoe._errors import JaxMoEInputError, require, require_positive_int
 from jaxmoe.estimation.initialization import near_truth_split, random_init
+from jaxmoe.estimation import problem as _problem
 from jaxmoe.estimation.problem import STATUS_NAMES, is_converged, least_squares_problem, ravel
 from jaxmoe.estimation.solvers import Solver, get_solver, levenberg_marquardt_solver, run_solver
 from jaxmoe.estimation.levenberg_marquardt import LMConfig
@@ -108,11 +128,13 @@ def draw_padded(key, setting, truth, n, length: int):
 
 
 def _chunk_cap(length, p, k, d, restarts, schedule, lanes, memory_gib) -> int:
-    """(Most fits per chunk, queue lanes) within `memory_gib`. Working set per evaluation of one start ~ 8 bytes x L x
-    (p for the Jacobian + ~6 k per-atom temporaries) x 2 (forward values and tangents); a fit's data
-    (x, y, mask) is 8 x L x (d + 2). Queue: `lanes` evaluations at once + every fit's data; lockstep:
-    every start of every fit at once. At L = 10^6, p = 12, k = 3 one evaluation is ~0.5 GiB."""
-    per_eval = 8 * length * (p + 6 * k) * 2
+    """(Most fits per chunk and device, queue lanes) within `memory_gib` per device. Working set per evaluation of
+    one start ~ 8 bytes x L x (p for the Jacobian + ~6 k per-atom temporaries) x 2 (forward values and
+    tangents), with L one block of samples for the queue's LM (`problem.BLOCK_SIZE`: its normal equations are
+    accumulated block by block); a fit's data (x, y, mask) is 8 x L x (d + 2). Queue: `lanes` evaluations at
+    once + every fit's data; lockstep: every start of every fit at once (whole-sample evaluations)."""
+    block = min(length, _problem.BLOCK_SIZE) if schedule == "queue" else length
+    per_eval = 8 * block * (p + 6 * k) * 2
     per_data = 8 * length * (d + 2)
     budget = memory_gib * 2**30
     if schedule == "queue":  # lanes get at most half the budget, fits' data the rest
@@ -127,18 +149,26 @@ def _fit_keys(base, ns, rs):
     return jax.vmap(lambda n, r: jax.random.fold_in(jax.random.fold_in(base, n), r))(ns, rs)
 
 
-def _default_lanes() -> int:
-    """Queue width: 2 lanes per CPU core. On the 2-core CPU (experiments/README.md) 4 lanes were best at
-    n = 10^4, where the time goes (2 lanes were best at n <= 1000, by < 40%); 16 lanes lost everywhere."""
-    return 2 * (os.cpu_count() or 1)
+def _default_lanes(num_devices: int = 1) -> int:
+    """Queue width per device: 2 lanes per CPU core, shared among the devices. On the 2-core CPU
+    (experiments/README.md) 4 lanes were best at n = 10^4, where the time goes (2 lanes were best at
+    n <= 1000, by < 40%); 16 lanes lost everywhere. (Not measured on accelerators: pass `lanes` there.)"""
+    return max(1, 2 * (os.cpu_count() or 1) // num_devices)
 
 
-def _prepare(key, n, *, setting, model, length, init, restarts, noise, scale):
-    """One fit's padded data, the MSE of the truth on it, its M starts and the exact-split reference start."""
+def _prepare(key, n, *, setting, length):
+    """One fit's padded data and the MSE of the truth on it."""
     truth = setting.truth_params()
-    k_data, k_init = jax.random.split(key)
+    k_data, _ = jax.random.split(key)
     x, y, mask = draw_padded(k_data, setting, truth, n, length)
     objective_truth = least_squares_problem(setting.model, x, y, mask, gauge=False)[0].objective(ravel(truth)[0])
+    return x, y, mask, objective_truth
+
+
+def _starts(key, *, setting, model, init, restarts, noise, scale):
+    """One fit's M starts and the exact-split reference start: functions of the fit's key only (not of n)."""
+    truth = setting.truth_params()
+    _, k_init = jax.random.split(key)
     keys = [jax.random.fold_in(k_init, m) for m in range(restarts)]  # start m does not depend on M
     if init == "near_truth":  # restart m splits the true atoms with offset m (which atoms get the extras)
         starts = [near_truth_split(keys[m], model, truth, setting.k_star, noise, offset=m) for m in range(restarts)]
@@ -149,15 +179,15 @@ def _prepare(key, n, *, setting, model, length, init, restarts, noise, scale):
         starts = [random_init(k, model, scale) for k in keys]
     starts = jnp.stack([ravel(model.fix_gauge(start))[0] for start in starts])
     exact = ravel(model.fix_gauge(near_truth_split(k_init, model, truth, setting.k_star, 0.0)))[0]
-    return x, y, mask, objective_truth, starts, exact
+    return starts, exact
 
 
-def _solve_chunk(keys, ns, *, setting, model, solver, length, init, restarts, noise, scale, reference, ref_iter,
+def _solve_chunk(keys, ns, starts, exact, *, setting, model, solver, length, restarts, reference, ref_iter,
                  schedule, lanes):
-    """All fits of a chunk: prepare, solve every (fit, start) job, keep each fit's best start."""
-    prep = functools.partial(_prepare, setting=setting, model=model, length=length, init=init,
-                             restarts=restarts, noise=noise, scale=scale)
-    x, y, mask, objective_truth, starts, exact = jax.vmap(prep)(keys, ns)
+    """All fits of a chunk (of one device's share of it, under `shard_map`): draw the data, solve every
+    (fit, start) job, keep each fit's best start. Also returns the work: every job's iterations and the
+    lane-steps run."""
+    x, y, mask, objective_truth = jax.vmap(functools.partial(_prepare, setting=setting, length=length))(keys, ns)
     num_fits, p = exact.shape
     if schedule == "queue":
         jobs = starts.reshape(num_fits * restarts, p)
@@ -169,9 +199,14 @@ def _solve_chunk(keys, ns, *, setting, model, solver, length, init, restarts, no
             budget = jnp.concatenate([budget, jnp.full((num_fits,), ref_iter)])
         num_lanes = lanes or _default_lanes()
         res = solve_queue(model, x, y, mask, jobs, job_fit, budget, lanes=num_lanes, config=solver.config)
+        lane_steps = res.steps * min(num_lanes, jobs.shape[0])
+        fit_iterations = jnp.sum(res.iterations[: num_fits * restarts].reshape(num_fits, restarts), axis=1)
+        if reference:
+            fit_iterations = fit_iterations + res.iterations[num_fits * restarts:]
+        res = res[:4]
         fits = jax.tree_util.tree_map(lambda a: a[: num_fits * restarts].reshape((num_fits, restarts) + a.shape[1:]),
                                       res)
-        ref_objective = res.objective[num_fits * restarts:] if reference else None
+        ref_objective = res[1][num_fits * restarts:] if reference else None
         theta, objective, iterations, status = fits
     else:
         def one(x1, y1, m1, starts1):
@@ -180,10 +215,15 @@ def _solve_chunk(keys, ns, *, setting, model, solver, length, init, restarts, no
 
         states = jax.vmap(one)(x, y, mask, starts)
         theta, objective, iterations, status = states.theta, states.objective, states.iteration, states.status
+        lane_steps = jnp.max(iterations) * iterations.size  # every lane runs until the slowest stops
+        fit_iterations = jnp.sum(iterations, axis=1)
         if reference:
             ref_solver = levenberg_marquardt_solver(LMConfig(max_iter=ref_iter))
-            ref_objective = jax.vmap(lambda x1, y1, m1, t: run_solver(
-                ref_solver, least_squares_problem(model, x1, y1, m1)[0], t).objective)(x, y, mask, exact)
+            ref_states = jax.vmap(lambda x1, y1, m1, t: run_solver(
+                ref_solver, least_squares_problem(model, x1, y1, m1)[0], t))(x, y, mask, exact)
+            ref_objective = ref_states.objective
+            lane_steps = lane_steps + jnp.max(ref_states.iteration) * num_fits
+            fit_iterations = fit_iterations + ref_states.iteration
     finite = jnp.isfinite(objective)
     best = jnp.argmin(jnp.where(finite, objective, jnp.inf), axis=1)
     pick = lambda a: jnp.take_along_axis(a, best.reshape((-1,) + (1,) * (a.ndim - 1)), axis=1)[:, 0]
@@ -196,7 +236,8 @@ def _solve_chunk(keys, ns, *, setting, model, solver, length, init, restarts, no
         objective_reference = jnp.full_like(objective, jnp.nan)
     _, unravel = ravel(model.zeros())
     params = jax.vmap(lambda t: unravel(t))(theta)
-    return params, objective, objective_truth, objective_reference, iterations, status
+    return (params, objective, objective_truth, objective_reference, iterations, status, fit_iterations), \
+        jnp.reshape(lane_steps, (1,)).astype(jnp.int32)
 
 
 def fit_curve(
@@ -221,6 +262,7 @@ def fit_curve(
     precision: str = "float64",
     schedule: str = "auto",
     lanes: int | None = None,
+    devices=None,
 ) -> CurveFit:
     """Fit every (n, replicate) pair of a rate study for `setting` with `k` atoms (default `setting.k_fit`).
 
@@ -228,8 +270,16 @@ def fit_curve(
     `restarts` defaults to 1 for k = k* and 4 for an over-fitted k (best of 4 near-truth splits).
     `schedule`: "queue" (LM only: lanes are refilled as fits finish, `queue.solve_queue`), "lockstep"
     (`vmap` of whole fits: every lane waits for the slowest), or "auto" (queue for LM, else lockstep).
-    `lanes`: queue width (default: 2 per CPU core).
+    `lanes`: queue width per device (default: 2 per CPU core, shared among the devices).
+    `devices`: the devices the fits are sharded over (default: all local devices; module docstring).
     `precision="float64"` (default; see experiments/README.md for why) or `"float32"`.
+    `memory_gib` bounds one device's working set (its share of a chunk's data and its lanes).
+
+    Besides the fits, `info` reports the work: `waste_ratio` (padded samples / sum of n, bucketing and chunk
+    padding), `sample_iterations` (sum over jobs of n x iterations, every start and the reference included),
+    `executed_sample_iterations` (lane-steps x padded length: what the machine ran, frozen and idle queue
+    lanes included) and their ratio `work_ratio`; `seconds`, `compile_seconds`, `compile_wait_seconds`
+    (compile time the run waited for) and per-bucket figures in `buckets`.
     """
     sizes = np.asarray(sample_sizes)
     require(sizes.ndim == 1 and sizes.size >= 1, "sample_sizes", sample_sizes, "must be a non-empty 1-d list of sizes")
@@ -254,50 +304,112 @@ def fit_curve(
     if schedule == "auto":
         schedule = "queue" if solver.name == "lm" else "lockstep"
 
+    devices = list(jax.local_devices()) if devices is None else list(devices)
+    require(len(devices) >= 1 and len(set(devices)) == len(devices), "devices", devices,
+            "must be a non-empty list of distinct jax devices")
+    num_devices = len(devices)
+    require(lanes is None or (isinstance(lanes, (int, np.integer)) and lanes >= 1), "lanes", lanes,
+            "must be None or an integer >= 1")
+
     order = np.argsort(sizes)
     results: dict[tuple[int, int], tuple] = {}
     work = int(np.sum(sizes)) * replicates
     padded_work = 0
-    compile_seconds = 0.0
     chunk_sizes: dict[int, int] = {}
+    buckets_info: list[dict] = []
     t_start = time.perf_counter()
-    with jax.enable_x64(precision == "float64"):
+    mesh = Mesh(np.array(devices), ("fits",))
+    by_fit = NamedSharding(mesh, PartitionSpec("fits"))
+    x64 = precision == "float64"
+    with jax.enable_x64(x64), concurrent.futures.ThreadPoolExecutor(min(2, os.cpu_count() or 1)) as pool:
+        def compile_in_background(lowered):
+            def run():
+                with jax.enable_x64(x64):
+                    t0 = time.perf_counter()
+                    compiled = lowered.compile()
+                    return compiled, time.perf_counter() - t0
+            return pool.submit(run)
+
         base = jax.random.PRNGKey(int(seed))
         p = ravel(model.zeros())[0].size
+        # Every fit's key and starts (a function of the key only), in one call compiled once per curve.
+        jobs = [(int(n), r) for n in sizes[order] for r in range(replicates)]
+        row_of = {job: i for i, job in enumerate(jobs)}
+        all_keys = _fit_keys(base, jnp.asarray([n for n, _ in jobs]), jnp.asarray([r for _, r in jobs]))
+        starts_fn = jax.jit(jax.vmap(functools.partial(
+            _starts, setting=setting, model=model, init=init, restarts=restarts, noise=float(init_noise),
+            scale=float(init_scale))))
+        starts_future = compile_in_background(starts_fn.lower(all_keys))
+        starts_shape = jax.eval_shape(starts_fn, all_keys)
+
+        plans = []
         for bucket in bucket_sizes(sizes[order], bucket_ratio):
             length = int(bucket.max())
             todo = [(int(n), r) for n in bucket for r in range(replicates)]
-            # Memory per lane ~ a few (L x p x k) arrays while forming the Jacobian, per restart.
-            cap, width = _chunk_cap(length, p, model.num_atoms, setting.d, restarts, schedule, lanes, memory_gib)
-            size = min(len(todo), cap if chunk_size is None else min(cap, chunk_size))
+            cap, width = _chunk_cap(length, p, model.num_atoms, setting.d, restarts, schedule,
+                                    lanes or _default_lanes(num_devices), memory_gib)
+            size = min(len(todo), cap * num_devices if chunk_size is None else min(cap * num_devices, chunk_size))
             size = -(-len(todo) // -(-len(todo) // size))  # equal chunks: the last one wastes least
+            size = -(-size // num_devices) * num_devices  # every device gets the same number of fits
             chunk_sizes[length] = size
-            fn = jax.jit(functools.partial(
-                _solve_chunk, setting=setting, model=model, solver=solver, length=length, init=init,
-                restarts=restarts, noise=float(init_noise), scale=float(init_scale),
-                reference=bool(reference), ref_iter=int(reference_iterations), schedule=schedule,
-                lanes=width))
-            compiled = None
+            solve = functools.partial(
+                _solve_chunk, setting=setting, model=model, solver=solver, length=length, restarts=restarts,
+                reference=bool(reference), ref_iter=int(reference_iterations), schedule=schedule, lanes=width)
+            fn = jax.jit(jax.shard_map(solve, mesh=mesh, in_specs=(PartitionSpec("fits"),) * 4,
+                                       out_specs=(PartitionSpec("fits"), PartitionSpec("fits")), check_vma=False))
+            abstract = [jax.ShapeDtypeStruct((size,) + a.shape[1:], a.dtype, sharding=by_fit)
+                        for a in (all_keys, jnp.asarray([1]), starts_shape[0], starts_shape[1])]
+            plans.append(dict(length=length, todo=todo, size=size, width=width, fn=fn, abstract=abstract))
+        # Largest bucket first: its long run hides the compiles of the others (ahead-of-time, in the background).
+        plans.sort(key=lambda plan: -plan["length"])
+        for plan in plans:
+            plan["future"] = compile_in_background(plan.pop("fn").lower(*plan.pop("abstract")))
+
+        t0 = time.perf_counter()
+        compiled, compile_seconds = starts_future.result()
+        compile_wait = time.perf_counter() - t0
+        all_starts, all_exact = (np.asarray(a) for a in compiled(all_keys))
+        all_keys = np.asarray(all_keys)
+
+        for plan in plans:
+            length, todo, size = plan["length"], plan["todo"], plan["size"]
+            t0 = time.perf_counter()
+            compiled, seconds = plan["future"].result()
+            waited = time.perf_counter() - t0
+            compile_seconds += seconds
+            compile_wait += waited
+            t_run = time.perf_counter()
+            lane_steps = sample_iterations = 0
             for start in range(0, len(todo), size):
                 chunk = todo[start:start + size]
                 padded = chunk + [chunk[-1]] * (size - len(chunk))
-                ns = jnp.asarray([n for n, _ in padded])
-                keys = _fit_keys(base, ns, jnp.asarray([r for _, r in padded]))
-                if compiled is None:  # ahead-of-time, so compile time is measured, not guessed
-                    t0 = time.perf_counter()
-                    compiled = fn.lower(keys, ns).compile()
-                    compile_seconds += time.perf_counter() - t0
-                out = jax.block_until_ready(compiled(keys, ns))
+                rows = np.asarray([row_of[job] for job in padded])
+                ns = np.asarray([n for n, _ in padded], dtype=np.int64 if x64 else np.int32)
+                args = jax.device_put((all_keys[rows], ns, all_starts[rows], all_exact[rows]), by_fit)
+                out, steps = jax.block_until_ready(compiled(*args))
                 padded_work += length * size
                 out = jax.tree_util.tree_map(np.asarray, out)
+                lane_steps += int(np.sum(steps))
                 for i, job in enumerate(chunk):
                     results[job] = jax.tree_util.tree_map(lambda a: a[i], out)
+                    sample_iterations += job[0] * int(out[6][i])
+            buckets_info.append(dict(
+                length=length, fits=len(todo), chunk_size=size, chunks=-(-len(todo) // size), lanes=plan["width"],
+                compile_seconds=seconds, compile_wait_seconds=waited, run_seconds=time.perf_counter() - t_run,
+                lane_steps=lane_steps, sample_iterations=sample_iterations,
+                executed_sample_iterations=lane_steps * length))
     seconds = time.perf_counter() - t_start
+    sample_iterations = sum(b["sample_iterations"] for b in buckets_info)
+    executed = sum(b["executed_sample_iterations"] for b in buckets_info)
     return _assemble(sizes, replicates, results, dict(
         solver=solver.name, k=k_fit, init=init, schedule=schedule,
         restarts=restarts, reference=reference, precision=precision, seed=int(seed), replicates=replicates,
         work=work, padded_work=padded_work, waste_ratio=padded_work / work, seconds=seconds,
-        compile_seconds=compile_seconds, min_rtol=min_rtol, min_atol=min_atol, chunk_sizes=chunk_sizes,
+        compile_seconds=compile_seconds, compile_wait_seconds=compile_wait, min_rtol=min_rtol, min_atol=min_atol,
+        chunk_sizes=chunk_sizes, devices=num_devices, buckets=sorted(buckets_info, key=lambda b: b["length"]),
+        iterations_total=int(sum(int(np.sum(r[6])) for r in results.values())),
+        sample_iterations=sample_iterations, executed_sample_iterations=executed,
+        work_ratio=executed / max(sample_iterations, 1),
     ))
 
 

@@ -72,8 +72,7 @@ def _linearise(problem: LeastSquaresProblem, theta, config: LMConfig):
         half = lambda t: 0.5 * problem.objective(t)
         value, grad = jax.value_and_grad(half)(theta)
         return 2.0 * value, grad, jax.jacfwd(jax.grad(half))(theta)
-    r, jac = problem.linearise(theta)
-    return jnp.dot(r, r), jac.T @ r, jac.T @ jac
+    return problem.normal_equations(theta)
 
 
 def init(theta: Float[Array, "p"], problem: LeastSquaresProblem, config: LMConfig = LMConfig()) -> LMState:

@@ -24,13 +24,17 @@ class QueueResult(NamedTuple):
     objective: Float[Array, "J"]
     iterations: Int[Array, "J"]
     status: Int[Array, "J"]
+    # LM steps every lane executed (lanes x steps lane-steps in all, frozen and idle lanes included): the
+    # work done, against sum(iterations) the work needed.
+    steps: Int[Array, ""] = 0
 
 
 def solve_queue(model, x, y, mask, starts, job_fit, job_max_iter, lanes: int,
                 config: lm.LMConfig = lm.LMConfig(), steps_per_refill: int = 8) -> QueueResult:
     """Run jobs j = 0..J-1 (start `starts[j]` on fit `job_fit[j]`'s data, at most `job_max_iter[j]` steps).
 
-    `x: (F, d, L)`, `y, mask: (F, L)`; returns per-job final theta, objective, iterations and status.
+    `x: (F, d, L)`, `y, mask: (F, L)`; returns per-job final theta, objective, iterations and status, and the
+    number of steps run.
     Lanes are checked and refilled every `steps_per_refill` LM steps (a stopped lane is frozen meanwhile):
     the refill's gathers and scatters cost about as much as a step at small n, so they are amortised.
     """
@@ -50,7 +54,7 @@ def solve_queue(model, x, y, mask, starts, job_fit, job_max_iter, lanes: int,
                       jnp.zeros((num_jobs,), jnp.int32), jnp.full((num_jobs,), MAX_ITER, jnp.int32))
 
     def step(carry):
-        states, lane_job, next_job, out = carry
+        states, lane_job, next_job, out, steps = carry
         active = lane_job < num_jobs
         job = jnp.minimum(lane_job, num_jobs - 1)
         budget = job_max_iter[job]
@@ -69,7 +73,7 @@ def solve_queue(model, x, y, mask, starts, job_fit, job_max_iter, lanes: int,
         out = QueueResult(out.theta.at[slot].set(states.theta, mode="drop"),
                           out.objective.at[slot].set(states.objective, mode="drop"),
                           out.iterations.at[slot].set(states.iteration, mode="drop"),
-                          out.status.at[slot].set(status, mode="drop"))
+                          out.status.at[slot].set(status, mode="drop"), out.steps)
         rank = jnp.cumsum(done) - 1
         new_job = jnp.where(done, next_job + rank, lane_job)
         new_job = jnp.where(done & (new_job >= num_jobs), num_jobs, new_job)
@@ -77,8 +81,8 @@ def solve_queue(model, x, y, mask, starts, job_fit, job_max_iter, lanes: int,
         fresh_states = jax.vmap(fresh)(jnp.minimum(new_job, num_jobs - 1))
         states = jax.tree_util.tree_map(
             lambda f, s: jnp.where(reload.reshape((-1,) + (1,) * (s.ndim - 1)), f, s), fresh_states, states)
-        return states, new_job, next_job + jnp.sum(done), out
+        return states, new_job, next_job + jnp.sum(done), out, steps + steps_per_refill
 
-    carry = (states, lane_job, jnp.asarray(lanes), out)
-    _, _, _, out = jax.lax.while_loop(lambda c: jnp.any(c[1] < num_jobs), step, carry)
-    return out
+    carry = (states, lane_job, jnp.asarray(lanes), out, jnp.asarray(0, jnp.int32))
+    _, _, _, out, steps = jax.lax.while_loop(lambda c: jnp.any(c[1] < num_jobs), step, carry)
+    return out._replace(steps=steps)
