@@ -45,7 +45,10 @@ SLOW = "slower than any polynomial"
 
 
 class SweepResults(NamedTuple):
-    """The results found in a sweep folder; arrays are indexed [size, replicate] over `sizes` (done chunks)."""
+    """The results found in a sweep folder; arrays are indexed [size, replicate] over `sizes` (done chunks).
+
+    `fits`: objective, status, ... (`runner.FIT_FIELDS`); `metrics`: name -> values; `params`: the fitted
+    parameters, the family's parameter NamedTuple with leaves [size, replicate, ...] (None if no chunk)."""
 
     config: SweepConfig
     sizes: np.ndarray
@@ -53,6 +56,7 @@ class SweepResults(NamedTuple):
     metrics: dict
     chunk_infos: list
     chunks_total: int
+    params: object = None
 
     @property
     def complete(self) -> bool:
@@ -86,12 +90,26 @@ def load_results(out: str) -> SweepResults:
         fits = {k: np.concatenate([a[k] for a, _ in chunks]) for k in FIT_FIELDS}
         names = [k[len("metric/"):] for k in chunks[0][0] if k.startswith("metric/")]
         metrics = {k: np.concatenate([a["metric/" + k] for a, _ in chunks]) for k in names}
+        params = _params(config, [a for a, _ in chunks])
     else:
         r = config.replicates
         sizes = np.zeros(0, dtype=np.int64)
         fits = {k: np.zeros((0, r)) for k in FIT_FIELDS}
-        metrics = {}
-    return SweepResults(config, sizes, fits, metrics, [info for _, info in chunks], len(plan))
+        metrics, params = {}, None
+    return SweepResults(config, sizes, fits, metrics, [info for _, info in chunks], len(plan), params)
+
+
+def _params(config: SweepConfig, chunks: list) -> object:
+    """The fitted parameters as the family's NamedTuple, rebuilt on the fitted model's template."""
+    import jax
+
+    from jaxmoe.sweeps.runner import _key_name
+
+    template = config.setting().fitted_model().zeros()
+    paths, treedef = jax.tree_util.tree_flatten_with_path(template)
+    leaves = [np.concatenate([a["param/" + "/".join(_key_name(k) for k in path)] for a in chunks])
+              for path, _ in paths]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 # ---------------------------------------------------------------- table
@@ -227,15 +245,14 @@ def summarize(res: SweepResults, num_bootstrap: int = 1000, level: float = 0.95)
 # ---------------------------------------------------------------- plots
 def plot_curves(res: SweepResults, summary: dict, stem: str) -> list[str]:
     """`stem.png` and `stem.pdf`: one log-log panel per metric (needs matplotlib, the `plot` extra)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure (no pyplot): no GUI backend needed, and the caller's backend (a notebook's) is left alone.
+    from matplotlib.figure import Figure
 
     names = list(res.metrics)
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.5 * rows), squeeze=False)
+    fig = Figure(figsize=(4.3 * cols, 3.5 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     ns = res.sizes.astype(float)
     for ax, name in zip(axes.flat, names):
         s = summary["metrics"][name]
@@ -272,7 +289,6 @@ def plot_curves(res: SweepResults, summary: dict, stem: str) -> list[str]:
         buf = io.BytesIO()
         fig.savefig(buf, format=path.rsplit(".", 1)[1], dpi=120)
         atomic_write_bytes(path, lambda fh: fh.write(buf.getvalue()))
-    plt.close(fig)
     return paths
 
 
