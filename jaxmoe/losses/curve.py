@@ -5,14 +5,15 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from jaxmoe.losses.errors import regression_l2_error_quadrature
+from jaxmoe.losses.errors import regression_l2_error, regression_l2_error_quadrature
 from jaxmoe.losses.voronoi import batched_loss
 from jaxmoe.models.moe import DenseToSparseParams, HierarchicalParams, SoftmaxParams
 
 
-def curve_metrics(setting, fit) -> dict[str, np.ndarray]:
+def curve_metrics(setting, fit, *, l2_key=None, l2_points: int = 100_000) -> dict[str, np.ndarray]:
     r"""Per-fit metrics of a rate curve, in float64: `l2_error` ($\|f_{\hat G} - f_{G^*}\|_{L^2(\mu)}$, by
-    quadrature for d = 1) and the family's Voronoi loss (`voronoi_d1`, `voronoi_d4` for a non-linear router,
+    quadrature for d = 1, else by Monte Carlo on `l2_points` fresh inputs drawn from `l2_key`, the same
+    points for every fit) and the family's Voronoi loss (`voronoi_d1`, `voronoi_d4` for a non-linear router,
     `voronoi_temperature` (eq. 16, r = 1) for a linear router with temperature, `voronoi_hierarchical`)."""
     shape = fit.objective.shape
     with jax.enable_x64(True):
@@ -23,7 +24,11 @@ def curve_metrics(setting, fit) -> dict[str, np.ndarray]:
         if setting.d == 1:
             l2 = jax.jit(jax.vmap(lambda p: regression_l2_error_quadrature(
                 model_hat, p, setting.model, truth, setting.inputs)))(flat)
-            metrics["l2_error"] = np.asarray(l2).reshape(shape)
+        else:  # lax.map in batches: a vmap over every fit would hold fits x l2_points values at once
+            key = jax.random.PRNGKey(0) if l2_key is None else l2_key
+            l2 = jax.jit(lambda ps: jax.lax.map(lambda p: regression_l2_error(
+                key, model_hat, p, setting.model, truth, setting.inputs, l2_points), ps, batch_size=8))(flat)
+        metrics["l2_error"] = np.asarray(l2).reshape(shape)
         if isinstance(truth, SoftmaxParams):
             metrics["voronoi_d1"] = np.asarray(batched_loss("d1", flat, truth)).reshape(shape)
         elif isinstance(truth, DenseToSparseParams):
