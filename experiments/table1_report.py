@@ -161,4 +161,25 @@ def report(out: str, rows) -> int:
         print(json.dumps({"row": row, **table[row]}, default=float))
     with open(os.path.join(out, "table1.json"), "w") as fh:
         json.dump(table, fh, indent=2, default=float)
+    with open(os.path.join(out, "table1.md"), "w") as fh:
+        fh.write(markdown(table))
     return 0
+
+
+def _cell(s):
+    return f"{s['slope']:.2f} [{s['ci'][0]:.2f}, {s['ci'][1]:.2f}]" if s else "-"
+
+
+def markdown(table: dict) -> str:
+    """The experiments/README.md table: slopes of the mean with 95% bootstrap CIs, law preferred, verdicts."""
+    lines = ["| row | converged | L2 slope | Voronoi loss slope (law preferred, dAIC slow-power) | "
+             "exact-fitted errors | over-fitted errors | verdicts |", "|---|---|---|---|---|---|---|"]
+    for row, t in table.items():
+        loss = next(n for n in LOSS_NAMES if n in t)
+        law = f"{t[loss]['law_preferred']}, {t[loss]['delta_aic_slow_minus_power']:+.1f}"
+        bad = [f"{k}: {v}" for k, v in t["verdicts"].items() if v != "met"]
+        verdict = "all met" if not bad else "; ".join(bad)
+        lines.append(f"| {row} | {t['converged_fraction']:.1%} | {_cell(t.get('l2_error'))} | {loss} "
+                     f"{_cell(t[loss])} ({law}) | {_cell(t.get('exact_error'))} | {_cell(t.get('overfit_error'))} "
+                     f"| {verdict} |")
+    return "\n".join(lines) + "\n"
