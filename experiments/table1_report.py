@@ -24,26 +24,17 @@ import numpy as np
 
 import jaxmoe
 from jaxmoe.estimation.problem import STATUS_NAMES
+from jaxmoe.sweeps.runner import atomic_write_json, fit_metrics
 
 POLYNOMIAL_ROWS = ("softmax-ridge", "dts-nonlinear-router", "hierarchical-ridge")
-THEORY_SLOPE = {"l2_error": -0.5, "exact_error": -0.5, "overfit_error": -0.25}
+THEORY_SLOPE = {"l2_error": -0.5, "exact_error": -0.5, "overfit_error": -0.25, "level1_error": -0.5}
 LOSS_NAMES = ("voronoi_d1", "voronoi_temperature", "voronoi_d4", "voronoi_hierarchical")
 
 
-def measure(setting, fit) -> dict[str, np.ndarray]:
-    """Every metric of every fit, arrays [size, replicate]."""
-    metrics = jaxmoe.curve_metrics(setting, fit)
-    truth = setting.truth
-    shape = fit.objective.shape
-    flat = jax.tree_util.tree_map(lambda a: np.asarray(a).reshape((-1,) + a.shape[2:]), fit.params)
-    options = {}
-    if isinstance(truth, jaxmoe.DenseToSparseParams):
-        options["linear_router"] = setting.model.router.is_linear
-    with jax.enable_x64(True):
-        errors = jax.vmap(lambda p: jaxmoe.parameter_errors(p, truth, **options))(flat)
-    metrics["exact_error"] = np.asarray(errors.exact_error).reshape(shape)
-    metrics["overfit_error"] = np.asarray(errors.overfit_error).reshape(shape)
-    return metrics
+def measure(setting, fit) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every metric of every fit, arrays [size, replicate], and the empty Voronoi cells per fit (the sweep's
+    own `fit_metrics`, so Table 1 and `jaxmoe sweep` measure the same things)."""
+    return fit_metrics(setting, fit)
 
 
 def _slope(sizes, values, name, row):
@@ -69,7 +60,7 @@ def verdicts(row: str, slopes: dict) -> dict[str, str]:
     if row in POLYNOMIAL_ROWS:
         ok = -0.6 <= s["slope"] <= -0.4 and s["ci"][0] <= -0.5 <= s["ci"][1]
         out[loss] = "met" if ok else "not met"
-        for name in ("exact_error", "overfit_error"):
+        for name in ("exact_error", "overfit_error", "level1_error"):
             if name not in slopes:
                 continue
             e = slopes[name]
@@ -137,7 +128,7 @@ def report(out: str, rows) -> int:
             print(f"{row}: not fitted yet, skipped")
             continue
         setting, fit, meta = load_row(folder)
-        metrics = measure(setting, fit)
+        metrics, empty = measure(setting, fit)
         slopes, skipped = {}, {}
         for name, values in metrics.items():
             try:
@@ -147,20 +138,19 @@ def report(out: str, rows) -> int:
         summary = {"row": row, "paper_row": setting.row, "theory": setting.theory, "meta": meta,
                    "slopes": slopes, "no_slope": skipped,
                    "non_finite_by_metric": {k: int(np.sum(~np.isfinite(v))) for k, v in metrics.items()},
+                   "fits_with_empty_cells": int(np.sum(empty > 0)),
                    "verdicts": verdicts(row, slopes),
                    "converged_fraction": meta["summary"]["converged_fraction"],
                    "below_truth_fraction": meta["summary"]["below_truth_fraction"]}
         write_csv(os.path.join(folder, "results.csv"), row, fit, metrics)
-        with open(os.path.join(folder, "summary.json.tmp"), "w") as fh:
-            json.dump(summary, fh, indent=2, default=float)
-        os.replace(os.path.join(folder, "summary.json.tmp"), os.path.join(folder, "summary.json"))
+        atomic_write_json(os.path.join(folder, "summary.json"), summary)
         plot(folder, row, fit, slopes, meta)
         table[row] = {"verdicts": summary["verdicts"], "converged_fraction": summary["converged_fraction"],
+                      "fits_with_empty_cells": summary["fits_with_empty_cells"],
                       **{name: {k: s[k] for k in ("slope", "ci", "median_slope", "law_preferred",
                                                   "delta_aic_slow_minus_power")} for name, s in slopes.items()}}
         print(json.dumps({"row": row, **table[row]}, default=float))
-    with open(os.path.join(out, "table1.json"), "w") as fh:
-        json.dump(table, fh, indent=2, default=float)
+    atomic_write_json(os.path.join(out, "table1.json"), table)
     with open(os.path.join(out, "table1.md"), "w") as fh:
         fh.write(markdown(table))
     return 0
