@@ -58,12 +58,17 @@ import hashlib
 import inspect
 import json
 import os
-import tomllib
+import sys
 from typing import Any
 
 import numpy as np
 
 from jaxmoe._errors import JaxMoEInputError, require
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
 
 DEFAULT_SIZES = (300, 600, 1200, 2500, 5000, 10000, 20000)
 DEFAULT_REPLICATES = 16

@@ -19,7 +19,8 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    """`Progress(total_work, chunks, enabled)`; call `update(work, compile_seconds, label)` after each chunk."""
+    """`Progress(works, done, enabled)`: the work of each chunk to run; `update(seconds, compile_seconds, label)`
+    after each chunk."""
 
     def __init__(self, works: list[float], done: int = 0, enabled: bool = True, stream=None, width: int = 24):
         self.works, self.index, self.enabled = list(works), done, enabled
