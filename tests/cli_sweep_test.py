@@ -266,3 +266,20 @@ def test_one_line_error_in_a_real_process(env, tmp_path):
     res = _cli(["sweep", _toml(tmp_path, "[model\n")], env)
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.count("\n") == 1 and "is not valid TOML" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_readme_commands_parse():
+    """Every `jaxmoe ...` line of README's command-line block parses, and the files it names exist."""
+    import re
+    import shlex
+
+    from jaxmoe.cli import build_parser
+
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## Command line\n.*?```\n(.*?)```", text, re.S).group(1)
+    lines = [line.split("#")[0].strip() for line in block.splitlines() if line.startswith("jaxmoe ")]
+    assert len(lines) >= 5 and any("--resume" in line for line in lines) and any(" report " in line for line in lines)
+    for line in lines:
+        args = build_parser().parse_args(shlex.split(line)[1:])
+        if getattr(args, "config", None):
+            assert (ROOT / args.config).exists(), args.config

@@ -238,7 +238,7 @@ def summarize(res: SweepResults, num_bootstrap: int = 1000, level: float = 0.95)
         "k_star": config.spec["model"]["k_star"], "k_fit": config.spec["model"]["k_fit"],
         "fits": fits, "metrics": metrics, "num_bootstrap": num_bootstrap,
         "seconds": {"chunks": float(sum(i["seconds"] for i in infos)),
-                    "compile": float(sum(i["compile_seconds"] for i in infos))},
+                    "compile_wait": float(sum(i["compile_seconds"] for i in infos))},
     }
 
 
