@@ -1,8 +1,11 @@
 """The `jaxmoe` command line (also `python -m jaxmoe`).
 
+Subcommands: `sweep` (a rate study from a TOML config or a preset, resumable; `jaxmoe.sweeps`), `report`
+(tables and plots of a sweep folder), `identify` (identifiability verdicts), `presets` (the Table 1 truths).
 One function per subcommand, `cmd_<name>(args) -> int`, registered in `build_parser()` by an
-`add_<name>_parser(subparsers)` function. To add a subcommand (e.g. `sweep`, `report`): write both and
-append the adder to `SUBCOMMANDS`. Bad input prints one line `jaxmoe: error: ...` on stderr and exits 2.
+`add_<name>_parser(subparsers)` function; to add one, write both and append the adder to `SUBCOMMANDS`.
+Parsing and printing live here, the work in the library. Bad input prints one line `jaxmoe: error: ...` on
+stderr and exits 2; an interrupted sweep (Ctrl-C) says where its saved chunks are and exits 130.
 """
 
 from __future__ import annotations
