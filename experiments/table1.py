@@ -58,7 +58,8 @@ def row_setting(name: str, variant: str) -> jaxmoe.Setting:
     return VARIANTS[variant](jaxmoe.get_preset(name))
 
 
-def fit_row(name: str, variant: str, sizes, replicates: int, seed: int, out: str, restarts=None) -> None:
+def fit_row(name: str, variant: str, sizes, replicates: int, seed: int, out: str, restarts=None,
+            max_iter=None) -> None:
     setting = row_setting(name, variant)
     folder = os.path.join(out, name)
     if os.path.exists(os.path.join(folder, "meta.json")):
@@ -66,7 +67,7 @@ def fit_row(name: str, variant: str, sizes, replicates: int, seed: int, out: str
         return
     os.makedirs(folder, exist_ok=True)
     default = SMALL_NOISE_MAX_ITER if variant == "small-noise" else LMConfig().max_iter
-    solver = jaxmoe.get_solver("lm", max_iter=MAX_ITER.get(name, default))
+    solver = jaxmoe.get_solver("lm", max_iter=max_iter or MAX_ITER.get(name, default))
     t0 = time.perf_counter()
     fit = jaxmoe.fit_curve(setting, sizes, replicates, seed, solver=solver, restarts=restarts)
     seconds = time.perf_counter() - t0
@@ -107,6 +108,7 @@ def main(argv=None) -> int:
     parser.add_argument("--replicates", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--restarts", type=int, default=None, help="default: fit_curve's (1 if k = k*, else 4)")
+    parser.add_argument("--max-iter", type=int, default=None, help="LM iteration limit (default: see MAX_ITER)")
     parser.add_argument("--variant", default="preset", choices=sorted(VARIANTS))
     parser.add_argument("--out", default=None, help="default experiments/results/table1[-<variant>]")
     args = parser.parse_args(argv)
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
     if args.command == "fit":
         sizes = [int(s) for s in args.sizes.split(",")]
         for name in rows:
-            fit_row(name, args.variant, sizes, args.replicates, args.seed, out, args.restarts)
+            fit_row(name, args.variant, sizes, args.replicates, args.seed, out, args.restarts, args.max_iter)
         return 0
     from table1_report import report  # noqa: E402  (reporting lives beside this script)
 

@@ -218,7 +218,7 @@ def _expert_bounds(box: ParameterBox, shapes):
 
 
 class _FlatFamily(_Family):
-    """Softmax and dense-to-sparse gating: $f_G = \sum_i \mathrm{softmax}_i(\text{logits}) h(x, \eta_i)$ over k atoms."""
+    r"""Softmax and dense-to-sparse gating: $f_G = \sum_i \mathrm{softmax}_i(\text{logits}) h(x, \eta_i)$ over k atoms."""
 
     def experts(self, params, x: Float[Array, "d n"]) -> Float[Array, "k n"]:
         return _atoms(self.expert.fn, params.eta, x)
