@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 
 from jaxmoe.losses.errors import regression_l2_error, regression_l2_error_quadrature
 from jaxmoe.losses.voronoi import batched_loss
 from jaxmoe.models.moe import DenseToSparseParams, HierarchicalParams, SoftmaxParams
+
+
+@functools.lru_cache(maxsize=64)
+def _l2_fn(model_hat, model_true, inputs, points: int | None):
+    """The jitted per-fit L2 error, built once per (models, input law) instead of on every call (2-4 s each)."""
+    if points is None:
+        return jax.jit(jax.vmap(lambda p, truth: regression_l2_error_quadrature(
+            model_hat, p, model_true, truth, inputs), in_axes=(0, None)))
+    # lax.map in batches: a vmap over every fit would hold fits x points values at once
+    return jax.jit(lambda ps, truth, key: jax.lax.map(lambda p: regression_l2_error(
+        key, model_hat, p, model_true, truth, inputs, points), ps, batch_size=8))
 
 
 def curve_metrics(setting, fit, *, l2_key=None, l2_points: int = 100_000) -> dict[str, np.ndarray]:
@@ -22,12 +35,10 @@ def curve_metrics(setting, fit, *, l2_key=None, l2_points: int = 100_000) -> dic
         model_hat = setting.fitted_model(fit.info["k"])
         metrics = {}
         if setting.d == 1:
-            l2 = jax.jit(jax.vmap(lambda p: regression_l2_error_quadrature(
-                model_hat, p, setting.model, truth, setting.inputs)))(flat)
-        else:  # lax.map in batches: a vmap over every fit would hold fits x l2_points values at once
+            l2 = _l2_fn(model_hat, setting.model, setting.inputs, None)(flat, truth)
+        else:
             key = jax.random.PRNGKey(0) if l2_key is None else l2_key
-            l2 = jax.jit(lambda ps: jax.lax.map(lambda p: regression_l2_error(
-                key, model_hat, p, setting.model, truth, setting.inputs, l2_points), ps, batch_size=8))(flat)
+            l2 = _l2_fn(model_hat, setting.model, setting.inputs, int(l2_points))(flat, truth, key)
         metrics["l2_error"] = np.asarray(l2).reshape(shape)
         if isinstance(truth, SoftmaxParams):
             metrics["voronoi_d1"] = np.asarray(batched_loss("d1", flat, truth)).reshape(shape)
