@@ -396,6 +396,16 @@ def main():
         within, gaps = np.concatenate(within), np.concatenate(gaps)
         quality[m] = dict(fits=int(within.size), within_1e6_of_best=float(np.mean(within)),
                           max_relative_gap=float(np.max(gaps)), median_relative_gap=float(np.median(gaps)))
+    # Pairwise: the fraction of fits where the row method's objective <= (1 + 1e-6) x the column method's.
+    pairwise = {}
+    for a in objective:
+        for b in objective:
+            if a == b:
+                continue
+            flags = [objective[a][n][: len(objective[b][n])] <= objective[b][n][: len(objective[a][n])] * (1 + 1e-6)
+                     for n in objective[a]]
+            pairwise[f"{a}_at_least_as_good_as_{b}"] = float(np.mean(np.concatenate(flags)))
+    quality["pairwise"] = pairwise
     quality["batched"]["reported_vs_recomputed_max_rel"] = float(max(
         np.max(np.abs(reported[i] - objective["batched"][int(n)]) / objective["batched"][int(n)])
         for i, n in enumerate(sizes)))
@@ -466,6 +476,7 @@ def main():
                       same_data_check_truth_mse_max_rel_diff=truth_gap),
         load=phases, totals=totals, ratios=ratios, compile_share=compile_share, quality=quality,
         batched_warm_same_fits_as_cold=bool(warm_same), batched_cold=results["batched_cold"],
+        objectives={m: {str(n): v.tolist() for n, v in by_size.items()} for m, by_size in objective.items()},
         batched_warm=results["batched_warm"], per_size=per_size)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".tmp", "w") as fh:

@@ -73,20 +73,21 @@ BLOCK_SIZE = 512
 
 def least_squares_problem(
     model, x: Float[Array, "d n"], y: Float[Array, "n"], mask: Float[Array, "n"] | None = None, gauge: bool = True,
-    block_size: int | None = None,
+    block_size: int | None = None, num_samples: Float[Array, ""] | None = None,
 ) -> tuple[LeastSquaresProblem, Callable]:
     """Build the problem of fitting `model` to (x, y); returns it with the `unravel` map theta -> params.
 
     With `gauge=True` (default) the softmax translation is fixed (`model.fix_gauge`): the last atom's gate
     coordinates are pinned to 0 by the bounds, and starting points must be passed through `model.fix_gauge`.
     `block_size`: samples per block of `normal_equations` (None: `BLOCK_SIZE`; 0: one block, unblocked).
+    `num_samples`: sum(mask) if already known (it is then not recomputed each evaluation).
     """
     lo, hi = model.bounds(gauge)
     lower, unravel = ravel(lo)
     upper, _ = ravel(hi)
     if mask is None:
         mask = jnp.ones_like(y)
-    scale = jnp.sqrt(jnp.maximum(jnp.sum(mask), 1.0))
+    scale = jnp.sqrt(jnp.maximum(jnp.sum(mask) if num_samples is None else num_samples, 1.0))
 
     def residuals(theta):
         return mask * (y - model(unravel(theta), x)) / scale

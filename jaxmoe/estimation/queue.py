@@ -40,9 +40,11 @@ def solve_queue(model, x, y, mask, starts, job_fit, job_max_iter, lanes: int,
     """
     num_jobs, p = starts.shape
     lanes = min(lanes, num_jobs)
+    counts = jnp.sum(mask, axis=1)  # each fit's n (exact: a sum of 0/1 values)
 
-    def problem_of(fit):
-        return least_squares_problem(model, x[fit], y[fit], mask[fit])[0]
+    def problem_of(fit, data=None):
+        x1, y1, m1 = (x[fit], y[fit], mask[fit]) if data is None else data
+        return least_squares_problem(model, x1, y1, m1, num_samples=counts[fit])[0]
 
     def fresh(job):
         return lm.fresh_state(starts[job], problem_of(job_fit[job]), config)
@@ -58,9 +60,11 @@ def solve_queue(model, x, y, mask, starts, job_fit, job_max_iter, lanes: int,
         active = lane_job < num_jobs
         job = jnp.minimum(lane_job, num_jobs - 1)
         budget = job_max_iter[job]
+        fit = job_fit[job]
+        data = (x[fit], y[fit], mask[fit])  # gathered once per refill period, not once per step
 
         def one_step(_, states):
-            stepped = jax.vmap(lambda s, j: lm.update(s, problem_of(job_fit[j]), config))(states, job)
+            stepped = jax.vmap(lambda s, f, *d: lm.update(s, problem_of(f, d), config))(states, fit, *data)
             stopped = (states.status != RUNNING) | (states.iteration >= budget)
             return jax.tree_util.tree_map(
                 lambda old, new: jnp.where(stopped.reshape((-1,) + (1,) * (old.ndim - 1)), old, new), states, stepped)
