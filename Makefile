@@ -21,8 +21,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-bench: $(STAMP)
-	$(PY) experiments/bench_batched_vs_unbatched.py
+bench: $(STAMP)  # about 15 minutes on the 2-core CPU; experiments/speed_and_scale.md
+	$(PY) experiments/bench_baselines.py
 
 clean:
 	rm -rf $(VENV) demo_output

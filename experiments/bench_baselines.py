@@ -27,12 +27,17 @@ is the lowest over methods, and each method's fraction of fits within 1e-6 relat
 (a speed claim needs an equal or better objective). Wall-clock and CPU (process) seconds are both reported:
 the machine is shared, and CPU time is the steadier of the two. Peak memory: the process's peak resident
 set size during each method (VmHWM, reset before each). Load averages at start and end of each phase.
-Writes experiments/results/bench_baselines.json.
+`--host-devices 2` exposes the CPU's 2 cores as 2 JAX devices (set before JAX starts): the batched path then
+shards its fits over both, the other methods run as before. Writes experiments/results/bench_baselines.json.
 """
 
 import os
+import sys
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see the docstring: threaded BLAS thrashed on the shared machine
+if "--host-devices" in sys.argv:  # before JAX starts: expose the CPU as several devices (fit_curve shards over them)
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count="
+                               + sys.argv[sys.argv.index("--host-devices") + 1]).strip()
 
 import argparse
 import functools
@@ -309,6 +314,8 @@ def main():
     parser.add_argument("--gd-replicates", type=int, default=2)
     parser.add_argument("--gd-max-iter", type=int, default=1000)
     parser.add_argument("--scipy-x-scale", default="1.0", help="'1.0' (SciPy's default) or 'jac'")
+    parser.add_argument("--host-devices", type=int, default=1,
+                        help="expose the CPU as this many JAX devices (XLA_FLAGS); fit_curve shards over all of them")
     parser.add_argument("--skip", default="", help="comma list of methods to skip: one,scipy,gd")
     parser.add_argument("--out", default=os.path.join(RESULTS, "bench_baselines.json"))
     args = parser.parse_args()
