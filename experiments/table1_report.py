@@ -54,9 +54,9 @@ def _slope(sizes, values, name, row):
             "delta_aic_slow_minus_power": laws.delta_aic, "theory_slope": theory}
 
 
-def verdicts(row: str, slopes: dict) -> dict[str, str]:
-    out = {name: "no slope (too few finite values)" for name in ("exact_error", "overfit_error")
-           if name not in slopes and row in POLYNOMIAL_ROWS}
+def verdicts(row: str, slopes: dict, no_slope=()) -> dict[str, str]:
+    """`no_slope`: metrics measured but with too few finite values per n for a slope (a verdict of its own)."""
+    out = {name: "no slope (too few finite values)" for name in no_slope if row in POLYNOMIAL_ROWS}
     l2 = slopes["l2_error"]["slope"]
     out["l2_error"] = "met" if -0.6 <= l2 <= -0.4 else "not met"
     loss = next(n for n in LOSS_NAMES if n in slopes)
@@ -118,8 +118,9 @@ def plot(folder, row, fit, slopes, meta):
                  f"line: LS fit, band: 95% bootstrap CI, dotted: theory slope; converged {conv:.1%}", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(os.path.join(folder, f"rate_curve.{ext}"), dpi=120)
+    fig.savefig(os.path.join(folder, "rate_curve.png"), dpi=120)
+    # no creation date: re-running the report leaves an unchanged PDF byte-identical
+    fig.savefig(os.path.join(folder, "rate_curve.pdf"), metadata={"CreationDate": None})
     plt.close(fig)
 
 
@@ -144,7 +145,7 @@ def report(out: str, rows) -> int:
                    "slopes": slopes, "no_slope": skipped,
                    "non_finite_by_metric": {k: int(np.sum(~np.isfinite(v))) for k, v in metrics.items()},
                    "fits_with_empty_cells": int(np.sum(empty > 0)),
-                   "verdicts": verdicts(row, slopes),
+                   "verdicts": verdicts(row, slopes, list(skipped)),
                    # a curve of unconverged fits is not the estimator's curve: its verdicts are flagged
                    "converged_enough": meta["summary"]["converged_fraction"] >= MIN_CONVERGED,
                    "converged_fraction": meta["summary"]["converged_fraction"],
