@@ -57,6 +57,7 @@ from scipy.special import expit
 jax.config.update("jax_enable_x64", True)
 
 import jaxmoe  # noqa: E402
+from jaxmoe.sweeps.runner import atomic_write_json  # noqa: E402
 from jaxmoe.estimation.curve import _fit_keys, _prepare, _starts  # noqa: E402
 from jaxmoe.estimation.levenberg_marquardt import LMConfig  # noqa: E402
 from jaxmoe.estimation.problem import least_squares_problem, ravel  # noqa: E402
@@ -486,9 +487,7 @@ def main():
         objectives={m: {str(n): v.tolist() for n, v in by_size.items()} for m, by_size in objective.items()},
         batched_warm=results["batched_warm"], per_size=per_size)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".tmp", "w") as fh:
-        json.dump(out, fh, indent=2, default=float)
-    os.replace(args.out + ".tmp", args.out)
+    atomic_write_json(args.out, out)
 
     print(f"\n{fits} fits ({restarts} starts each), sum n x replicates = {sum_n}; load {phases}")
     print(f"{'method':16s} {'wall s':>9s} {'cpu s':>9s} {'fits/s':>8s} {'sample-it/s':>12s} {'compile s':>10s} "

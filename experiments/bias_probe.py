@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxmoe
+from _probes import slope_row
 
 SIGMOID_NO_BIAS = jaxmoe.Expert("sigmoid-no-bias", lambda x, eta: jax.nn.sigmoid(jnp.dot(eta["a"], x)),
                                 lambda d: {"a": (d,)})
@@ -46,10 +47,7 @@ def main():
         row = {"k": s.k_fit, "sigma": args.sigma, "converged": fit.converged_fraction,
                "below_truth": fit.summary()["below_truth_fraction"],
                "mean_d1_by_n": np.round(metrics["voronoi_d1"].mean(axis=1), 4).tolist()}
-        for name, values in metrics.items():
-            sl = jaxmoe.loglog_slope(fit.sizes, values.T)
-            row[name] = dict(slope=round(sl.slope, 3), ci=[round(sl.ci_low, 3), round(sl.ci_high, 3)],
-                             median_slope=round(jaxmoe.loglog_slope(fit.sizes, values.T, "median").slope, 3))
+        row.update(slope_row(fit.sizes, metrics))
         print(json.dumps(row), flush=True)
 
 

@@ -15,6 +15,7 @@ import json
 import numpy as np
 
 import jaxmoe
+from _probes import slope_row
 
 
 def main():
@@ -37,10 +38,7 @@ def main():
         row = {"expert_box": bound, "gate_box": gate, "sigma": sigma, "converged": fit.converged_fraction,
                "below_truth": fit.summary()["below_truth_fraction"],
                "mean_d1_by_n": np.round(metrics["voronoi_d1"].mean(axis=1), 3).tolist()}
-        for name, values in metrics.items():
-            s = jaxmoe.loglog_slope(fit.sizes, values.T)
-            row[name] = dict(slope=round(s.slope, 3), ci=[round(s.ci_low, 3), round(s.ci_high, 3)],
-                             median_slope=round(jaxmoe.loglog_slope(fit.sizes, values.T, "median").slope, 3))
+        row.update(slope_row(fit.sizes, metrics))
         print(json.dumps(row), flush=True)
 
 

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 jax.config.update("jax_enable_x64", True)
 
 import jaxmoe  # noqa: E402
+from jaxmoe.sweeps.runner import atomic_write_json  # noqa: E402
 from jaxmoe.estimation import levenberg_marquardt as lm  # noqa: E402
 from jaxmoe.estimation.curve import _prepare, _starts  # noqa: E402
 from jaxmoe.estimation import problem as problem_module  # noqa: E402
@@ -146,9 +147,7 @@ def main():
                   loadavg_start=load_start, loadavg_end=os.getloadavg(), rows=rows)
     if args.out:
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out + ".tmp", "w") as fh:
-            json.dump(result, fh, indent=2)
-        os.replace(args.out + ".tmp", args.out)
+        atomic_write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 import jaxmoe
+from jaxmoe.sweeps.runner import atomic_write_json
 
 POINTS = {  # name: (sizes, replicates, memory_gib)
     "A": (np.logspace(2, 3, 3), 8, 2.0),
@@ -91,9 +92,7 @@ def main():
                             device=str(jax.devices()[0]), devices=jax.local_device_count()),
                rows=rows, chunked_same_fits_bitwise=same, chunked_max_relative_difference=close)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".tmp", "w") as fh:
-        json.dump(out, fh, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    atomic_write_json(args.out, out)
 
 
 if __name__ == "__main__":

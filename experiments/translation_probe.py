@@ -10,23 +10,34 @@ import sys
 
 import jax
 import numpy as np
-import jaxmoe
 from scipy.optimize import minimize
-sys.path.insert(0, '.')
-import table1
-jax.config.update("jax_enable_x64", True)
-folder = sys.argv[1]
-s, fit, meta = table1.load_row(folder)
-truth = s.truth_params()
-d1 = jax.jit(lambda p: jaxmoe.voronoi_loss_d1(p, truth, translation="none"))
-d1n = jax.jit(lambda p: jaxmoe.voronoi_loss_d1(p, truth))
-for i in [4, 6]:
-    vals = []
-    for r in range(8):
-        p = jax.tree_util.tree_map(lambda a: np.asarray(a)[i, r], fit.params)
-        def f(t):
-            q = p._replace(beta0=p.beta0 + t[0], beta1=p.beta1 + t[1])
-            return float(d1(q))
-        best = min((minimize(f, x0, method="Nelder-Mead", options=dict(xatol=1e-8, fatol=1e-10, maxiter=4000)) for x0 in ([0,0],[1,0],[-1,0],[0,2],[0,-2])), key=lambda r: r.fun)
-        vals.append((float(d1n(p)), best.fun))
-    print("n", fit.sizes[i], "normalized vs min over translations:", [(round(a,3), round(b,3)) for a,b in vals])
+
+import jaxmoe
+from table1 import load_row
+
+STARTS = ([0, 0], [1, 0], [-1, 0], [0, 2], [0, -2])  # (t0, t1)
+
+
+def main(folder: str) -> None:
+    jax.config.update("jax_enable_x64", True)
+    setting, fit, _ = load_row(folder)
+    truth = setting.truth_params()
+    d1_raw = jax.jit(lambda p: jaxmoe.voronoi_loss_d1(p, truth, translation="none"))
+    d1_normalized = jax.jit(lambda p: jaxmoe.voronoi_loss_d1(p, truth))
+    for i in [4, 6]:
+        pairs = []
+        for r in range(8):
+            p = jax.tree_util.tree_map(lambda a: np.asarray(a)[i, r], fit.params)
+
+            def translated(t, p=p):
+                return float(d1_raw(p._replace(beta0=p.beta0 + t[0], beta1=p.beta1 + t[1])))
+
+            best = min((minimize(translated, x0, method="Nelder-Mead",
+                                 options=dict(xatol=1e-8, fatol=1e-10, maxiter=4000)) for x0 in STARTS),
+                       key=lambda res: res.fun)
+            pairs.append((round(float(d1_normalized(p)), 3), round(float(best.fun), 3)))
+        print("n", fit.sizes[i], "normalized vs min over translations:", pairs)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -197,8 +197,8 @@ def atomic_write_json(path: str, obj: Any) -> None:
 def _json_default(obj):
     if isinstance(obj, (np.floating, np.integer, np.bool_)):
         return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
+    if isinstance(obj, np.ndarray) or hasattr(obj, "__array__"):  # NumPy and JAX arrays
+        return np.asarray(obj).tolist()
     raise TypeError(type(obj).__name__)
 
 
