@@ -29,6 +29,7 @@ import numpy as np
 
 import jaxmoe
 from jaxmoe.estimation.levenberg_marquardt import LMConfig
+from jaxmoe.sweeps.runner import atomic_write_bytes, atomic_write_json
 
 DEFAULT_SIZES = "100,300,1000,3000,10000,30000,100000"
 VARIANTS = {
@@ -39,19 +40,6 @@ VARIANTS = {
 # Over-fitted hierarchical fits need more iterations (experiments/README.md: 16% stop within 300).
 MAX_ITER = {"hierarchical-ridge": 1000, "hierarchical-linear": 1000}
 SMALL_NOISE_MAX_ITER = 1000  # at sigma = 0.001, 300 LM iterations stopped only 38% of over-fitted fits
-
-
-def _save_npz(path: str, arrays: dict) -> None:
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def _save_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, default=float)
-    os.replace(tmp, path)
 
 
 def row_setting(name: str, variant: str) -> jaxmoe.Setting:
@@ -75,13 +63,13 @@ def fit_row(name: str, variant: str, sizes, replicates: int, seed: int, out: str
     arrays = {"param/" + jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
     for field in ("sizes", "objective", "objective_truth", "iterations", "status", "converged"):
         arrays[field] = np.asarray(getattr(fit, field))
-    _save_npz(os.path.join(folder, "fits.npz"), arrays)
+    atomic_write_bytes(os.path.join(folder, "fits.npz"), lambda fh: np.savez(fh, **arrays))
     meta = {"row": name, "variant": variant, "sigma": setting.sigma, "k": fit.info["k"], "k_star": setting.k_star,
             "replicates": replicates, "seed": seed, "sizes": [int(n) for n in sizes],
             "max_iter": solver.max_iter, "restarts": fit.info.get("restarts", restarts), "seconds": seconds, "summary": fit.summary(),
             "jax": jax.__version__, "jaxmoe": jaxmoe.__version__, "device": str(jax.devices()[0]),
             "loadavg": os.getloadavg()}
-    _save_json(os.path.join(folder, "meta.json"), meta)  # last: its presence marks the row done
+    atomic_write_json(os.path.join(folder, "meta.json"), meta)  # last: its presence marks the row done
     print(json.dumps({"row": name, "seconds": round(seconds, 1), **fit.summary()}), flush=True)
 
 
@@ -116,7 +104,12 @@ def main(argv=None) -> int:
                                    "table1" + ("" if args.variant == "preset" else "-" + args.variant))
     rows = jaxmoe.PRESET_NAMES if args.rows == "all" else args.rows.split(",")
     if args.command == "fit":
-        sizes = [int(s) for s in args.sizes.split(",")]
+        try:
+            sizes = [int(s) for s in args.sizes.split(",")]
+        except ValueError:
+            raise jaxmoe.JaxMoEInputError("--sizes", args.sizes, "must be comma-separated integers") from None
+        for name in rows:  # every row name is checked before any fitting starts
+            jaxmoe.get_preset(name)
         for name in rows:
             fit_row(name, args.variant, sizes, args.replicates, args.seed, out, args.restarts, args.max_iter)
         return 0
@@ -126,4 +119,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except jaxmoe.JaxMoEInputError as err:  # bad --rows / --sizes / --replicates: one line, nothing lost
+        sys.exit(f"table1.py: error: {err}")
