@@ -61,6 +61,7 @@ from jaxmoe.sweeps.runner import atomic_write_json  # noqa: E402
 from jaxmoe.estimation.curve import _fit_keys, _prepare, _starts  # noqa: E402
 from jaxmoe.estimation.levenberg_marquardt import LMConfig  # noqa: E402
 from jaxmoe.estimation.problem import least_squares_problem, ravel  # noqa: E402
+from jaxmoe.estimation import problem as _problem  # noqa: E402
 from jaxmoe.estimation.solvers import levenberg_marquardt_solver, run_solver  # noqa: E402
 from jaxmoe.models.jacobian import regression_jacobian  # noqa: E402
 
@@ -231,9 +232,10 @@ def flat_params(params, index):
     return np.concatenate([np.asarray(leaf[index]).ravel() for leaf in jax.tree_util.tree_leaves(params)])
 
 
-def run_batched(setting, sizes, replicates, seed):
+def run_batched(setting, sizes, replicates, seed, restarts, lanes=None, memory_gib=2.0):
     with Clock() as clock:
-        fit = jaxmoe.fit_curve(setting, sizes, replicates, seed=seed)
+        fit = jaxmoe.fit_curve(setting, sizes, replicates, seed=seed, restarts=restarts, lanes=lanes,
+                               memory_gib=memory_gib)
     thetas = {int(n): np.stack([flat_params(fit.params, (i, r)) for r in range(replicates)])
               for i, n in enumerate(fit.sizes)}
     info = {k: fit.info[k] for k in ("seconds", "compile_seconds", "compile_total_seconds", "waste_ratio",
@@ -317,17 +319,23 @@ def main():
     parser.add_argument("--scipy-x-scale", default="1.0", help="'1.0' (SciPy's default) or 'jac'")
     parser.add_argument("--host-devices", type=int, default=1,
                         help="expose the CPU as this many JAX devices (XLA_FLAGS); fit_curve shards over all of them")
+    parser.add_argument("--lanes", type=int, default=None, help="fit_curve's queue width (default: its own)")
+    parser.add_argument("--block", default=None,
+                        help="samples per normal-equation block for jaxmoe ('full': one block; default: the engine's)")
+    parser.add_argument("--memory-gib", type=float, default=2.0, help="fit_curve's memory_gib")
     parser.add_argument("--skip", default="", help="comma list of methods to skip: one,scipy,gd")
     parser.add_argument("--out", default=os.path.join(RESULTS, "bench_baselines.json"))
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    if args.block is not None:
+        _problem.BLOCK_SIZE = 0 if args.block == "full" else int(args.block)
     x_scale = "jac" if args.scipy_x_scale == "jac" else float(args.scipy_x_scale)
     cache_dir = tempfile.mkdtemp(prefix="jaxmoe-bench-cache-")
     jax.config.update("jax_compilation_cache_dir", cache_dir)  # fresh: the first batched call compiles cold
 
     setting = jaxmoe.get_preset(args.preset)
     model = setting.fitted_model()
-    restarts = 4 if setting.k_fit > setting.k_star else 1  # fit_curve's default
+    restarts = 4 if setting.k_fit > setting.k_star else 1  # the workload of every run so far (fixed, passed to every method)
     sizes = np.unique(np.round(np.logspace(2, np.log10(args.max_size), args.sizes)).astype(int))
     lower, upper = (np.asarray(ravel(b)[0]) for b in model.bounds(True))
     npm = NumpyRidgeMoE(model.k, setting.d)
@@ -347,7 +355,7 @@ def main():
 
     results, thetas = {}, {}
     print(f"sizes {sizes.tolist()}, {args.replicates} replicates, {restarts} starts per fit; load {load()}", flush=True)
-    results["batched_cold"], thetas["batched"] = run_batched(setting, sizes, args.replicates, args.seed)
+    results["batched_cold"], thetas["batched"] = run_batched(setting, sizes, args.replicates, args.seed, restarts, args.lanes, args.memory_gib)
     phases["after_batched_cold"] = load()
     print("batched (cold compile):", round(results["batched_cold"]["wall"], 1), "s", flush=True)
     # Same data as fit_curve's: the truth's MSE agrees.
@@ -376,7 +384,7 @@ def main():
                                if kk in ("wall", "cpu", "compile_wall")} if isinstance(v, dict) else v)
                           for k, v in row.items()}), flush=True)
     phases["after_per_fit_methods"] = load()
-    results["batched_warm"], thetas_warm = run_batched(setting, sizes, args.replicates, args.seed)
+    results["batched_warm"], thetas_warm = run_batched(setting, sizes, args.replicates, args.seed, restarts, args.lanes, args.memory_gib)
     results["batched_warm"].pop("truth_mse"), results["batched_warm"].pop("objective_reported")
     phases["end"] = load()
     print("batched (warm cache):", round(results["batched_warm"]["wall"], 1), "s", flush=True)

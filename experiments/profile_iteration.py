@@ -96,7 +96,7 @@ def profile(setting, n, lanes, repeats):
             return jax.vmap(lambda x1, y1, m1, s1: lm.update(s1, problem(x1, y1, m1), cfg))(x, y, m, s)
         return jax.lax.fori_loop(0, K, step, s)
 
-    row = dict(n=n, lanes=lanes, p=int(theta.shape[1]), block_size=problem_module.BLOCK_SIZE)
+    row = dict(n=n, lanes=lanes, p=int(theta.shape[1]), block_size=problem_module.default_block_size())
 
     def record(name, fn, args, count):
         wall, cpu = best_ms(fn, args, repeats)
@@ -128,7 +128,7 @@ def main():
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--lanes", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--block", type=int, default=None, help="samples per block (default: problem.BLOCK_SIZE)")
+    parser.add_argument("--block", type=int, default=None, help="samples per block (default: problem.default_block_size())")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "profile_iteration.json"))
     args = parser.parse_args()
     setting = jaxmoe.get_preset(args.preset)
@@ -141,7 +141,7 @@ def main():
         rows.append(row)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     result = dict(command="experiments/profile_iteration.py --sizes {} --lanes {} --block {}".format(
-                      args.sizes, args.lanes, problem_module.BLOCK_SIZE),
+                      args.sizes, args.lanes, problem_module.default_block_size()),
                   machine=dict(platform=platform.platform(), cpus=os.cpu_count(), jax=jax.__version__,
                                device=str(jax.devices()[0])),
                   loadavg_start=load_start, loadavg_end=os.getloadavg(), rows=rows)

@@ -1,5 +1,6 @@
 """fit_curve and its solvers: recovery, batched == unbatched, determinism, failure flags, bad input."""
 
+import os
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,6 +117,8 @@ def test_random_restarts_keep_the_best(ridge):
         (dict(seed=-1), "seed=-1"),
         (dict(precision="float16"), "precision='float16'"),
         (dict(restarts=0), "restarts=0"),
+        (dict(memory_gib=0.0), "memory_gib=0.0"),
+        (dict(memory_gib=float("nan")), "memory_gib=nan"),
     ],
 )
 def test_bad_input(ridge, kwargs, match):
@@ -164,3 +167,51 @@ def test_memory_bound_chunks_without_changing_results(ridge):
     tight = jaxmoe.fit_curve(ridge, [300], 4, seed=8, k=2, memory_gib=1e-5)
     assert roomy.info["chunk_sizes"] == {300: 4} and tight.info["chunk_sizes"] == {300: 1}
     np.testing.assert_allclose(tight.objective, roomy.objective, rtol=1e-10)
+
+
+def test_device_defaults_per_platform(monkeypatch):
+    """CPU: 512-sample blocks, 2 lanes per core, 2 GiB; accelerators: one block, 512 lanes, half their memory."""
+    from jaxmoe.estimation import curve, problem
+
+    assert problem.default_block_size("cpu") == problem.CPU_BLOCK_SIZE == 512
+    assert problem.default_block_size("gpu") == problem.default_block_size("tpu") == 0
+    monkeypatch.setattr(problem, "BLOCK_SIZE", 64)  # a forced size wins everywhere
+    assert problem.default_block_size("cpu") == problem.default_block_size("gpu") == 64
+    monkeypatch.setattr(problem, "BLOCK_SIZE", None)
+    cores = os.cpu_count() or 1
+    assert curve._default_lanes(1, "cpu") == 2 * cores and curve._default_lanes(2 * cores, "cpu") == 1
+    assert curve._default_lanes(1, "gpu") == 512
+
+    class FakeGPU:
+        platform = "gpu"
+
+        def __init__(self, stats):
+            self.stats = stats
+
+        def memory_stats(self):
+            if self.stats is None:
+                raise NotImplementedError
+            return self.stats
+
+    assert curve._default_memory_gib(jax.devices("cpu")[0]) == 2.0
+    assert curve._default_memory_gib(FakeGPU({"bytes_limit": 80 * 2**30})) == 40.0
+    assert curve._default_memory_gib(FakeGPU(None)) == 16.0
+    # A lane's working set is one block: 8 B x 512 x (p + 6k) x 2 on CPU, 8 B x n x (p + 6k) x 2 = 48 MB with one
+    # block at n = 10^5 (p = 12, k = 3), so lanes get half the budget: 1 GiB / 48 MB = 22, 20 GiB / 48 MB = 447.
+    _, width_cpu = curve._chunk_cap(100_000, 12, 3, 1, 4, "queue", 512, 2.0, "cpu")
+    _, width_gpu = curve._chunk_cap(100_000, 12, 3, 1, 4, "queue", 512, 2.0, "gpu")
+    _, width_gpu_roomy = curve._chunk_cap(100_000, 12, 3, 1, 4, "queue", 512, 40.0, "gpu")
+    assert width_cpu == 512 and width_gpu == 22 and width_gpu_roomy == 447
+
+
+def test_one_block_gives_the_same_fits_as_blocks(ridge, monkeypatch):
+    """The accelerator default (normal equations from one block) and the CPU default (512-sample blocks) sum the
+    same terms in another order: the same fits to round-off."""
+    from jaxmoe.estimation import problem
+
+    kwargs = dict(sample_sizes=[1500], replicates=3, seed=4, restarts=2)
+    blocked = jaxmoe.fit_curve(ridge, **kwargs)
+    monkeypatch.setattr(problem, "BLOCK_SIZE", 0)
+    whole = jaxmoe.fit_curve(ridge, **kwargs)
+    np.testing.assert_array_equal(blocked.status, whole.status)
+    np.testing.assert_allclose(whole.objective, blocked.objective, rtol=1e-9)

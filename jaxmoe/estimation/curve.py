@@ -128,18 +128,20 @@ def draw_padded(key, setting, truth, n, length: int):
     return x, y * mask, mask
 
 
-def _chunk_cap(length, p, k, d, restarts, schedule, lanes, memory_gib) -> int:
+def _chunk_cap(length, p, k, d, restarts, schedule, lanes, memory_gib, platform="cpu") -> tuple[int, int]:
     """(Most fits per chunk and device, queue lanes) within `memory_gib` per device. Working set per evaluation of
     one start ~ 8 bytes x L x (p for the Jacobian + ~6 k per-atom temporaries) x 2 (forward values and
-    tangents), with L one block of samples for the queue's LM (`problem.BLOCK_SIZE`: its normal equations are
-    accumulated block by block); a fit's data (x, y, mask) is 8 x L x (d + 2). Queue: `lanes` evaluations at
-    once + every fit's data; lockstep: every start of every fit at once (whole-sample evaluations)."""
-    block = min(length, _problem.BLOCK_SIZE) if schedule == "queue" else length
+    tangents), with L one block of samples for the queue's LM (`problem.default_block_size`: its normal equations
+    are accumulated block by block; one block, L = n, on accelerators); a fit's data (x, y, mask) is
+    8 x L x (d + 2). Queue: `lanes` evaluations at once + every fit's data; lockstep: every start of every fit at
+    once (whole-sample evaluations)."""
+    block = _problem.default_block_size(platform)
+    block = min(length, block) if schedule == "queue" and block > 0 else length
     per_eval = 8 * block * (p + 6 * k) * 2
     per_data = 8 * length * (d + 2)
     budget = memory_gib * 2**30
     if schedule == "queue":  # lanes get at most half the budget, fits' data the rest
-        width = max(1, min(lanes or _default_lanes(), int(budget / 2 // per_eval)))
+        width = max(1, min(lanes, int(budget / 2 // per_eval)))
         return max(1, int((budget - width * per_eval) // per_data)), width
     return max(1, int(budget // (restarts * per_eval + per_data))), lanes
 
@@ -150,11 +152,25 @@ def _fit_keys(base, ns, rs):
     return jax.vmap(lambda n, r: jax.random.fold_in(jax.random.fold_in(base, n), r))(ns, rs)
 
 
-def _default_lanes(num_devices: int = 1) -> int:
-    """Queue width per device: 2 lanes per CPU core, shared among the devices. On the 2-core CPU
-    (experiments/README.md) 4 lanes were best at n = 10^4, where the time goes (2 lanes were best at
-    n <= 1000, by < 40%); 16 lanes lost everywhere. (Not measured on accelerators: pass `lanes` there.)"""
+def _default_lanes(num_devices: int = 1, platform: str = "cpu") -> int:
+    """Queue width per device. CPU: 2 lanes per core, shared among the devices (on the 2-core CPU, 4 lanes were
+    best at n = 10^4, where the time goes; 2 lanes were best at n <= 1000, by < 40%; 16 lanes lost everywhere;
+    experiments/README.md). GPU/TPU: 512 lanes (H100, standard sweep: LM run 2.4 s with 32 lanes, 1.9 s with
+    128, 1.7 s with 512; experiments/results/h100/probe_lanes.json)."""
+    if platform != "cpu":
+        return 512
     return max(1, 2 * (os.cpu_count() or 1) // num_devices)
+
+
+def _default_memory_gib(device) -> float:
+    """Per-device memory budget: 2 GiB on CPU; on an accelerator half of what it reports (16 GiB if it does
+    not), so that 512 lanes of whole-sample Jacobians fit (about 24 GiB at n = 10^5, p = 12)."""
+    if device.platform == "cpu":
+        return 2.0
+    try:
+        return 0.5 * device.memory_stats()["bytes_limit"] / 2**30
+    except Exception:  # noqa: BLE001 -- backends without memory_stats
+        return 16.0
 
 
 def _prepare(key, n, *, setting, length):
@@ -198,7 +214,7 @@ def _solve_chunk(keys, ns, starts, exact, *, setting, model, solver, length, res
             jobs = jnp.concatenate([jobs, exact])
             job_fit = jnp.concatenate([job_fit, jnp.arange(num_fits)])
             budget = jnp.concatenate([budget, jnp.full((num_fits,), ref_iter)])
-        num_lanes = lanes or _default_lanes()
+        num_lanes = lanes
         res = solve_queue(model, x, y, mask, jobs, job_fit, budget, lanes=num_lanes, config=solver.config)
         lane_steps = res.steps * min(num_lanes, jobs.shape[0])
         fit_iterations = jnp.sum(res.iterations[: num_fits * restarts].reshape(num_fits, restarts), axis=1)
@@ -259,7 +275,7 @@ def fit_curve(
     min_atol: float = 1e-12,
     bucket_ratio: float = 1.25,
     chunk_size: int | None = None,
-    memory_gib: float = 2.0,
+    memory_gib: float | None = None,
     precision: str = "float64",
     schedule: str = "auto",
     lanes: int | None = None,
@@ -271,10 +287,11 @@ def fit_curve(
     `restarts` defaults to 1 for k = k* and 4 for an over-fitted k (best of 4 near-truth splits).
     `schedule`: "queue" (LM only: lanes are refilled as fits finish, `queue.solve_queue`), "lockstep"
     (`vmap` of whole fits: every lane waits for the slowest), or "auto" (queue for LM, else lockstep).
-    `lanes`: queue width per device (default: 2 per CPU core, shared among the devices).
+    `lanes`: queue width per device (default: 2 per CPU core, shared among the devices; 512 on a GPU/TPU).
     `devices`: the devices the fits are sharded over (default: all local devices; module docstring).
     `precision="float64"` (default; see experiments/README.md for why) or `"float32"`.
-    `memory_gib` bounds one device's working set (its share of a chunk's data and its lanes).
+    `memory_gib` bounds one device's working set (its share of a chunk's data and its lanes); default 2 GiB on
+    CPU, half the device's memory on an accelerator. Lanes, block length and chunks change the speed, not the fits.
 
     Besides the fits, `info` reports the work: `waste_ratio` (padded samples / sum of n, bucketing and chunk
     padding), `sample_iterations` (sum over jobs of n x iterations, every start and the reference included),
@@ -312,6 +329,10 @@ def fit_curve(
     num_devices = len(devices)
     require(lanes is None or (isinstance(lanes, (int, np.integer)) and lanes >= 1), "lanes", lanes,
             "must be None or an integer >= 1")
+    platform = devices[0].platform
+    require(memory_gib is None or (np.isfinite(memory_gib) and memory_gib > 0), "memory_gib", memory_gib,
+            "must be None or a finite number > 0")
+    memory_gib = _default_memory_gib(devices[0]) if memory_gib is None else float(memory_gib)
 
     order = np.argsort(sizes)
     results: dict[tuple[int, int], tuple] = {}
@@ -352,7 +373,7 @@ def fit_curve(
             length = int(bucket.max())
             todo = [(int(n), r) for n in bucket for r in range(replicates)]
             cap, width = _chunk_cap(length, p, model.num_atoms, setting.d, restarts, schedule,
-                                    lanes or _default_lanes(num_devices), memory_gib)
+                                    lanes or _default_lanes(num_devices, platform), memory_gib, platform)
             size = min(len(todo), cap * num_devices if chunk_size is None else min(cap * num_devices, chunk_size))
             size = -(-len(todo) // -(-len(todo) // size))  # equal chunks: the last one wastes least
             size = -(-size // num_devices) * num_devices  # every device gets the same number of fits

@@ -67,8 +67,20 @@ def ravel(params) -> tuple[Float[Array, "p"], Callable]:
     return jax.flatten_util.ravel_pytree(params)
 
 
-# Samples per block of `normal_equations` (experiments/speed_and_scale.md: 256-512 were fastest on the 2-core CPU).
-BLOCK_SIZE = 512
+# Samples per block of `normal_equations` on CPU (experiments/speed_and_scale.md: 256-512 were fastest on the
+# 2-core CPU: a block's Jacobian stays in cache). On an accelerator one block (the whole sample) is fastest:
+# a 512-sample `fori_loop` is ~200 small sequential kernels at n = 10^5 (H100: the standard sweep's LM ran in
+# 3.5 s with 512, 2.1 s with 8192, 1.7 s with one block; experiments/results/h100/probe_blocks.json).
+CPU_BLOCK_SIZE = 512
+BLOCK_SIZE: int | None = None  # None: per platform (`default_block_size`); an int forces it everywhere (0: one block)
+
+
+def default_block_size(platform: str | None = None) -> int:
+    """Samples per block of `normal_equations`: `BLOCK_SIZE` if set, else `CPU_BLOCK_SIZE` on CPU and 0 (one
+    block) on GPU/TPU. `platform` defaults to `jax.default_backend()`."""
+    if BLOCK_SIZE is not None:
+        return int(BLOCK_SIZE)
+    return CPU_BLOCK_SIZE if (platform or jax.default_backend()) == "cpu" else 0
 
 
 def least_squares_problem(
@@ -79,7 +91,8 @@ def least_squares_problem(
 
     With `gauge=True` (default) the softmax translation is fixed (`model.fix_gauge`): the last atom's gate
     coordinates are pinned to 0 by the bounds, and starting points must be passed through `model.fix_gauge`.
-    `block_size`: samples per block of `normal_equations` (None: `BLOCK_SIZE`; 0: one block, unblocked).
+    `block_size`: samples per block of `normal_equations` (None: `default_block_size()`; 0: one block,
+    unblocked).
     `num_samples`: sum(mask) if already known (it is then not recomputed each evaluation).
     """
     lo, hi = model.bounds(gauge)
@@ -108,7 +121,7 @@ def least_squares_problem(
         p = jac.shape[1]
         return gram[p, p], gram[:p, p], gram[:p, :p]
 
-    block_size = BLOCK_SIZE if block_size is None else int(block_size)
+    block_size = default_block_size() if block_size is None else int(block_size)
     length = x.shape[-1]
     blocks = length // block_size if block_size > 0 else 0
 

@@ -1,0 +1,123 @@
+"""Which LM settings (damping scaling, curvature, iteration budget, starts) reach the least-squares minimum?
+
+    .venv/bin/python experiments/solver_study.py --presets hierarchical-ridge --sizes 100,1000,10000,100000 \\
+        --configs "default;marquardt:scaling=marquardt;long:max_iter=3000" --restarts 4
+
+Every config fits the same study (same data, same starts for the same `restarts`): `fit_curve` with
+`reference=True`, so each fit also gets an LM refinement from the exact split of the truth. A fit's **best
+known** MSE is the lowest over every config's fit and reference; a config **reaches the minimum** on a fit when
+its MSE <= (1 + 1e-6) x best known (the same 1e-6 as `reach_minimum.py`, but against every config, not only
+its own reference). A config is `name:key=value,...`, the keys being `LMConfig` fields (`max_iter`, `scaling`,
+`hessian`, `gtol`, ...) plus `restarts`, `init` and `init_noise` (fit_curve's). Writes one JSON line per
+(preset, k, config) to `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+
+import jaxmoe  # noqa: E402
+from jaxmoe.estimation import problem as _problem  # noqa: E402
+from jaxmoe.estimation.levenberg_marquardt import LMConfig  # noqa: E402
+from jaxmoe.sweeps.runner import atomic_write_json  # noqa: E402
+
+FIT_OPTIONS = {"restarts": int, "init": str, "init_noise": float}
+
+
+def parse_configs(text: str) -> list[tuple[str, dict, dict]]:
+    """`name:key=value,...;...` -> [(name, LMConfig options, fit_curve options)]; errors name the bad field."""
+    out = []
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        name, _, rest = item.partition(":")
+        lm, fit = {}, {}
+        for pair in filter(None, rest.split(",")):
+            key, _, value = pair.partition("=")
+            if key in FIT_OPTIONS:
+                fit[key] = FIT_OPTIONS[key](value)
+            elif key in LMConfig._fields:
+                default = getattr(LMConfig(), key)
+                lm[key] = type(default)(value)
+            else:
+                raise SystemExit(f"--configs: unknown key {key!r} in {item!r}; allowed: "
+                                 f"{sorted(LMConfig._fields) + sorted(FIT_OPTIONS)}")
+        out.append((name, lm, fit))
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--presets", default="softmax-ridge")
+    parser.add_argument("--ks", default="over", help="comma list: exact (k = k*), over (k = k* + 1)")
+    parser.add_argument("--sizes", default="100,300,1000,3000,10000,30000,100000")
+    parser.add_argument("--replicates", type=int, default=16)
+    parser.add_argument("--restarts", type=int, default=None, help="default: fit_curve's (1 exact, 4 over)")
+    parser.add_argument("--reference-iterations", type=int, default=1000)
+    parser.add_argument("--configs", default="default")
+    parser.add_argument("--lanes", type=int, default=None)
+    parser.add_argument("--block", default=None, help="samples per normal-equation block ('full': one block)")
+    parser.add_argument("--memory-gib", type=float, default=2.0)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "solver_study.json"))
+    args = parser.parse_args()
+    if args.block is not None:
+        _problem.BLOCK_SIZE = 0 if args.block == "full" else int(args.block)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    configs = parse_configs(args.configs)
+    device = jax.devices()[0]
+    head = dict(device=f"{device.platform}:{getattr(device, 'device_kind', '')}", jax=jax.__version__,
+                sizes=sizes, replicates=args.replicates, reference_iterations=args.reference_iterations,
+                lanes=args.lanes, block=args.block)
+    print(json.dumps(head), flush=True)
+    rows = []
+    for name in args.presets.split(","):
+        setting = jaxmoe.get_preset(name)
+        for which in args.ks.split(","):
+            k = setting.k_star + (1 if which == "over" else 0)
+            fits = {}
+            for label, lm, opts in configs:
+                opts = {"restarts": args.restarts, **opts}
+                t0 = time.perf_counter()
+                fit = jaxmoe.fit_curve(setting, sizes, args.replicates, seed=0, k=k, reference=True,
+                                       reference_iterations=args.reference_iterations,
+                                       solver=jaxmoe.get_solver("lm", **lm), lanes=args.lanes,
+                                       memory_gib=args.memory_gib, **opts)
+                fits[label] = (fit, time.perf_counter() - t0, lm, opts)
+                print(f"{name} k={k} {label}: {fits[label][1]:.1f} s, converged {fit.converged_fraction:.3f}, "
+                      f"reached own reference {fit.reached_minimum_fraction:.3f}", flush=True)
+            best = np.min(np.stack([np.fmin(f.objective, f.objective_reference) for f, *_ in fits.values()]), axis=0)
+            for label, (fit, wall, lm, opts) in fits.items():
+                gap = (fit.objective - best) / best
+                reached = gap <= 1e-6
+                metrics, slopes = jaxmoe.curve_metrics(setting, fit), {}
+                for metric, values in metrics.items():
+                    s = jaxmoe.loglog_slope(fit.sizes, values.T, num_bootstrap=400)
+                    slopes[metric] = dict(slope=float(s.slope), ci=[float(s.ci_low), float(s.ci_high)],
+                                          mean_by_n=np.mean(values, axis=1).tolist())
+                rows.append(dict(
+                    preset=name, k=k, k_star=setting.k_star, config=label, lm=lm, fit_options=opts,
+                    restarts=fit.info["restarts"], wall=wall, compile_waited=fit.info["compile_seconds"],
+                    converged=fit.converged_fraction, converged_by_n=np.mean(fit.converged, axis=1).tolist(),
+                    reached_best_known=float(np.mean(reached)), reached_by_n=np.mean(reached, axis=1).tolist(),
+                    reached_own_reference=fit.reached_minimum_fraction,
+                    max_rel_gap_by_n=np.nanmax(gap, axis=1).tolist(),
+                    median_rel_gap_of_misses=float(np.median(gap[~reached])) if np.any(~reached) else 0.0,
+                    mean_iterations_by_n=fit.iterations.mean(axis=1).tolist(),
+                    status_counts=fit.summary()["status_counts"],
+                    below_truth=float(np.mean(fit.objective <= fit.objective_truth)),
+                    sample_iterations=fit.info["sample_iterations"], slopes=slopes))
+                print(json.dumps({kk: rows[-1][kk] for kk in ("preset", "k", "config", "converged",
+                                                             "reached_best_known", "reached_by_n", "wall")}
+                                 | {m: round(v["slope"], 3) for m, v in slopes.items()}),
+                      flush=True)
+            atomic_write_json(args.out, dict(head, rows=rows))
+
+
+if __name__ == "__main__":
+    main()
