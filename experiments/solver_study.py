@@ -8,7 +8,7 @@ Every config fits the same study (same data, same starts for the same `restarts`
 known** MSE is the lowest over every config's fit and reference; a config **reaches the minimum** on a fit when
 its MSE <= (1 + 1e-6) x best known (the same 1e-6 as `reach_minimum.py`, but against every config, not only
 its own reference). A config is `name:key=value,...`, the keys being `LMConfig` fields (`max_iter`, `scaling`,
-`hessian`, `gtol`, ...) plus `restarts`, `keep`, `screen_iterations`, `init` and `init_noise` (fit_curve's). Writes one JSON line per
+`hessian`, `gtol`, ...) plus `restarts`, `init` and `init_noise` (fit_curve's). Writes one JSON line per
 (preset, k, config) to `--out`.
 """
 
@@ -29,7 +29,7 @@ from jaxmoe.estimation import problem as _problem  # noqa: E402
 from jaxmoe.estimation.levenberg_marquardt import LMConfig  # noqa: E402
 from jaxmoe.sweeps.runner import atomic_write_json  # noqa: E402
 
-FIT_OPTIONS = {"restarts": int, "keep": int, "screen_iterations": int, "init": str, "init_noise": float}
+FIT_OPTIONS = {"restarts": int, "init": str, "init_noise": float}
 
 
 def parse_configs(text: str) -> list[tuple[str, dict, dict]]:

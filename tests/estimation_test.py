@@ -118,11 +118,6 @@ def test_random_restarts_keep_the_best(ridge):
         (dict(precision="float16"), "precision='float16'"),
         (dict(restarts=0), "restarts=0"),
         (dict(memory_gib=0.0), "memory_gib=0.0"),
-        (dict(restarts=4, keep=0), "keep=0"),
-        (dict(restarts=4, keep=5), r"keep=5: must be None or an integer in \[1, restarts = 4\]"),
-        (dict(restarts=4, keep=2, screen_iterations=0), "screen_iterations=0"),
-        (dict(restarts=4, keep=2, screen_iterations=300), r"screen_iterations=300: .*max_iter = 300"),
-        (dict(restarts=4, keep=2, solver="adam"), "needs the LM queue schedule, not 'lockstep'"),
         (dict(memory_gib=float("nan")), "memory_gib=nan"),
     ],
 )
@@ -220,20 +215,3 @@ def test_one_block_gives_the_same_fits_as_blocks(ridge, monkeypatch):
     whole = jaxmoe.fit_curve(ridge, **kwargs)
     np.testing.assert_array_equal(blocked.status, whole.status)
     np.testing.assert_allclose(whole.objective, blocked.objective, rtol=1e-9)
-
-
-def test_screened_restarts(ridge):
-    """keep < restarts: each fit ends at least as low as the best of its starts after the screening iterations,
-    costs fewer iterations than running every start, and keep == restarts is no screening at all."""
-    kwargs = dict(sample_sizes=[400], replicates=3, seed=5, k=3, restarts=8)
-    full = jaxmoe.fit_curve(ridge, **kwargs)
-    screened = jaxmoe.fit_curve(ridge, **kwargs, keep=2, screen_iterations=6)
-    short = jaxmoe.fit_curve(ridge, **kwargs, solver=jaxmoe.get_solver("lm", max_iter=6))  # = the screening stage
-    same = jaxmoe.fit_curve(ridge, **kwargs, keep=8)
-    assert screened.info["keep"] == 2 and screened.info["screen_iterations"] == 6 and same.info["keep"] == 8
-    assert np.all(screened.objective <= short.objective * (1 + 1e-10))
-    assert np.all(screened.objective < short.objective)  # the kept starts did run on
-    assert screened.info["sample_iterations"] < full.info["sample_iterations"]
-    assert np.all(screened.iterations <= 300) and screened.converged.all()
-    np.testing.assert_array_equal(same.objective, full.objective)
-    np.testing.assert_array_equal(same.iterations, full.iterations)

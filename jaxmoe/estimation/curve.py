@@ -200,49 +200,31 @@ def _starts(key, *, setting, model, init, restarts, noise, scale):
 
 
 def _solve_chunk(keys, ns, starts, exact, *, setting, model, solver, length, restarts, reference, ref_iter,
-                 schedule, lanes, keep=None, screen_iterations=0):
+                 schedule, lanes):
     """All fits of a chunk (of one device's share of it, under `shard_map`): draw the data, solve every
     (fit, start) job, keep each fit's best start. Also returns the work: every job's iterations and the
-    lane-steps run. With `keep` < `restarts` (queue only), every start first runs `screen_iterations` LM
-    iterations and only each fit's `keep` lowest-objective starts run on."""
+    lane-steps run."""
     x, y, mask, objective_truth = jax.vmap(functools.partial(_prepare, setting=setting, length=length))(keys, ns)
     num_fits, p = exact.shape
     if schedule == "queue":
         jobs = starts.reshape(num_fits * restarts, p)
-        fit_iterations = jnp.zeros((num_fits,), jnp.int32)
-        lane_steps = jnp.asarray(0, jnp.int32)
-        width = restarts
-        used = jnp.zeros((num_fits * restarts,), jnp.int32)
-        if keep is not None and keep < restarts:
-            # Screening: all M starts for a few iterations, then the `keep` best of each fit run on from where they
-            # stopped. A start that is not kept had a higher objective than every kept one, and LM never raises a
-            # kept start's objective, so a fit's result is at least as good as any start's screened objective.
-            first = solve_queue(model, x, y, mask, jobs, jnp.repeat(jnp.arange(num_fits), restarts),
-                                jnp.full((num_fits * restarts,), screen_iterations), lanes=lanes, config=solver.config)
-            lane_steps = lane_steps + first.steps * min(lanes, jobs.shape[0])
-            fit_iterations = fit_iterations + jnp.sum(first.iterations.reshape(num_fits, restarts), axis=1)
-            screened = jnp.where(jnp.isfinite(first.objective), first.objective, jnp.inf).reshape(num_fits, restarts)
-            kept = jnp.argsort(screened, axis=1)[:, :keep]
-            jobs = jnp.take_along_axis(first.theta.reshape(num_fits, restarts, p), kept[..., None], axis=1)
-            jobs = jobs.reshape(num_fits * keep, p)
-            used = jnp.take_along_axis(first.iterations.reshape(num_fits, restarts), kept, axis=1).reshape(-1)
-            width = keep
-        job_fit = jnp.repeat(jnp.arange(num_fits), width)
-        budget = solver.max_iter - used
+        job_fit = jnp.repeat(jnp.arange(num_fits), restarts)
+        budget = jnp.full((num_fits * restarts,), solver.max_iter)
         if reference:
             jobs = jnp.concatenate([jobs, exact])
             job_fit = jnp.concatenate([job_fit, jnp.arange(num_fits)])
             budget = jnp.concatenate([budget, jnp.full((num_fits,), ref_iter)])
-        res = solve_queue(model, x, y, mask, jobs, job_fit, budget, lanes=lanes, config=solver.config)
-        lane_steps = lane_steps + res.steps * min(lanes, jobs.shape[0])
-        fit_iterations = fit_iterations + jnp.sum(res.iterations[: num_fits * width].reshape(num_fits, width), axis=1)
+        num_lanes = lanes
+        res = solve_queue(model, x, y, mask, jobs, job_fit, budget, lanes=num_lanes, config=solver.config)
+        lane_steps = res.steps * min(num_lanes, jobs.shape[0])
+        fit_iterations = jnp.sum(res.iterations[: num_fits * restarts].reshape(num_fits, restarts), axis=1)
         if reference:
-            fit_iterations = fit_iterations + res.iterations[num_fits * width:]
+            fit_iterations = fit_iterations + res.iterations[num_fits * restarts:]
         res = res[:4]
-        fits = jax.tree_util.tree_map(lambda a: a[: num_fits * width].reshape((num_fits, width) + a.shape[1:]), res)
-        ref_objective = res[1][num_fits * width:] if reference else None
+        fits = jax.tree_util.tree_map(lambda a: a[: num_fits * restarts].reshape((num_fits, restarts) + a.shape[1:]),
+                                      res)
+        ref_objective = res[1][num_fits * restarts:] if reference else None
         theta, objective, iterations, status = fits
-        iterations = iterations + used.reshape(num_fits, width)  # a kept start's screening iterations count too
     else:
         def one(x1, y1, m1, starts1):
             problem, _ = least_squares_problem(model, x1, y1, m1)
@@ -285,8 +267,6 @@ def fit_curve(
     k: int | None = None,
     init: str = "near_truth",
     restarts: int | None = None,
-    keep: int | None = None,
-    screen_iterations: int = 25,
     init_noise: float = 0.1,
     init_scale: float = 3.0,
     reference: bool = False,
@@ -305,9 +285,6 @@ def fit_curve(
 
     Returns a `CurveFit`; failed or non-finite fits are flagged in `status`/`converged`, never dropped.
     `restarts` defaults to 1 for k = k* and 4 for an over-fitted k (best of 4 near-truth splits).
-    `keep` (< `restarts`, LM queue only) screens the starts: each runs `screen_iterations` LM iterations, and
-    only each fit's `keep` lowest-objective starts run on to a stopping rule (their screening iterations count
-    against `max_iter`). Default `None`: every start runs to its stopping rule.
     `schedule`: "queue" (LM only: lanes are refilled as fits finish, `queue.solve_queue`), "lockstep"
     (`vmap` of whole fits: every lane waits for the slowest), or "auto" (queue for LM, else lockstep).
     `lanes`: queue width per device (default: 2 per CPU core, shared among the devices; 512 on a GPU/TPU).
@@ -336,8 +313,6 @@ def fit_curve(
     restarts = (1 if k_fit == setting.k_star else 4) if restarts is None else require_positive_int("restarts", restarts)
     require(isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31, "seed", seed, "must be an integer in [0, 2^31)")
     require(init in INIT_NAMES, "init", init, f"must be one of {list(INIT_NAMES)}")
-    require(keep is None or (isinstance(keep, (int, np.integer)) and 1 <= keep <= restarts), "keep", keep,
-            f"must be None or an integer in [1, restarts = {restarts}]")
     require(bucket_ratio >= 1.0, "bucket_ratio", bucket_ratio, "must be >= 1")
     require(precision in ("float32", "float64"), "precision", precision, "must be 'float32' or 'float64'")
     require(init_noise >= 0 and np.isfinite(init_noise), "init_noise", init_noise, "must be finite and >= 0")
@@ -347,12 +322,6 @@ def fit_curve(
             f"'queue' needs the 'lm' solver, not {solver.name!r}")
     if schedule == "auto":
         schedule = "queue" if solver.name == "lm" else "lockstep"
-    screening = keep is not None and keep < restarts
-    require(not screening or schedule == "queue", "keep", keep,
-            f"screening starts (keep < restarts) needs the LM queue schedule, not {schedule!r}")
-    require(not screening or (isinstance(screen_iterations, (int, np.integer))
-                              and 1 <= screen_iterations < solver.max_iter), "screen_iterations", screen_iterations,
-            f"must be an integer in [1, max_iter = {solver.max_iter})")
 
     devices = list(jax.local_devices()) if devices is None else list(devices)
     require(len(devices) >= 1 and len(set(devices)) == len(devices), "devices", devices,
@@ -411,8 +380,7 @@ def fit_curve(
             chunk_sizes[length] = size
             solve = functools.partial(
                 _solve_chunk, setting=setting, model=model, solver=solver, length=length, restarts=restarts,
-                reference=bool(reference), ref_iter=int(reference_iterations), schedule=schedule, lanes=width,
-                keep=int(keep) if screening else None, screen_iterations=int(screen_iterations) if screening else 0)
+                reference=bool(reference), ref_iter=int(reference_iterations), schedule=schedule, lanes=width)
             fn = jax.jit(jax.shard_map(solve, mesh=mesh, in_specs=(PartitionSpec("fits"),) * 4,
                                        out_specs=(PartitionSpec("fits"), PartitionSpec("fits")), check_vma=False))
             abstract = [jax.ShapeDtypeStruct((size,) + a.shape[1:], a.dtype, sharding=by_fit)
@@ -461,8 +429,7 @@ def fit_curve(
     executed = sum(b["executed_sample_iterations"] for b in buckets_info)
     return _assemble(sizes, replicates, results, dict(
         solver=solver.name, k=k_fit, init=init, schedule=schedule,
-        restarts=restarts, keep=int(keep) if screening else restarts,
-        screen_iterations=int(screen_iterations) if screening else 0, reference=reference, precision=precision, seed=int(seed), replicates=replicates,
+        restarts=restarts, reference=reference, precision=precision, seed=int(seed), replicates=replicates,
         work=work, padded_work=padded_work, waste_ratio=padded_work / work, seconds=seconds,
         compile_seconds=compile_wait, compile_total_seconds=compile_total, min_rtol=min_rtol, min_atol=min_atol,
         chunk_sizes=chunk_sizes, devices=num_devices, buckets=sorted(buckets_info, key=lambda b: b["length"]),
