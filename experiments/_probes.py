@@ -1,6 +1,13 @@
-"""Shared by the probe scripts: one fit_curve's metrics as a printable row of slopes."""
+"""Shared by the experiment scripts: a row of slopes, and the start options of the committed runs."""
 
 import jaxmoe
+
+
+def committed_starts(overfitted: bool) -> dict:
+    """fit_curve's start options of every run committed before its default changed (1 start for k = k*, best of
+    4 near-truth splits for k > k*, noise 0.1): the experiment scripts pin them so that their commands keep
+    reproducing the committed results (experiments/README.md, "how many starts?", has the new default)."""
+    return dict(restarts=4 if overfitted else 1, init_noise=0.1)
 
 
 def slope_row(sizes, metrics: dict) -> dict:

@@ -25,6 +25,7 @@ jax.config.update("jax_enable_x64", True)
 import jaxmoe  # noqa: E402
 from jaxmoe.estimation import problem as _problem  # noqa: E402
 from jaxmoe.sweeps.runner import atomic_write_json  # noqa: E402
+from _probes import committed_starts  # noqa: E402  (beside this script)
 
 
 
@@ -52,7 +53,8 @@ def main():
         _problem.BLOCK_SIZE = 0 if block == "full" else int(block)
         for lanes in (int(v) for v in args.lanes.split(",")):
             t0 = time.perf_counter()
-            fit = jaxmoe.fit_curve(setting, sizes, args.replicates, seed=0, lanes=lanes, memory_gib=args.memory_gib)
+            fit = jaxmoe.fit_curve(setting, sizes, args.replicates, seed=0, lanes=lanes, memory_gib=args.memory_gib,
+                                   **committed_starts(True))
             wall = time.perf_counter() - t0
             info = fit.info
             if reference is None:

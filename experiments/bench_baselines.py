@@ -234,7 +234,7 @@ def flat_params(params, index):
 
 def run_batched(setting, sizes, replicates, seed, restarts, lanes=None, memory_gib=2.0):
     with Clock() as clock:
-        fit = jaxmoe.fit_curve(setting, sizes, replicates, seed=seed, restarts=restarts, lanes=lanes,
+        fit = jaxmoe.fit_curve(setting, sizes, replicates, seed=seed, restarts=restarts, init_noise=0.1, lanes=lanes,
                                memory_gib=memory_gib)
     thetas = {int(n): np.stack([flat_params(fit.params, (i, r)) for r in range(replicates)])
               for i, n in enumerate(fit.sizes)}

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxmoe
-from _probes import slope_row
+from _probes import committed_starts, slope_row
 
 SIGMOID_NO_BIAS = jaxmoe.Expert("sigmoid-no-bias", lambda x, eta: jax.nn.sigmoid(jnp.dot(eta["a"], x)),
                                 lambda d: {"a": (d,)})
@@ -42,7 +42,7 @@ def main():
     setting = no_bias_setting(args.sigma)
     for which in args.ks.split(","):
         s = setting.replace(k_fit=3 if which == "over" else 2)
-        fit = jaxmoe.fit_curve(s, sizes, args.replicates, seed=0)
+        fit = jaxmoe.fit_curve(s, sizes, args.replicates, seed=0, **committed_starts(s.k_fit > s.k_star))
         metrics = jaxmoe.curve_metrics(s, fit)
         row = {"k": s.k_fit, "sigma": args.sigma, "converged": fit.converged_fraction,
                "below_truth": fit.summary()["below_truth_fraction"],

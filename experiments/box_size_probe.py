@@ -15,7 +15,7 @@ import json
 import numpy as np
 
 import jaxmoe
-from _probes import slope_row
+from _probes import committed_starts, slope_row
 
 
 def main():
@@ -33,7 +33,8 @@ def main():
     for bound, gate, sigma in [(float(b), float(g), float(s)) for b, g, s in combos]:
         model = dataclasses.replace(base.model, box=jaxmoe.ParameterBox(gate=gate, expert=bound))
         setting = base.replace(model=model, sigma=sigma)
-        fit = jaxmoe.fit_curve(setting, sizes, args.replicates, seed=0)
+        fit = jaxmoe.fit_curve(setting, sizes, args.replicates, seed=0,
+                               **committed_starts(setting.k_fit > setting.k_star))
         metrics = jaxmoe.curve_metrics(setting, fit)
         row = {"expert_box": bound, "gate_box": gate, "sigma": sigma, "converged": fit.converged_fraction,
                "below_truth": fit.summary()["below_truth_fraction"],

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 import jaxmoe
+from _probes import committed_starts  # noqa: E402  (beside this script)
 
 
 def main():
@@ -30,7 +31,8 @@ def main():
     sizes = [int(s) for s in args.sizes.split(",")]
     out = {}
     for precision in ("float64", "float32"):
-        fit = jaxmoe.fit_curve(setting, sizes, args.replicates, seed=0, k=k, precision=precision)
+        fit = jaxmoe.fit_curve(setting, sizes, args.replicates, seed=0, k=k, precision=precision,
+                               **committed_starts(k > setting.k_star))
         metrics = jaxmoe.curve_metrics(setting, fit)
         out[precision] = dict(
             summary=fit.summary(), objective=fit.objective.tolist(),

@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 import jaxmoe
+from _probes import committed_starts  # noqa: E402  (beside this script)
 
 
 def main():
@@ -36,6 +37,7 @@ def main():
             k = setting.k_star + (1 if which == "over" else 0)
             t0 = time.perf_counter()
             fit = jaxmoe.fit_curve(setting, sizes, args.replicates, seed=0, k=k, reference=True,
+                                   **committed_starts(k > setting.k_star),
                                    reference_iterations=1000, precision=args.precision)
             gap = (fit.objective - fit.objective_reference) / fit.objective_reference
             row = dict(preset=name, k=k, k_star=setting.k_star, sizes=sizes, replicates=args.replicates,

@@ -19,6 +19,7 @@ import numpy as np
 
 import jaxmoe
 from jaxmoe import SoftmaxMoE, SoftmaxParams
+from _probes import committed_starts  # noqa: E402  (beside this script)
 
 
 def _truths() -> dict[str, tuple[jaxmoe.Setting, int]]:
@@ -54,7 +55,7 @@ def main():
         for which in args.ks.split(","):
             s = setting.replace(k_fit=setting.k_star + (which == "over"))
             t0 = time.perf_counter()
-            fit = jaxmoe.fit_curve(s, sizes, args.replicates, seed=seed)
+            fit = jaxmoe.fit_curve(s, sizes, args.replicates, seed=seed, **committed_starts(s.k_fit > s.k_star))
             metrics = jaxmoe.curve_metrics(s, fit)
             row = {"truth": name, "k": s.k_fit, "k_star": s.k_star, "seed": seed, "sizes": sizes,
                    "replicates": args.replicates, "converged": fit.converged_fraction,

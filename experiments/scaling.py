@@ -23,6 +23,7 @@ import numpy as np
 
 import jaxmoe
 from jaxmoe.sweeps.runner import atomic_write_json
+from _probes import committed_starts  # noqa: E402  (beside this script)
 
 POINTS = {  # name: (sizes, replicates, memory_gib)
     "A": (np.logspace(2, 3, 3), 8, 2.0),
@@ -65,7 +66,7 @@ def main():
         load_start = os.getloadavg()
         reset_peak()
         t0, c0 = time.perf_counter(), time.process_time()
-        fit = jaxmoe.fit_curve(setting, sizes, replicates, seed=0, memory_gib=memory_gib)
+        fit = jaxmoe.fit_curve(setting, sizes, replicates, seed=0, memory_gib=memory_gib, **committed_starts(True))
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         info = fit.info
         row = dict(point=name, sizes=sizes.tolist(), replicates=replicates, memory_gib=memory_gib,

@@ -30,6 +30,7 @@ import numpy as np
 import jaxmoe
 from jaxmoe.estimation.levenberg_marquardt import LMConfig
 from jaxmoe.sweeps.runner import atomic_write_bytes, atomic_write_json
+from _probes import committed_starts  # noqa: E402  (beside this script)
 
 DEFAULT_SIZES = "100,300,1000,3000,10000,30000,100000"
 VARIANTS = {
@@ -57,7 +58,9 @@ def fit_row(name: str, variant: str, sizes, replicates: int, seed: int, out: str
     default = SMALL_NOISE_MAX_ITER if variant == "small-noise" else LMConfig().max_iter
     solver = jaxmoe.get_solver("lm", max_iter=max_iter or MAX_ITER.get(name, default))
     t0 = time.perf_counter()
-    fit = jaxmoe.fit_curve(setting, sizes, replicates, seed, solver=solver, restarts=restarts)
+    starts = committed_starts(setting.k_fit > setting.k_star)  # the committed rows' starts (--restarts overrides)
+    fit = jaxmoe.fit_curve(setting, sizes, replicates, seed, solver=solver,
+                           restarts=restarts or starts["restarts"], init_noise=starts["init_noise"])
     seconds = time.perf_counter() - t0
     leaves, treedef = jax.tree_util.tree_flatten_with_path(fit.params)
     arrays = {"param/" + jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
@@ -66,7 +69,7 @@ def fit_row(name: str, variant: str, sizes, replicates: int, seed: int, out: str
     atomic_write_bytes(os.path.join(folder, "fits.npz"), lambda fh: np.savez(fh, **arrays))
     meta = {"row": name, "variant": variant, "sigma": setting.sigma, "k": fit.info["k"], "k_star": setting.k_star,
             "replicates": replicates, "seed": seed, "sizes": [int(n) for n in sizes],
-            "max_iter": solver.max_iter, "restarts": fit.info.get("restarts", restarts), "seconds": seconds, "summary": fit.summary(),
+            "max_iter": solver.max_iter, "restarts": fit.info.get("restarts", restarts), "init_noise": fit.info.get("init_noise"), "seconds": seconds, "summary": fit.summary(),
             "jax": jax.__version__, "jaxmoe": jaxmoe.__version__, "device": str(jax.devices()[0]),
             "loadavg": os.getloadavg()}
     atomic_write_json(os.path.join(folder, "meta.json"), meta)  # last: its presence marks the row done
@@ -95,7 +98,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default=DEFAULT_SIZES)
     parser.add_argument("--replicates", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--restarts", type=int, default=None, help="default: fit_curve's (1 if k = k*, else 4)")
+    parser.add_argument("--restarts", type=int, default=None, help="default: 1 if k = k*, else 4 (the committed runs; fit_curve's own default is now 32)")
     parser.add_argument("--max-iter", type=int, default=None, help="LM iteration limit (default: see MAX_ITER)")
     parser.add_argument("--variant", default="preset", choices=sorted(VARIANTS))
     parser.add_argument("--out", default=None, help="default experiments/results/table1[-<variant>]")

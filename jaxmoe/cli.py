@@ -211,7 +211,7 @@ def add_sweep_parser(sub) -> None:
     p.add_argument("--k-fit", type=_positive_int, dest="k_fit", help="override the fitted number of atoms (>= k*)")
     p.add_argument("--sigma", type=_nonnegative_float, help="override the noise standard deviation")
     p.add_argument("--solver", help="override the solver: lm, lbfgs or adam")
-    p.add_argument("--restarts", type=_positive_int, help="override the starts per fit (default 1 if k = k*, else 4)")
+    p.add_argument("--restarts", type=_positive_int, help="override the starts per fit (default 1 if k = k*, else 32)")
     p.add_argument("--init", help="override the initialisation: near_truth, mixed or random")
     p.add_argument("--name", help="override the setting's name (the 'setting' column)")
     p.add_argument("--resume", action="store_true",

@@ -138,7 +138,7 @@ def test_sweep_outputs(runs):
     assert (a / "rate_curves.pdf").read_bytes()[:4] == b"%PDF"
     stored = json.loads((a / "config.json").read_text())
     assert stored["hash"] == summary["config_hash"] and stored["config"]["sweep"]["sizes"] == [100, 120, 200]
-    assert stored["config"]["solver"]["restarts"] == 4 and stored["config"]["solver"]["options"]["max_iter"] > 0
+    assert stored["config"]["solver"]["restarts"] == 32 and stored["config"]["solver"]["options"]["max_iter"] > 0
     assert (a / "config.source.toml").read_text() == runs["toml"].read_text()
     prov = json.loads((a / "provenance.json").read_text())["runs"][0]
     assert prov["jax"] == __import__("jax").__version__ and prov["finished"] and prov["computed_chunks"] == [0, 1]
@@ -166,7 +166,7 @@ def test_dry_run(tmp_path, capsys):
     assert main(["sweep", str(EXAMPLE), "--dry-run", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert [c["sizes"] for c in plan["chunks"]] == [[n] for n in (300, 600, 1200, 2500, 5000, 10000, 20000)]
-    assert plan["config"]["model"]["expert"] == "tanh" and plan["config"]["solver"]["restarts"] == 4
+    assert plan["config"]["model"]["expert"] == "tanh" and plan["config"]["solver"]["restarts"] == 32
     # A preset with overrides is the same config as its truth written out in TOML (sizes in any order).
     assert main(["sweep", "--preset", "softmax-ridge", "--sizes", "200,100,120", "--replicates", "3",
                  "--dry-run", "--json"]) == 0

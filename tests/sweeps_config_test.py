@@ -52,7 +52,7 @@ def test_custom_hierarchical_toml(tmp_path):
     setting = config.setting()
     assert type(setting.model).__name__ == "HierarchicalMoE" and setting.model.k1 == 2 and setting.k_fit == 3
     assert setting.inputs == jaxmoe.TruncatedNormalInputs(0.5, -1.0, 1.0)
-    assert config.spec["solver"]["options"]["max_iter"] == 50 and config.spec["solver"]["restarts"] == 4
+    assert config.spec["solver"]["options"]["max_iter"] == 50 and config.spec["solver"]["restarts"] == 32
     assert set(theory_rates(config.spec)) >= {"voronoi_hierarchical", "level1_error", "overfit_error"}
     with pytest.raises(jaxmoe.JaxMoEInputError, match=r"truth=\['beta0', 'beta1', 'eta', 'kappa'\]: must have exactly"):
         config_from_dict({**config.raw, "truth": {k: v for k, v in config.raw["truth"].items() if k != "omega"}})
@@ -64,6 +64,7 @@ def test_preset_in_toml_with_overrides(tmp_path):
     config = load_config(str(path))
     assert config.name == "p" and config.sizes == (100, 500) and config.spec["model"]["router"] == "tanh"
     assert config.spec["model"]["k_fit"] == 2 and config.spec["solver"]["restarts"] == 1  # k = k*: one start
+    assert config.spec["solver"]["init_noise"] == 0.1
     path.write_text('preset = "softmax-ridge"\n[truth]\nbeta0 = [0.0, 0.0]\n')
     with pytest.raises(jaxmoe.JaxMoEInputError, match="cannot be given with preset"):
         load_config(str(path))
@@ -71,11 +72,11 @@ def test_preset_in_toml_with_overrides(tmp_path):
 
 def test_overrides_and_differences():
     base = preset_config("softmax-ridge")
-    assert base.spec["solver"]["restarts"] == 4
-    exact = base.replace(k_fit=2, sizes=[400, 100, 200], seed=3)
+    assert base.spec["solver"]["restarts"] == 32 and base.spec["solver"]["init_noise"] == 0.3
+    exact = base.replace(k_fit=2, sizes=[400, 100, 200], seed=3)  # the start defaults follow k_fit
     assert exact.spec["solver"]["restarts"] == 1 and exact.sizes == (100, 200, 400)
     assert differences(base.hashed(), exact.hashed()) == [
-        "model.k_fit: 3 vs 2", "solver.restarts: 4 vs 1",
+        "model.k_fit: 3 vs 2", "solver.init_noise: 0.3 vs 0.1", "solver.restarts: 32 vs 1",
         "sweep.seed: 0 vs 3", "sweep.sizes: [300, 600, 1200, 2500, 5000, 10000, 20000] vs [100, 200, 400]"]
     adam = base.replace(solver="adam")
     assert adam.spec["solver"]["options"]["learning_rate"] == 0.01 and "scaling" not in adam.spec["solver"]["options"]

@@ -34,8 +34,8 @@ seed = 0
 [solver]                            # arguments of `fit_curve`
 name = "lm"                         # lm | lbfgs | adam
 init = "near_truth"                 # near_truth | mixed | random
-restarts = 4                        # default: 1 when k_fit == k_star, else 4
-init_noise = 0.1
+restarts = 32                       # default: 1 when k_fit == k_star, else 32
+init_noise = 0.3                    # default: 0.1 when k_fit == k_star, else 0.3
 init_scale = 3.0
 reference = false                   # also run a long refinement from the truth (reached-minimum check)
 precision = "float64"
@@ -296,7 +296,7 @@ def check_sizes(field: str, sizes) -> list[int]:
 
 def config_from_dict(raw: dict) -> SweepConfig:
     """Validate a config dict (as read from TOML) and fill every default in."""
-    from jaxmoe.estimation.curve import INIT_NAMES
+    from jaxmoe.estimation.curve import INIT_NAMES, default_starts
     from jaxmoe.estimation.solvers import SOLVER_NAMES
     from jaxmoe.models.experts import EXPERT_NAMES
     from jaxmoe.models.gates import ROUTER_NAMES
@@ -376,12 +376,13 @@ def config_from_dict(raw: dict) -> SweepConfig:
     solver_name = _str("solver.name", s.get("name", "lm"), SOLVER_NAMES)
     restarts = s.get("restarts")
     over = model["k_fit"] > model["k_star"]
+    default_restarts, default_noise = default_starts(over)
     spec["solver"] = {
         "name": solver_name,
         "init": _str("solver.init", s.get("init", "near_truth"), INIT_NAMES),
         # fit_curve's own default, written out so the stored config is complete
-        "restarts": (4 if over else 1) if restarts is None else _int("solver.restarts", restarts, 1),
-        "init_noise": _float("solver.init_noise", s.get("init_noise", 0.1), 0.0),
+        "restarts": default_restarts if restarts is None else _int("solver.restarts", restarts, 1),
+        "init_noise": _float("solver.init_noise", s.get("init_noise", default_noise), 0.0),
         "init_scale": _float("solver.init_scale", s.get("init_scale", 3.0), 0.0, strict=True),
         "reference": _bool("solver.reference", s.get("reference", False)),
         "precision": _str("solver.precision", s.get("precision", "float64"), ("float32", "float64")),
