@@ -119,6 +119,7 @@ def test_random_restarts_keep_the_best(ridge):
         (dict(restarts=0), "restarts=0"),
         (dict(memory_gib=0.0), "memory_gib=0.0"),
         (dict(memory_gib=float("nan")), "memory_gib=nan"),
+        (dict(memory_gib="lots"), "memory_gib='lots'"),
     ],
 )
 def test_bad_input(ridge, kwargs, match):

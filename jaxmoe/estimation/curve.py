@@ -215,7 +215,7 @@ def _starts(key, *, setting, model, init, restarts, noise, scale):
 
 
 def _solve_chunk(keys, ns, starts, exact, *, setting, model, solver, length, restarts, reference, ref_iter,
-                 schedule, lanes):
+                 schedule, lanes, block_size):
     """All fits of a chunk (of one device's share of it, under `shard_map`): draw the data, solve every
     (fit, start) job, keep each fit's best start. Also returns the work: every job's iterations and the
     lane-steps run."""
@@ -229,9 +229,9 @@ def _solve_chunk(keys, ns, starts, exact, *, setting, model, solver, length, res
             jobs = jnp.concatenate([jobs, exact])
             job_fit = jnp.concatenate([job_fit, jnp.arange(num_fits)])
             budget = jnp.concatenate([budget, jnp.full((num_fits,), ref_iter)])
-        num_lanes = lanes
-        res = solve_queue(model, x, y, mask, jobs, job_fit, budget, lanes=num_lanes, config=solver.config)
-        lane_steps = res.steps * min(num_lanes, jobs.shape[0])
+        res = solve_queue(model, x, y, mask, jobs, job_fit, budget, lanes=lanes, config=solver.config,
+                          block_size=block_size)
+        lane_steps = res.steps * min(lanes, jobs.shape[0])
         fit_iterations = jnp.sum(res.iterations[: num_fits * restarts].reshape(num_fits, restarts), axis=1)
         if reference:
             fit_iterations = fit_iterations + res.iterations[num_fits * restarts:]
@@ -242,7 +242,7 @@ def _solve_chunk(keys, ns, starts, exact, *, setting, model, solver, length, res
         theta, objective, iterations, status = fits
     else:
         def one(x1, y1, m1, starts1):
-            problem, _ = least_squares_problem(model, x1, y1, m1)
+            problem, _ = least_squares_problem(model, x1, y1, m1, block_size=block_size)
             return jax.vmap(lambda t: run_solver(solver, problem, t))(starts1)
 
         states = jax.vmap(one)(x, y, mask, starts)
@@ -252,7 +252,7 @@ def _solve_chunk(keys, ns, starts, exact, *, setting, model, solver, length, res
         if reference:
             ref_solver = levenberg_marquardt_solver(LMConfig(max_iter=ref_iter))
             ref_states = jax.vmap(lambda x1, y1, m1, t: run_solver(
-                ref_solver, least_squares_problem(model, x1, y1, m1)[0], t))(x, y, mask, exact)
+                ref_solver, least_squares_problem(model, x1, y1, m1, block_size=block_size)[0], t))(x, y, mask, exact)
             ref_objective = ref_states.objective
             lane_steps = lane_steps + jnp.max(ref_states.iteration) * num_fits
             fit_iterations = fit_iterations + ref_states.iteration
@@ -348,7 +348,8 @@ def fit_curve(
     require(lanes is None or (isinstance(lanes, (int, np.integer)) and lanes >= 1), "lanes", lanes,
             "must be None or an integer >= 1")
     platform = devices[0].platform
-    require(memory_gib is None or (np.isfinite(memory_gib) and memory_gib > 0), "memory_gib", memory_gib,
+    require(memory_gib is None or (isinstance(memory_gib, (int, float, np.integer, np.floating))
+                                   and np.isfinite(memory_gib) and memory_gib > 0), "memory_gib", memory_gib,
             "must be None or a finite number > 0")
     memory_gib = _default_memory_gib(devices[0]) if memory_gib is None else float(memory_gib)
 
@@ -398,7 +399,8 @@ def fit_curve(
             chunk_sizes[length] = size
             solve = functools.partial(
                 _solve_chunk, setting=setting, model=model, solver=solver, length=length, restarts=restarts,
-                reference=bool(reference), ref_iter=int(reference_iterations), schedule=schedule, lanes=width)
+                reference=bool(reference), ref_iter=int(reference_iterations), schedule=schedule, lanes=width,
+                block_size=_problem.default_block_size(platform))
             fn = jax.jit(jax.shard_map(solve, mesh=mesh, in_specs=(PartitionSpec("fits"),) * 4,
                                        out_specs=(PartitionSpec("fits"), PartitionSpec("fits")), check_vma=False))
             abstract = [jax.ShapeDtypeStruct((size,) + a.shape[1:], a.dtype, sharding=by_fit)

@@ -30,13 +30,15 @@ class QueueResult(NamedTuple):
 
 
 def solve_queue(model, x, y, mask, starts, job_fit, job_max_iter, lanes: int,
-                config: lm.LMConfig = lm.LMConfig(), steps_per_refill: int = 8) -> QueueResult:
+                config: lm.LMConfig = lm.LMConfig(), steps_per_refill: int = 8,
+                block_size: int | None = None) -> QueueResult:
     """Run jobs j = 0..J-1 (start `starts[j]` on fit `job_fit[j]`'s data, at most `job_max_iter[j]` steps).
 
     `x: (F, d, L)`, `y, mask: (F, L)`; returns per-job final theta, objective, iterations and status, and the
     number of steps run.
     Lanes are checked and refilled every `steps_per_refill` LM steps (a stopped lane is frozen meanwhile):
     the refill's gathers and scatters cost about as much as a step at small n, so they are amortised.
+    `block_size`: samples per block of the normal equations (None: `problem.default_block_size()`).
     """
     num_jobs, p = starts.shape
     lanes = min(lanes, num_jobs)
@@ -44,7 +46,7 @@ def solve_queue(model, x, y, mask, starts, job_fit, job_max_iter, lanes: int,
 
     def problem_of(fit, data=None):
         x1, y1, m1 = (x[fit], y[fit], mask[fit]) if data is None else data
-        return least_squares_problem(model, x1, y1, m1, num_samples=counts[fit])[0]
+        return least_squares_problem(model, x1, y1, m1, block_size=block_size, num_samples=counts[fit])[0]
 
     def fresh(job):
         return lm.fresh_state(starts[job], problem_of(job_fit[job]), config)
