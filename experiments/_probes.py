@@ -1,6 +1,32 @@
 """Shared by the experiment scripts: a row of slopes, and the start options of the committed runs."""
 
+import argparse
+
 import jaxmoe
+
+
+def block_size(text: str) -> int:
+    """argparse type of `--block`: samples per normal-equation block, 'full' (= 0) for one block."""
+    if text == "full":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 'full' or an integer >= 1")
+    return value
+
+
+def positive_ints(text: str) -> list[int]:
+    """argparse type of a comma list of integers >= 1 (e.g. `--lanes 32,128`)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be comma-separated integers >= 1")
+    return values
 
 
 def committed_starts(overfitted: bool) -> dict:

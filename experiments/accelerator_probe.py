@@ -25,7 +25,7 @@ jax.config.update("jax_enable_x64", True)
 import jaxmoe  # noqa: E402
 from jaxmoe.estimation import problem as _problem  # noqa: E402
 from jaxmoe.sweeps.runner import atomic_write_json  # noqa: E402
-from _probes import committed_starts  # noqa: E402  (beside this script)
+from _probes import block_size, committed_starts, positive_ints  # noqa: E402  (beside this script)
 
 
 
@@ -35,8 +35,9 @@ def main():
     parser.add_argument("--sizes", type=int, default=7, help="number of log-spaced sizes in [10^2, max-size]")
     parser.add_argument("--max-size", type=float, default=1e5)
     parser.add_argument("--replicates", type=int, default=16)
-    parser.add_argument("--lanes", default="32,128,448")
-    parser.add_argument("--blocks", default="512,8192,full")
+    parser.add_argument("--lanes", type=positive_ints, default="32,128,448")
+    parser.add_argument("--blocks", type=lambda text: [block_size(v) for v in text.split(",")], default="512,8192,full",
+                        help="comma list of samples per normal-equation block ('full': one block)")
     parser.add_argument("--memory-gib", type=float, default=2.0)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "accelerator_probe.json"))
     args = parser.parse_args()
@@ -49,9 +50,9 @@ def main():
     print(json.dumps(head), flush=True)
     jaxmoe.fit_curve(setting, [50], 2, seed=1, restarts=1)  # one-off backend start-up, not timed
     rows, reference = [], None
-    for block in args.blocks.split(","):
-        _problem.BLOCK_SIZE = 0 if block == "full" else int(block)
-        for lanes in (int(v) for v in args.lanes.split(",")):
+    for block in args.blocks:
+        _problem.BLOCK_SIZE = block
+        for lanes in args.lanes:
             t0 = time.perf_counter()
             fit = jaxmoe.fit_curve(setting, sizes, args.replicates, seed=0, lanes=lanes, memory_gib=args.memory_gib,
                                    **committed_starts(True))
@@ -60,7 +61,7 @@ def main():
             if reference is None:
                 reference = fit.objective
             gap = np.abs(fit.objective - reference) / reference
-            row = dict(block=block, lanes=lanes, lanes_used=[b.get("lanes") for b in info["buckets"]], wall=wall,
+            row = dict(block="full" if block == 0 else block, lanes=lanes, lanes_used=[b.get("lanes") for b in info["buckets"]], wall=wall,
                        compile_waited=info["compile_seconds"], compile_total=info["compile_total_seconds"],
                        run=wall - info["compile_seconds"], work_ratio=info["work_ratio"],
                        sample_iterations=info["sample_iterations"],

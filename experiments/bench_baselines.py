@@ -62,6 +62,7 @@ from jaxmoe.estimation.curve import _fit_keys, _prepare, _starts  # noqa: E402
 from jaxmoe.estimation.levenberg_marquardt import LMConfig  # noqa: E402
 from jaxmoe.estimation.problem import least_squares_problem, ravel  # noqa: E402
 from jaxmoe.estimation import problem as _problem  # noqa: E402
+from _probes import block_size  # noqa: E402  (beside this script)
 from jaxmoe.estimation.solvers import levenberg_marquardt_solver, run_solver  # noqa: E402
 from jaxmoe.models.jacobian import regression_jacobian  # noqa: E402
 
@@ -320,7 +321,7 @@ def main():
     parser.add_argument("--host-devices", type=int, default=1,
                         help="expose the CPU as this many JAX devices (XLA_FLAGS); fit_curve shards over all of them")
     parser.add_argument("--lanes", type=int, default=None, help="fit_curve's queue width (default: its own)")
-    parser.add_argument("--block", default=None,
+    parser.add_argument("--block", type=block_size, default=None,
                         help="samples per normal-equation block for jaxmoe ('full': one block; default: the engine's)")
     parser.add_argument("--memory-gib", type=float, default=2.0, help="fit_curve's memory_gib")
     parser.add_argument("--skip", default="", help="comma list of methods to skip: one,scipy,gd")
@@ -328,7 +329,7 @@ def main():
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     if args.block is not None:
-        _problem.BLOCK_SIZE = 0 if args.block == "full" else int(args.block)
+        _problem.BLOCK_SIZE = args.block
     x_scale = "jac" if args.scipy_x_scale == "jac" else float(args.scipy_x_scale)
     cache_dir = tempfile.mkdtemp(prefix="jaxmoe-bench-cache-")
     jax.config.update("jax_compilation_cache_dir", cache_dir)  # fresh: the first batched call compiles cold

@@ -29,6 +29,7 @@ import jaxmoe  # noqa: E402
 from jaxmoe.estimation import problem as _problem  # noqa: E402
 from jaxmoe.estimation.levenberg_marquardt import LMConfig  # noqa: E402
 from jaxmoe.sweeps.runner import atomic_write_json  # noqa: E402
+from _probes import block_size  # noqa: E402  (beside this script)
 
 FIT_OPTIONS = {"restarts": int, "init": str, "init_noise": float}
 
@@ -41,16 +42,61 @@ def parse_configs(text: str) -> list[tuple[str, dict, dict]]:
         lm, fit = {}, {}
         for pair in filter(None, rest.split(",")):
             key, _, value = pair.partition("=")
-            if key in FIT_OPTIONS:
-                fit[key] = FIT_OPTIONS[key](value)
-            elif key in LMConfig._fields:
-                default = getattr(LMConfig(), key)
-                lm[key] = type(default)(value)
+            kind = FIT_OPTIONS.get(key) or (type(getattr(LMConfig(), key)) if key in LMConfig._fields else None)
+            if kind is not None:
+                try:
+                    (fit if key in FIT_OPTIONS else lm)[key] = kind(value)
+                except ValueError:
+                    raise SystemExit(f"--configs: {key}={value!r} in {item!r}: must be of type {kind.__name__}") from None
             else:
                 raise SystemExit(f"--configs: unknown key {key!r} in {item!r}; allowed: "
                                  f"{sorted(LMConfig._fields) + sorted(FIT_OPTIONS)}")
         out.append((name, lm, fit))
     return out
+
+
+def fit_record(setting, fit, name, k, label, lm, opts, wall) -> dict:
+    """One config's fits, measured: statuses, iterations, objectives and the slopes of its losses."""
+    slopes = {}
+    for metric, values in jaxmoe.curve_metrics(setting, fit).items():
+        slopes[metric] = dict(slope=float("nan"), ci=None, mean_by_n=np.mean(values, axis=1).tolist())
+        if len(fit.sizes) >= 3:  # a slope needs 3 sizes; with fewer, keep the means
+            s = jaxmoe.loglog_slope(fit.sizes, values.T, num_bootstrap=400)
+            slopes[metric].update(slope=float(s.slope), ci=[float(s.ci_low), float(s.ci_high)])
+    return dict(
+        preset=name, k=k, k_star=setting.k_star, config=label, lm=lm, fit_options=opts,
+        init_noise=fit.info["init_noise"], restarts=fit.info["restarts"], wall=wall,
+        compile_waited=fit.info["compile_seconds"], converged=fit.converged_fraction,
+        converged_by_n=np.mean(fit.converged, axis=1).tolist(), reached_own_reference=fit.reached_minimum_fraction,
+        mean_iterations_by_n=fit.iterations.mean(axis=1).tolist(), status_counts=fit.summary()["status_counts"],
+        below_truth=float(np.mean(fit.objective <= fit.objective_truth)),
+        sample_iterations=fit.info["sample_iterations"], slopes=slopes, sizes=np.asarray(fit.sizes).tolist(),
+        objective=fit.objective.tolist(), objective_reference=fit.objective_reference.tolist())
+
+
+def compare_to_best_known(records: list[dict], sigma: float) -> list[dict]:
+    """Each config's gaps to the best known MSE per fit (the lowest over every config's fit and reference)."""
+    best = np.min(np.stack([np.fmin(r["objective"], r["objective_reference"]) for r in records]), axis=0)
+    rows = []
+    for record in records:
+        row = {key: value for key, value in record.items() if key not in ("sizes", "objective_reference")}
+        objective = np.asarray(record["objective"])
+        gap = (objective - best) / best
+        reached = gap <= 1e-6
+        # The same gap on the statistical scale: MSE excess over the best known, in units of sigma^2 / n
+        # (the size of the least-squares excess risk; the rate theorems tolerate O(1/n) slack).
+        scaled = (objective - best) * np.asarray(record["sizes"])[:, None] / sigma**2
+        row.update(
+            reached_best_known=float(np.mean(reached)), reached_by_n=np.mean(reached, axis=1).tolist(),
+            max_rel_gap_by_n=np.nanmax(gap, axis=1).tolist(),
+            median_rel_gap_of_misses=float(np.median(gap[~reached])) if np.any(~reached) else 0.0,
+            within_sigma2_over_n={str(t): float(np.mean(scaled <= t)) for t in (0.001, 0.01, 0.1, 1.0)},
+            max_gap_sigma2_over_n_by_n=np.max(scaled, axis=1).tolist(), best_known=best.tolist())
+        rows.append(row)
+        print(json.dumps({key: row[key] for key in ("preset", "k", "config", "converged", "reached_best_known",
+                                                    "reached_by_n", "wall", "within_sigma2_over_n")}
+                         | {m: round(v["slope"], 3) for m, v in row["slopes"].items()}), flush=True)
+    return rows
 
 
 def main():
@@ -63,12 +109,13 @@ def main():
     parser.add_argument("--reference-iterations", type=int, default=1000)
     parser.add_argument("--configs", default="default")
     parser.add_argument("--lanes", type=int, default=None)
-    parser.add_argument("--block", default=None, help="samples per normal-equation block ('full': one block)")
+    parser.add_argument("--block", type=block_size, default=None,
+                        help="samples per normal-equation block ('full': one block; default: the engine's)")
     parser.add_argument("--memory-gib", type=float, default=2.0)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "solver_study.json"))
     args = parser.parse_args()
     if args.block is not None:
-        _problem.BLOCK_SIZE = 0 if args.block == "full" else int(args.block)
+        _problem.BLOCK_SIZE = args.block
     sizes = [int(s) for s in args.sizes.split(",")]
     configs = parse_configs(args.configs)
     device = jax.devices()[0]
@@ -81,7 +128,7 @@ def main():
         setting = jaxmoe.get_preset(name)
         for which in args.ks.split(","):
             k = setting.k_star + (1 if which == "over" else 0)
-            fits = {}
+            done = []  # per config, everything that does not depend on the other configs
             for label, lm, opts in configs:
                 opts = {"restarts": args.restarts, **opts}
                 t0 = time.perf_counter()
@@ -89,45 +136,13 @@ def main():
                                        reference_iterations=args.reference_iterations,
                                        solver=jaxmoe.get_solver("lm", **lm), lanes=args.lanes,
                                        memory_gib=args.memory_gib, **opts)
-                fits[label] = (fit, time.perf_counter() - t0, lm, opts)
-                print(f"{name} k={k} {label}: {fits[label][1]:.1f} s, converged {fit.converged_fraction:.3f}, "
+                wall = time.perf_counter() - t0
+                print(f"{name} k={k} {label}: {wall:.1f} s, converged {fit.converged_fraction:.3f}, "
                       f"reached own reference {fit.reached_minimum_fraction:.3f}", flush=True)
-            best = np.min(np.stack([np.fmin(f.objective, f.objective_reference) for f, *_ in fits.values()]), axis=0)
-            for label, (fit, wall, lm, opts) in fits.items():
-                gap = (fit.objective - best) / best
-                reached = gap <= 1e-6
-                # The same gap on the statistical scale: MSE excess over the best known, in units of sigma^2 / n
-                # (the size of the least-squares excess risk; the rate theorems tolerate O(1/n) slack).
-                scaled = (fit.objective - best) * np.asarray(fit.sizes)[:, None] / setting.sigma**2
-                metrics, slopes = jaxmoe.curve_metrics(setting, fit), {}
-                for metric, values in metrics.items():
-                    if len(sizes) < 3:  # a slope needs 3 sizes; keep the means
-                        slopes[metric] = dict(slope=float("nan"), ci=None, mean_by_n=np.mean(values, axis=1).tolist())
-                        continue
-                    s = jaxmoe.loglog_slope(fit.sizes, values.T, num_bootstrap=400)
-                    slopes[metric] = dict(slope=float(s.slope), ci=[float(s.ci_low), float(s.ci_high)],
-                                          mean_by_n=np.mean(values, axis=1).tolist())
-                rows.append(dict(
-                    preset=name, k=k, k_star=setting.k_star, config=label, lm=lm, fit_options=opts,
-                    init_noise=fit.info["init_noise"],
-                    restarts=fit.info["restarts"], wall=wall, compile_waited=fit.info["compile_seconds"],
-                    converged=fit.converged_fraction, converged_by_n=np.mean(fit.converged, axis=1).tolist(),
-                    reached_best_known=float(np.mean(reached)), reached_by_n=np.mean(reached, axis=1).tolist(),
-                    reached_own_reference=fit.reached_minimum_fraction,
-                    max_rel_gap_by_n=np.nanmax(gap, axis=1).tolist(),
-                    median_rel_gap_of_misses=float(np.median(gap[~reached])) if np.any(~reached) else 0.0,
-                    mean_iterations_by_n=fit.iterations.mean(axis=1).tolist(),
-                    status_counts=fit.summary()["status_counts"],
-                    below_truth=float(np.mean(fit.objective <= fit.objective_truth)),
-                    sample_iterations=fit.info["sample_iterations"], slopes=slopes,
-                    within_sigma2_over_n={str(t): float(np.mean(scaled <= t)) for t in (0.001, 0.01, 0.1, 1.0)},
-                    max_gap_sigma2_over_n_by_n=np.max(scaled, axis=1).tolist(),
-                    objective=fit.objective.tolist(), best_known=best.tolist()))
-                print(json.dumps({kk: rows[-1][kk] for kk in ("preset", "k", "config", "converged",
-                                                             "reached_best_known", "reached_by_n", "wall",
-                                                             "within_sigma2_over_n")}
-                                 | {m: round(v["slope"], 3) for m, v in slopes.items()}),
-                      flush=True)
+                done.append(fit_record(setting, fit, name, k, label, lm, opts, wall))
+                # Saved after every config: a crash later loses nothing already fitted and measured.
+                atomic_write_json(args.out, dict(head, rows=rows, pending=done))
+            rows.extend(compare_to_best_known(done, setting.sigma))
             atomic_write_json(args.out, dict(head, rows=rows))
 
 
