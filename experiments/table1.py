@@ -48,7 +48,7 @@ def row_setting(name: str, variant: str) -> jaxmoe.Setting:
 
 
 def fit_row(name: str, variant: str, sizes, replicates: int, seed: int, out: str, restarts=None,
-            max_iter=None) -> None:
+            max_iter=None, init_noise=None) -> None:
     setting = row_setting(name, variant)
     folder = os.path.join(out, name)
     if os.path.exists(os.path.join(folder, "meta.json")):
@@ -58,9 +58,10 @@ def fit_row(name: str, variant: str, sizes, replicates: int, seed: int, out: str
     default = SMALL_NOISE_MAX_ITER if variant == "small-noise" else LMConfig().max_iter
     solver = jaxmoe.get_solver("lm", max_iter=max_iter or MAX_ITER.get(name, default))
     t0 = time.perf_counter()
-    starts = committed_starts(setting.k_fit > setting.k_star)  # the committed rows' starts (--restarts overrides)
+    starts = committed_starts(setting.k_fit > setting.k_star)  # the committed rows' starts (the options override)
     fit = jaxmoe.fit_curve(setting, sizes, replicates, seed, solver=solver,
-                           restarts=restarts or starts["restarts"], init_noise=starts["init_noise"])
+                           restarts=restarts or starts["restarts"],
+                           init_noise=starts["init_noise"] if init_noise is None else init_noise)
     seconds = time.perf_counter() - t0
     leaves, treedef = jax.tree_util.tree_flatten_with_path(fit.params)
     arrays = {"param/" + jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
@@ -99,6 +100,8 @@ def main(argv=None) -> int:
     parser.add_argument("--replicates", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--restarts", type=int, default=None, help="default: 1 if k = k*, else 4 (the committed runs; fit_curve's own default is now 32)")
+    parser.add_argument("--init-noise", type=float, default=None,
+                        help="near-truth perturbation (default 0.1, the committed runs; fit_curve's own default for k > k* is now 0.3)")
     parser.add_argument("--max-iter", type=int, default=None, help="LM iteration limit (default: see MAX_ITER)")
     parser.add_argument("--variant", default="preset", choices=sorted(VARIANTS))
     parser.add_argument("--out", default=None, help="default experiments/results/table1[-<variant>]")
@@ -114,7 +117,8 @@ def main(argv=None) -> int:
         for name in rows:  # every row name is checked before any fitting starts
             jaxmoe.get_preset(name)
         for name in rows:
-            fit_row(name, args.variant, sizes, args.replicates, args.seed, out, args.restarts, args.max_iter)
+            fit_row(name, args.variant, sizes, args.replicates, args.seed, out, args.restarts, args.max_iter,
+                    args.init_noise)
         return 0
     from table1_report import report  # noqa: E402  (reporting lives beside this script)
 
