@@ -26,7 +26,8 @@ import numpy as np
 
 import jaxmoe
 from jaxmoe.estimation.problem import STATUS_NAMES
-from jaxmoe.sweeps.runner import atomic_write_json, fit_metrics
+from jaxmoe.losses.curve import fit_metrics
+from jaxmoe.sweeps.runner import atomic_write_json
 
 POLYNOMIAL_ROWS = ("softmax-ridge", "dts-nonlinear-router", "hierarchical-ridge")
 THEORY_SLOPE = {"l2_error": -0.5, "exact_error": -0.5, "overfit_error": -0.25, "level1_error": -0.5}

@@ -28,10 +28,10 @@ from jaxmoe.losses.voronoi import (
     voronoi_loss_temperature,
 )
 
-from jaxmoe.losses.curve import curve_metrics  # noqa: E402
+from jaxmoe.losses.curve import curve_metrics, fit_metrics, parameter_errors_fn  # noqa: E402
 
 __all__ = [
-    "curve_metrics",
+    "curve_metrics", "fit_metrics", "parameter_errors_fn",
     "ExpertSupErrors", "HierarchicalParameterErrors", "ParameterErrors", "expert_grid", "expert_sup_errors",
     "parameter_errors", "quadrature_rule", "regression_l2_error", "regression_l2_error_quadrature",
     "LawComparison", "LawFit", "SlopeFit", "compare_laws", "loglog_slope",

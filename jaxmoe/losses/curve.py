@@ -1,4 +1,5 @@
-"""Metrics of every fit of a `CurveFit`, as arrays indexed [size, replicate]."""
+"""Metrics of every fit of a `CurveFit`, as arrays indexed [size, replicate]: `curve_metrics` (L2 error and the
+family's Voronoi loss) and `fit_metrics` (those plus the parameter errors a sweep stores)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import functools
 import jax
 import numpy as np
 
-from jaxmoe.losses.errors import regression_l2_error, regression_l2_error_quadrature
+from jaxmoe.losses.errors import parameter_errors, regression_l2_error, regression_l2_error_quadrature
 from jaxmoe.losses.voronoi import batched_loss
 from jaxmoe.models.moe import DenseToSparseParams, HierarchicalParams, SoftmaxParams
 
@@ -50,3 +51,36 @@ def curve_metrics(setting, fit, *, l2_key=None, l2_points: int = 100_000) -> dic
         elif isinstance(truth, HierarchicalParams):
             metrics["voronoi_hierarchical"] = np.asarray(batched_loss("hierarchical", flat, truth)).reshape(shape)
     return metrics
+
+
+def parameter_errors_fn(setting):
+    """`parameter_errors` of a batch of fits against the truth, jitted once per setting (a sweep reuses it
+    for every chunk of the same shape instead of compiling it again)."""
+    kwargs = {"linear_router": bool(setting.model.router.is_linear)} if setting.model.family == "dense_to_sparse" else {}
+    with jax.enable_x64(True):
+        truth = setting.truth_params()
+    return jax.jit(jax.vmap(lambda p: parameter_errors(p, truth, **kwargs)))
+
+
+def fit_metrics(setting, fit, errors_fn=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    r"""Per-fit metrics, arrays [size, replicate]: `curve_metrics` (L2 error, the family's Voronoi loss) plus
+    the parameter errors of `parameter_errors`, read separately so each rate shows on its own:
+    `exact_error` (cells with one fitted atom; theory $n^{-1/2}$), `overfit_error` (cells with several;
+    $n^{-1/4}$; only when k > k*), `level1_error` (hierarchical groups; $n^{-1/2}$). Also returns the
+    number of empty Voronoi cells per fit (a failed fit has some; its parameter errors are then NaN).
+    `errors_fn`: `parameter_errors_fn(setting)`, to reuse across calls."""
+    shape = fit.objective.shape
+    metrics = dict(curve_metrics(setting, fit))
+    errors_fn = errors_fn or parameter_errors_fn(setting)
+    with jax.enable_x64(True):
+        flat = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64).reshape((-1,) + a.shape[2:]), fit.params)
+        errors = jax.tree_util.tree_map(np.asarray, errors_fn(flat))
+    metrics["exact_error"] = errors.exact_error.reshape(shape)
+    if fit.info["k"] > setting.k_star:
+        metrics["overfit_error"] = errors.overfit_error.reshape(shape)
+    if setting.model.family == "hierarchical":
+        metrics["level1_error"] = errors.level1.exact_error.reshape(shape)
+        empty = errors.level1.num_empty_cells + errors.level2.num_empty_cells.sum(axis=-1)
+    else:
+        empty = errors.num_empty_cells
+    return metrics, np.asarray(empty).reshape(shape)

@@ -133,6 +133,11 @@ class _Family:
     def num_atoms(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @property
+    def components(self) -> int:  # pragma: no cover - abstract
+        """The number of components that `with_k` sets and over-fitting varies (k, or k2 per group)."""
+        raise NotImplementedError
+
     def _check_x(self, x) -> None:
         shape = tuple(np.shape(x))
         require(len(shape) == 2 and shape[0] == self.d, "x.shape", shape,
@@ -252,6 +257,10 @@ class SoftmaxMoE(_FlatFamily):
     def num_atoms(self) -> int:
         return self.k
 
+    @property
+    def components(self) -> int:
+        return self.k
+
     def param_shapes(self) -> SoftmaxParams:
         return SoftmaxParams((self.k,), (self.k, self.d), _shape_tree(self.expert.param_shapes(self.d), (self.k,)))
 
@@ -322,6 +331,10 @@ class DenseToSparseMoE(_FlatFamily):
     def num_atoms(self) -> int:
         return self.k
 
+    @property
+    def components(self) -> int:
+        return self.k
+
     def param_shapes(self) -> DenseToSparseParams:
         return DenseToSparseParams((self.k,), _shape_tree(self.router.param_shapes(self.d), (self.k,)),
                                    _shape_tree(self.expert.param_shapes(self.d), (self.k,)), ())
@@ -382,6 +395,10 @@ class HierarchicalMoE(_Family):
     @property
     def num_atoms(self) -> int:
         return self.k1 * self.k2
+
+    @property
+    def components(self) -> int:
+        return self.k2
 
     def param_shapes(self) -> HierarchicalParams:
         k1, k2, d = self.k1, self.k2, self.d

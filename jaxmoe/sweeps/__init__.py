@@ -14,7 +14,8 @@ from jaxmoe.sweeps.report import (
     theory_rates,
     write_report,
 )
-from jaxmoe.sweeps.runner import ChunkPlan, SweepResult, fit_metrics, plan_chunks, run_sweep
+from jaxmoe.losses.curve import fit_metrics
+from jaxmoe.sweeps.runner import ChunkPlan, SweepResult, plan_chunks, run_sweep
 
 __all__ = [
     "SweepConfig", "config_from_dict", "load_config", "preset_config", "setting_to_dict",

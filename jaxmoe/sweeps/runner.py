@@ -41,6 +41,7 @@ import numpy as np
 
 from jaxmoe._errors import JaxMoEInputError, require
 from jaxmoe.sweeps.config import SweepConfig, differences
+from jaxmoe.losses.curve import fit_metrics, parameter_errors_fn
 from jaxmoe.sweeps.progress import Progress
 
 OUTPUT_FILES = ("config.json", "config.source.toml", "provenance.json", "results.csv", "summary.json",
@@ -81,44 +82,6 @@ def plan_chunks(config: SweepConfig) -> list[ChunkPlan]:
     buckets = bucket_sizes(np.asarray(config.sizes), config.spec["solver"]["bucket_ratio"])
     r = config.replicates
     return [ChunkPlan(i, tuple(int(n) for n in b), len(b) * r, len(b) * r * int(max(b))) for i, b in enumerate(buckets)]
-
-
-# ---------------------------------------------------------------- metrics of one chunk
-def parameter_errors_fn(setting):
-    """`parameter_errors` of a batch of fits against the truth, jitted once per setting (a sweep reuses it
-    for every chunk of the same shape instead of compiling it again)."""
-    from jaxmoe.losses.errors import parameter_errors
-
-    kwargs = {"linear_router": bool(setting.model.router.is_linear)} if setting.model.family == "dense_to_sparse" else {}
-    with jax.enable_x64(True):
-        truth = setting.truth_params()
-    return jax.jit(jax.vmap(lambda p: parameter_errors(p, truth, **kwargs)))
-
-
-def fit_metrics(setting, fit, errors_fn=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    r"""Per-fit metrics, arrays [size, replicate]: `curve_metrics` (L2 error, the family's Voronoi loss) plus
-    the parameter errors of `parameter_errors`, read separately so each rate shows on its own:
-    `exact_error` (cells with one fitted atom; theory $n^{-1/2}$), `overfit_error` (cells with several;
-    $n^{-1/4}$; only when k > k*), `level1_error` (hierarchical groups; $n^{-1/2}$). Also returns the
-    number of empty Voronoi cells per fit (a failed fit has some; its parameter errors are then NaN).
-    `errors_fn`: `parameter_errors_fn(setting)`, to reuse across calls."""
-    from jaxmoe.losses.curve import curve_metrics
-
-    shape = fit.objective.shape
-    metrics = dict(curve_metrics(setting, fit))
-    errors_fn = errors_fn or parameter_errors_fn(setting)
-    with jax.enable_x64(True):
-        flat = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64).reshape((-1,) + a.shape[2:]), fit.params)
-        errors = jax.tree_util.tree_map(np.asarray, errors_fn(flat))
-    metrics["exact_error"] = errors.exact_error.reshape(shape)
-    if fit.info["k"] > setting.k_star:
-        metrics["overfit_error"] = errors.overfit_error.reshape(shape)
-    if setting.model.family == "hierarchical":
-        metrics["level1_error"] = errors.level1.exact_error.reshape(shape)
-        empty = errors.level1.num_empty_cells + errors.level2.num_empty_cells.sum(axis=-1)
-    else:
-        empty = errors.num_empty_cells
-    return metrics, np.asarray(empty).reshape(shape)
 
 
 def run_chunk(config: SweepConfig, setting, chunk: ChunkPlan, errors_fn=None) -> tuple[dict[str, np.ndarray], dict]:
