@@ -1,6 +1,7 @@
 """jaxmoe: executable convergence-rate theory for softmax-gating mixture of experts.
 
-Layout: `models` (experts, gates, the three MoE families), `data`, `presets` (Table 1 truths),
+Layout: `models` (experts, routers, gates), `families` (softmax, dense-to-sparse, hierarchical, sigmoid
+gating: one module each, owning everything family-specific), `data`, `presets` (Table 1 truths),
 `estimation` (least squares, solvers, `fit_curve`), `losses` (Voronoi losses, errors, rates),
 `identifiability` (PDE residuals, Definitions 1-2), `sweeps` (config files, resumable sweeps, reports), `cli`. See README.md and THEORY.md for the maths.
 """
@@ -9,6 +10,7 @@ from jaxmoe import identifiability
 from jaxmoe._errors import JaxMoEInputError
 from jaxmoe.data import TruncatedNormalInputs, UniformInputs, get_input_law, sample_data
 from jaxmoe.estimation import *  # noqa: F401,F403
+from jaxmoe.families import *  # noqa: F401,F403
 from jaxmoe.identifiability import (
     PAPER_CASES,
     IdentifiabilityReport,

@@ -27,8 +27,7 @@ import numpy as np
 
 from jaxmoe._errors import JaxMoEInputError, require_positive_int
 from jaxmoe.data import InputLaw, UniformInputs, check_sigma
-from jaxmoe.models.gates import activation_router
-from jaxmoe.models.moe import (
+from jaxmoe.families import (
     DenseToSparseMoE,
     DenseToSparseParams,
     HierarchicalMoE,
@@ -36,6 +35,7 @@ from jaxmoe.models.moe import (
     SoftmaxMoE,
     SoftmaxParams,
 )
+from jaxmoe.models.gates import activation_router
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Setting:
     """
 
     name: str
-    model: Any  # SoftmaxMoE | DenseToSparseMoE | HierarchicalMoE, with the true number of atoms
+    model: Any  # a family model (`jaxmoe.families`) with the true number of atoms
     truth: Any
     sigma: float = 0.1
     inputs: InputLaw = UniformInputs()
@@ -69,7 +69,7 @@ class Setting:
 
     @property
     def k_star(self) -> int:
-        return self.model.k2 if isinstance(self.model, HierarchicalMoE) else self.model.k
+        return self.model.components
 
     @property
     def d(self) -> int:

@@ -197,7 +197,7 @@ def test_projection_onto_box():
 
 @pytest.mark.parametrize("name", jaxmoe.PRESET_NAMES)
 def test_structured_jacobian_matches_jacfwd(name):
-    from jaxmoe.models.jacobian import regression_jacobian
+    from jaxmoe.families import regression_jacobian
 
     with jax.enable_x64(True):
         setting = jaxmoe.get_preset(name)
@@ -213,7 +213,7 @@ def test_structured_jacobian_matches_jacfwd(name):
 @pytest.mark.parametrize("model", [DenseToSparseMoE("ffn-gelu", k=3, d=2, router="mlp-tanh"),
                                    HierarchicalMoE("ffn-tanh", k1=2, k2=3, d=2)], ids=["dts-mlp", "hier-d2"])
 def test_structured_jacobian_mlp_router_ffn_expert_d2(model):
-    from jaxmoe.models.jacobian import regression_jacobian
+    from jaxmoe.families import regression_jacobian
 
     with jax.enable_x64(True):
         params = _random_params(model, jax.random.PRNGKey(3))

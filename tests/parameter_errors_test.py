@@ -14,7 +14,7 @@ from jaxmoe.losses import (
     regression_l2_error,
     regression_l2_error_quadrature,
 )
-from jaxmoe.models.moe import DenseToSparseParams, SoftmaxMoE, SoftmaxParams
+from jaxmoe.families import DenseToSparseParams, SoftmaxMoE, SoftmaxParams
 
 # jitted once per signature: eager dispatch of the many small ops is the slow part on a 2-core machine
 parameter_errors = jax.jit(parameter_errors, static_argnames=("translation", "linear_router"))

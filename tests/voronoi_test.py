@@ -17,7 +17,7 @@ from jaxmoe.losses import (
     voronoi_loss_hierarchical,
     voronoi_loss_temperature,
 )
-from jaxmoe.models.moe import DenseToSparseParams, HierarchicalParams, SoftmaxParams
+from jaxmoe.families import DenseToSparseParams, HierarchicalParams, SoftmaxParams
 
 # One loss per preset row (the r = 2 version for the hierarchical-linear row, eq. 29).
 LOSS_OF = {

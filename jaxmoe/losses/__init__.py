@@ -25,6 +25,7 @@ from jaxmoe.losses.voronoi import (
     voronoi_loss_d2r,
     voronoi_loss_d4,
     voronoi_loss_hierarchical,
+    voronoi_loss_sigmoid,
     voronoi_loss_temperature,
 )
 
@@ -37,5 +38,5 @@ __all__ = [
     "LawComparison", "LawFit", "SlopeFit", "compare_laws", "loglog_slope",
     "LOSSES", "TRANSLATIONS", "HierarchicalCells", "VoronoiCells", "batched_loss", "normalize_translation",
     "voronoi_cells", "voronoi_loss_d1", "voronoi_loss_d2r", "voronoi_loss_d4", "voronoi_loss_hierarchical",
-    "voronoi_loss_temperature",
+    "voronoi_loss_temperature", "voronoi_loss_sigmoid",
 ]

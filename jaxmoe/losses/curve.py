@@ -10,7 +10,6 @@ import numpy as np
 
 from jaxmoe.losses.errors import parameter_errors, regression_l2_error, regression_l2_error_quadrature
 from jaxmoe.losses.voronoi import batched_loss
-from jaxmoe.models.moe import DenseToSparseParams, HierarchicalParams, SoftmaxParams
 
 
 @functools.lru_cache(maxsize=64)
@@ -27,8 +26,9 @@ def _l2_fn(model_hat, model_true, inputs, points: int | None):
 def curve_metrics(setting, fit, *, l2_key=None, l2_points: int = 100_000) -> dict[str, np.ndarray]:
     r"""Per-fit metrics of a rate curve, in float64: `l2_error` ($\|f_{\hat G} - f_{G^*}\|_{L^2(\mu)}$, by
     quadrature for d = 1, else by Monte Carlo on `l2_points` fresh inputs drawn from `l2_key`, the same
-    points for every fit) and the family's Voronoi loss (`voronoi_d1`, `voronoi_d4` for a non-linear router,
-    `voronoi_temperature` (eq. 16, r = 1) for a linear router with temperature, `voronoi_hierarchical`)."""
+    points for every fit) and the family's Voronoi loss(es), `model.curve_losses()`: `voronoi_d1` (softmax),
+    `voronoi_temperature` (eq. 16, r = 1; linear router with temperature), `voronoi_d4` (non-linear router),
+    `voronoi_hierarchical`, `voronoi_sigmoid`."""
     shape = fit.objective.shape
     with jax.enable_x64(True):
         truth = setting.truth_params()
@@ -41,22 +41,15 @@ def curve_metrics(setting, fit, *, l2_key=None, l2_points: int = 100_000) -> dic
             key = jax.random.PRNGKey(0) if l2_key is None else l2_key
             l2 = _l2_fn(model_hat, setting.model, setting.inputs, int(l2_points))(flat, truth, key)
         metrics["l2_error"] = np.asarray(l2).reshape(shape)
-        if isinstance(truth, SoftmaxParams):
-            metrics["voronoi_d1"] = np.asarray(batched_loss("d1", flat, truth)).reshape(shape)
-        elif isinstance(truth, DenseToSparseParams):
-            if setting.model.router.is_linear:
-                metrics["voronoi_temperature"] = np.asarray(batched_loss("temperature", flat, truth)).reshape(shape)
-            else:
-                metrics["voronoi_d4"] = np.asarray(batched_loss("d4", flat, truth)).reshape(shape)
-        elif isinstance(truth, HierarchicalParams):
-            metrics["voronoi_hierarchical"] = np.asarray(batched_loss("hierarchical", flat, truth)).reshape(shape)
+        for name, loss in model_hat.curve_losses().items():
+            metrics[name] = np.asarray(batched_loss(loss, flat, truth)).reshape(shape)
     return metrics
 
 
 def parameter_errors_fn(setting):
     """`parameter_errors` of a batch of fits against the truth, jitted once per setting (a sweep reuses it
     for every chunk of the same shape instead of compiling it again)."""
-    kwargs = {"linear_router": bool(setting.model.router.is_linear)} if setting.model.family == "dense_to_sparse" else {}
+    kwargs = setting.model.loss_options
     with jax.enable_x64(True):
         truth = setting.truth_params()
     return jax.jit(jax.vmap(lambda p: parameter_errors(p, truth, **kwargs)))
@@ -75,12 +68,8 @@ def fit_metrics(setting, fit, errors_fn=None) -> tuple[dict[str, np.ndarray], np
     with jax.enable_x64(True):
         flat = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64).reshape((-1,) + a.shape[2:]), fit.params)
         errors = jax.tree_util.tree_map(np.asarray, errors_fn(flat))
-    metrics["exact_error"] = errors.exact_error.reshape(shape)
-    if fit.info["k"] > setting.k_star:
-        metrics["overfit_error"] = errors.overfit_error.reshape(shape)
-    if setting.model.family == "hierarchical":
-        metrics["level1_error"] = errors.level1.exact_error.reshape(shape)
-        empty = errors.level1.num_empty_cells + errors.level2.num_empty_cells.sum(axis=-1)
-    else:
-        empty = errors.num_empty_cells
+    model_hat = setting.fitted_model(fit.info["k"])
+    metrics.update({name: np.asarray(value).reshape(shape)
+                    for name, value in model_hat.error_metrics(errors, setting.k_star).items()})
+    empty = model_hat.empty_cells(errors)
     return metrics, np.asarray(empty).reshape(shape)

@@ -102,6 +102,15 @@ def _named() -> dict[str, Callable[[], Expert]]:
 EXPERT_NAMES = tuple(_named())
 
 
+def expert_key(expert: Expert) -> str:
+    """The registry name of an expert (`get_expert(expert_key(e))` rebuilds it): its name, except the FFN's,
+    whose name carries its width (`ffn4-gelu` -> `ffn-gelu`)."""
+    name = expert.name
+    if name.startswith("ffn") and "-" in name:
+        return "ffn-" + name.split("-", 1)[1]
+    return name
+
+
 def get_expert(name: str | Expert) -> Expert:
     """Expert by name (`linear`, `sigmoid`, `tanh`, `gelu`, `relu`, `polynomial2`, `ffn-gelu`, ...)."""
     if isinstance(name, Expert):

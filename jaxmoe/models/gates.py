@@ -70,6 +70,16 @@ def get_router(name: str | Router) -> Router:
     raise JaxMoEInputError("router", name, f"must be one of {list(ROUTER_NAMES)} or a jaxmoe.Router")
 
 
+def router_key(router: Router) -> str:
+    """The registry name of a router (`get_router(router_key(r))` rebuilds it)."""
+    name = router.name
+    if name.endswith("-linear"):  # activation_router("tanh").name == "tanh-linear"
+        return name[: -len("-linear")]
+    if name.startswith("mlp") and "-" in name:
+        return "mlp-" + name.split("-", 1)[1]
+    return name
+
+
 def softmax_gate(logits: Float[Array, "k n"]) -> Float[Array, "k n"]:
     r"""$\mathrm{softmax}$ over the atom axis 0, shifted by the max so large logits cannot overflow."""
     return jax.nn.softmax(logits, axis=0)

@@ -7,7 +7,7 @@ input law) and a Monte Carlo design (sizes, replicates, seed, solver). The schem
 name = "my-truth"                   # label in tables and plots (default: the file name)
 
 [model]
-family = "softmax"                  # softmax | dense_to_sparse | hierarchical
+family = "softmax"                  # softmax | dense_to_sparse | hierarchical | sigmoid
 expert = "sigmoid"                  # linear, sigmoid, tanh, gelu, relu, polynomial2, polynomial3, ffn-<activation>
 router = "linear"                   # dense_to_sparse only: linear, tanh, sigmoid, gelu, mlp-tanh, mlp-sigmoid
 d = 1                               # input dimension
@@ -64,6 +64,8 @@ from typing import Any
 import numpy as np
 
 from jaxmoe._errors import JaxMoEInputError, require
+from jaxmoe.families import FAMILIES, ParameterBox, get_family
+from jaxmoe.models.experts import expert_key
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,16 +74,11 @@ else:  # pragma: no cover - Python 3.10: the same parser, from PyPI
 
 DEFAULT_SIZES = (300, 600, 1200, 2500, 5000, 10000, 20000)
 DEFAULT_REPLICATES = 16
-FAMILIES = ("softmax", "dense_to_sparse", "hierarchical")
-TRUTH_FIELDS = {
-    "softmax": ("beta0", "beta1", "eta"),
-    "dense_to_sparse": ("beta0", "beta1", "eta", "tau"),
-    "hierarchical": ("kappa", "omega", "beta0", "beta1", "eta"),
-}
 INPUT_FIELDS = {"uniform": ("low", "high"), "truncated_normal": ("std", "low", "high")}
 SECTIONS = {
     "": ("name", "model", "truth", "data", "sweep", "solver", "preset", "labels"),
-    "model": ("family", "expert", "router", "d", "k_star", "k_fit", "k1", "box"),
+    "model": ("family", "expert", "d", "k_star", "k_fit", "box") +
+             tuple(sorted({key for family in FAMILIES.values() for key in family.config_keys})),
     "data": ("sigma", "inputs"),
     "sweep": ("sizes", "replicates", "seed"),
     "solver": ("name", "init", "restarts", "init_noise", "init_scale", "reference", "precision", "bucket_ratio",
@@ -214,13 +211,10 @@ def setting_to_dict(setting) -> dict:
 
     model = setting.model
     box = model.box
-    spec_model = {"family": model.family, "expert": _expert_key(model.expert.name), "d": int(model.d),
+    spec_model = {"family": model.name, "expert": expert_key(model.expert), "d": int(model.d),
                   "k_star": int(setting.k_star), "k_fit": int(setting.k_fit),
-                  "box": {"gate": float(box.gate), "expert": float(box.expert), "tau": [float(t) for t in box.tau]}}
-    if model.family == "dense_to_sparse":
-        spec_model["router"] = _router_key(model.router.name)
-    if model.family == "hierarchical":
-        spec_model["k1"] = int(model.k1)
+                  "box": {"gate": float(box.gate), "expert": float(box.expert), "tau": [float(t) for t in box.tau]},
+                  **model.config_entries()}
     law = setting.inputs
     inputs = {"law": "truncated_normal" if isinstance(law, TruncatedNormalInputs) else "uniform",
               **{k: float(v) for k, v in law._asdict().items()}}
@@ -228,21 +222,6 @@ def setting_to_dict(setting) -> dict:
     return {"name": setting.name, "model": spec_model, "truth": truth,
             "data": {"sigma": float(setting.sigma), "inputs": inputs},
             "labels": {"row": setting.row, "theory": setting.theory, "why": setting.why}}
-
-
-def _expert_key(name: str) -> str:
-    # Expert names are the registry keys except the FFN's, whose name carries its width ("ffn4-gelu").
-    if name.startswith("ffn") and "-" in name:
-        return "ffn-" + name.split("-", 1)[1]
-    return name
-
-
-def _router_key(name: str) -> str:
-    if name.endswith("-linear"):  # activation_router("tanh").name == "tanh-linear"
-        return name[: -len("-linear")]
-    if name.startswith("mlp") and "-" in name:
-        return "mlp-" + name.split("-", 1)[1]
-    return name
 
 
 def _tolist(value):
@@ -313,17 +292,13 @@ def config_from_dict(raw: dict) -> SweepConfig:
 
     # model
     m = _check_keys("model", raw["model"])
-    family = _str("model.family", m.get("family"), FAMILIES)
-    model = {"family": family, "expert": _str("model.expert", m.get("expert"), EXPERT_NAMES),
+    family = get_family(m.get("family"))
+    model = {"family": family.name, "expert": _str("model.expert", m.get("expert"), EXPERT_NAMES),
              "d": _int("model.d", m.get("d"), 1), "k_star": _int("model.k_star", m.get("k_star"), 1)}
-    if family == "dense_to_sparse":
-        model["router"] = _str("model.router", m.get("router", "linear"), ROUTER_NAMES)
-    else:
-        require("router" not in m, "model.router", m.get("router"), f"is only for family 'dense_to_sparse', not {family!r}")
-    if family == "hierarchical":
-        model["k1"] = _int("model.k1", m.get("k1"), 1)
-    else:
-        require("k1" not in m, "model.k1", m.get("k1"), f"is only for family 'hierarchical', not {family!r}")
+    for key in sorted({k for f in FAMILIES.values() for k in f.config_keys} - set(family.config_keys)):
+        owners = " or ".join(repr(f.name) for f in FAMILIES.values() if key in f.config_keys)
+        require(key not in m, f"model.{key}", m.get(key), f"is only for family {owners}, not {family.name!r}")
+    model.update(family.read_config(m))
     k_fit = m.get("k_fit", model["k_star"] + 1)
     model["k_fit"] = _int("model.k_fit", k_fit, 1)
     require(model["k_fit"] >= model["k_star"], "model.k_fit", model["k_fit"],
@@ -341,9 +316,9 @@ def config_from_dict(raw: dict) -> SweepConfig:
 
     # truth: the fields of the family, numbers only; shapes and A.1-A.4 are checked by the model below
     truth = raw["truth"]
-    fields = TRUTH_FIELDS[family]
+    fields = family.params_type._fields
     require(isinstance(truth, dict) and set(truth) == set(fields), "truth", sorted(truth) if isinstance(truth, dict)
-            else truth, f"must have exactly the keys {list(fields)} for family {family!r}")
+            else truth, f"must have exactly the keys {list(fields)} for family {family.name!r}")
     spec["truth"] = {k: _numeric(f"truth.{k}", v) for k, v in truth.items()}
 
     # data
@@ -467,15 +442,6 @@ def _solver_options(name: str, options: Any) -> dict:
 
 def _build_setting(spec: dict):
     from jaxmoe.data import get_input_law
-    from jaxmoe.models.moe import (
-        DenseToSparseMoE,
-        DenseToSparseParams,
-        HierarchicalMoE,
-        HierarchicalParams,
-        ParameterBox,
-        SoftmaxMoE,
-        SoftmaxParams,
-    )
     from jaxmoe.presets import Setting
 
     m, truth = spec["model"], spec["truth"]
@@ -486,13 +452,10 @@ def _build_setting(spec: dict):
 
     t = {k: arrays(v) for k, v in truth.items()}
     require(isinstance(t["eta"], dict), "truth.eta", truth["eta"], "must be a table of the expert's parameters")
-    if m["family"] == "softmax":
-        model, params = SoftmaxMoE(m["expert"], m["k_star"], m["d"], box), SoftmaxParams(**t)
-    elif m["family"] == "dense_to_sparse":
-        model = DenseToSparseMoE(m["expert"], m["k_star"], m["d"], m["router"], box)
-        params = DenseToSparseParams(**t)
-    else:
-        model, params = HierarchicalMoE(m["expert"], m["k1"], m["k_star"], m["d"], box), HierarchicalParams(**t)
+    family = get_family(m["family"])
+    model = family.from_config(m["expert"], m["k_star"], m["d"], box,
+                               {key: m[key] for key in family.config_keys})
+    params = family.params_type(**t)
     law = dict(spec["data"]["inputs"])
     inputs = get_input_law(law.pop("law"), **law)
     labels = spec.get("labels", {})
