@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 import jaxmoe
-from jaxmoe.sweeps.runner import atomic_write_json
+from jaxmoe.sweeps.store import atomic_write_json
 from _probes import committed_starts  # noqa: E402  (beside this script)
 
 POINTS = {  # name: (sizes, replicates, memory_gib)

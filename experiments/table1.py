@@ -29,8 +29,9 @@ import numpy as np
 
 import jaxmoe
 from jaxmoe.estimation.levenberg_marquardt import LMConfig
-from jaxmoe.sweeps.runner import atomic_write_bytes, atomic_write_json
+from jaxmoe.sweeps.store import atomic_write_bytes, atomic_write_json
 from _probes import committed_starts  # noqa: E402  (beside this script)
+from table1_report import report  # noqa: E402  (reporting lives beside this script)
 
 DEFAULT_SIZES = "100,300,1000,3000,10000,30000,100000"
 VARIANTS = {
@@ -120,9 +121,7 @@ def main(argv=None) -> int:
             fit_row(name, args.variant, sizes, args.replicates, args.seed, out, args.restarts, args.max_iter,
                     args.init_noise)
         return 0
-    from table1_report import report  # noqa: E402  (reporting lives beside this script)
-
-    return report(out, rows)
+    return report(out, rows, load_row)
 
 
 if __name__ == "__main__":

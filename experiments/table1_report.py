@@ -27,7 +27,7 @@ import numpy as np
 import jaxmoe
 from jaxmoe.estimation.problem import STATUS_NAMES
 from jaxmoe.losses.curve import fit_metrics
-from jaxmoe.sweeps.runner import atomic_write_json
+from jaxmoe.sweeps.store import atomic_write_json
 
 POLYNOMIAL_ROWS = ("softmax-ridge", "dts-nonlinear-router", "hierarchical-ridge")
 THEORY_SLOPE = {"l2_error": -0.5, "exact_error": -0.5, "overfit_error": -0.25, "level1_error": -0.5}
@@ -95,6 +95,7 @@ def write_csv(path, row, fit, metrics):
 
 
 def plot(folder, row, fit, slopes, meta):
+    # matplotlib is an optional dependency (the `plot` extra): imported only when a plot is drawn.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,9 +126,9 @@ def plot(folder, row, fit, slopes, meta):
     plt.close(fig)
 
 
-def report(out: str, rows) -> int:
-    from table1 import load_row
-
+def report(out: str, rows, load_row) -> int:
+    """Report the saved `rows` of `out`; `load_row(folder)` -> (setting, fit, meta) is `table1.load_row`
+    (passed in, so that `table1` imports this module and not the other way round)."""
     table = {}
     for row in rows:
         folder = os.path.join(out, row)

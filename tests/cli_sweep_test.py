@@ -6,9 +6,12 @@ the cache changes nothing in the results (compiled code is stored, not approxima
 """
 
 import csv
+import io
 import json
 import os
 import pathlib
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -19,8 +22,9 @@ import numpy as np
 import pytest
 
 import jaxmoe
-from jaxmoe.cli import main
-from jaxmoe.sweeps.runner import load_chunk, prepare_folder
+from jaxmoe.cli import build_parser, main
+from jaxmoe.sweeps.progress import Progress
+from jaxmoe.sweeps.store import LOCK_FILE, load_chunk, prepare_folder
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "experiments" / "configs" / "softmax-tanh.toml"
@@ -90,7 +94,7 @@ def runs(tmp_path_factory, env):
     assert resumed.returncode == 0, resumed.stderr
     whole = _cli(["sweep", str(toml), "--out", str(a), "--json"], env)
     assert whole.returncode == 0, whole.stderr
-    return dict(toml=toml, a=a, b=b, killed_rc=killed_rc, after_kill=after_kill,
+    return dict(toml=toml, a=a, b=b, killed_rc=killed_rc, after_kill=after_kill, resumed_stderr=resumed.stderr,
                 resumed=json.loads(resumed.stdout), whole=json.loads(whole.stdout))
 
 
@@ -102,6 +106,10 @@ def test_kill_and_resume_equals_uninterrupted(runs):
     a, b = runs["a"], runs["b"]
     assert (a / "results.csv").read_bytes() == (b / "results.csv").read_bytes()
     assert not list((b / "chunks").glob("*.tmp"))  # the half-written file was discarded, not read
+    # The killed run's lock (its pid is gone) was taken over with one warning line, and released at the end.
+    takeover = [line for line in runs["resumed_stderr"].splitlines() if "taking over the lock" in line]
+    assert len(takeover) == 1 and "its process is gone" in takeover[0], runs["resumed_stderr"]
+    assert not (a / LOCK_FILE).exists() and not (b / LOCK_FILE).exists()
     for f in sorted((a / "chunks").glob("*.npz")):
         arrays_a, _ = load_chunk(f)
         arrays_b, _ = load_chunk(b / "chunks" / f.name)
@@ -174,10 +182,6 @@ def test_dry_run(tmp_path, capsys):
 
 
 def test_progress_bar_eta():
-    import io
-
-    from jaxmoe.sweeps.progress import Progress
-
     stream = io.StringIO()
     bar = Progress([100.0, 200.0, 400.0], enabled=True, stream=stream)
     assert bar.eta() is None
@@ -270,11 +274,6 @@ def test_one_line_error_in_a_real_process(env, tmp_path):
 
 def test_readme_commands_parse():
     """Every `jaxmoe ...` line of README's command-line block parses, and the files it names exist."""
-    import re
-    import shlex
-
-    from jaxmoe.cli import build_parser
-
     text = (ROOT / "README.md").read_text()
     block = re.search(r"## Command line\n.*?```\n(.*?)```", text, re.S).group(1)
     lines = [line.split("#")[0].strip() for line in block.splitlines() if line.startswith("jaxmoe ")]

@@ -1,8 +1,13 @@
 """Sweeps: rate studies from a TOML config or a preset, run chunk by chunk into a folder, resumable, reported.
 
+The modules, each importing only those above it:
+
 - `config`: the TOML schema -> `SweepConfig` (validated, normalised, hashed) and the `Setting` it describes;
-- `runner`: the chunk plan (one size bucket x all replicates per chunk), atomic chunk files, resume, provenance;
-- `report`: `results.csv` (tidy), `summary.json` (slopes, CIs, laws, theory), `rate_curves.png` / `.pdf`.
+- `store`: the sweep folder and its files: layout, atomic writes, the chunk plan and chunk files (a chunk is
+  one size bucket x all replicates), the folder rules, provenance, and the lock (one running sweep per folder);
+- `report`: reads a folder (no lock) -> `results.csv` (tidy), `summary.json` (slopes, CIs, laws, theory),
+  `rate_curves.png` / `.pdf`;
+- `runner`: `run_sweep`: locks the folder, fits the chunks not yet done, saves each as it finishes, reports.
 """
 
 from jaxmoe.sweeps.config import SweepConfig, config_from_dict, load_config, preset_config, setting_to_dict
@@ -14,11 +19,12 @@ from jaxmoe.sweeps.report import (
     theory_rates,
     write_report,
 )
-from jaxmoe.losses.curve import fit_metrics
-from jaxmoe.sweeps.runner import ChunkPlan, SweepResult, plan_chunks, run_sweep
+from jaxmoe.sweeps.runner import SweepResult, run_sweep
+from jaxmoe.sweeps.store import ChunkPlan, atomic_write_bytes, atomic_write_json, plan_chunks
 
 __all__ = [
     "SweepConfig", "config_from_dict", "load_config", "preset_config", "setting_to_dict",
     "SweepResults", "format_summary", "load_results", "summarize", "theory_rates", "write_report",
-    "ChunkPlan", "SweepResult", "fit_metrics", "plan_chunks", "run_sweep",
+    "SweepResult", "run_sweep",
+    "ChunkPlan", "atomic_write_bytes", "atomic_write_json", "plan_chunks",
 ]

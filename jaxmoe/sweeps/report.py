@@ -12,29 +12,36 @@ r"""Reports of a sweep folder: the tidy table, the summary with slopes and theor
   the theory's slope (dashed, drawn through the fitted line at the middle n).
 
 A partial folder (a sweep still running or killed) is reported on the chunks it has; `complete` says so.
+Reading takes no lock (`store`), so a running sweep can be reported at any time; the files written here are
+written atomically, like the sweep's own. This module reads the folder through `jaxmoe.sweeps.store` only:
+`runner` imports it (to report at the end of a sweep), never the other way round.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import warnings
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
 from jaxmoe._errors import JaxMoEInputError, require
+from jaxmoe.estimation.problem import STATUS_NAMES
+from jaxmoe.losses.rates import compare_laws, loglog_slope
 from jaxmoe.sweeps.config import SweepConfig, config_from_dict
-from jaxmoe.sweeps.runner import (
+from jaxmoe.sweeps.store import (
     FIT_FIELDS,
     atomic_write_bytes,
     atomic_write_json,
     completed_chunks,
+    param_field,
     plan_chunks,
     read_folder_config,
+    read_runs,
 )
 
 COLUMNS = ("setting", "n", "replicate", "metric", "value", "status", "converged", "iterations", "objective",
@@ -47,7 +54,7 @@ SLOW = "slower than any polynomial"
 class SweepResults(NamedTuple):
     """The results found in a sweep folder; arrays are indexed [size, replicate] over `sizes` (done chunks).
 
-    `fits`: objective, status, ... (`runner.FIT_FIELDS`); `metrics`: name -> values; `params`: the fitted
+    `fits`: objective, status, ... (`store.FIT_FIELDS`); `metrics`: name -> values; `params`: the fitted
     parameters, the family's parameter NamedTuple with leaves [size, replicate, ...] (None if no chunk)."""
 
     config: SweepConfig
@@ -101,14 +108,9 @@ def load_results(out: str) -> SweepResults:
 
 def _params(config: SweepConfig, chunks: list) -> object:
     """The fitted parameters as the family's NamedTuple, rebuilt on the fitted model's template."""
-    import jax
-
-    from jaxmoe.sweeps.runner import _key_name
-
     template = config.setting().fitted_model().zeros()
     paths, treedef = jax.tree_util.tree_flatten_with_path(template)
-    leaves = [np.concatenate([a["param/" + "/".join(_key_name(k) for k in path)] for a in chunks])
-              for path, _ in paths]
+    leaves = [np.concatenate([a[param_field(path)] for a in chunks]) for path, _ in paths]
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
@@ -120,8 +122,6 @@ def _num(value) -> str:
 
 def results_csv(res: SweepResults) -> str:
     """The tidy table as CSV text (rows by n, replicate, metric)."""
-    from jaxmoe.estimation.problem import STATUS_NAMES
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
@@ -187,65 +187,99 @@ def _finite_or_none(x):
     return x if math.isfinite(x) else None
 
 
+def _fit_counts(res: SweepResults) -> dict:
+    """How the fits ended: counts by status, converged / below-truth / reached-minimum fractions."""
+    status, f = res.fits["status"], res.fits
+    return {"count": int(status.size),
+            "converged_fraction": float(np.mean(f["converged"])) if status.size else None,
+            "status_counts": {name: int(np.sum(status == code)) for code, name in STATUS_NAMES.items()},
+            "nonfinite_objective": int(np.sum(~np.isfinite(f["objective"]))),
+            "below_truth_fraction": float(np.mean(f["objective"] <= f["objective_truth"]))
+            if status.size else None,
+            "with_empty_cells": int(np.sum(f["empty_cells"] > 0)),
+            "reached_minimum_fraction": float(np.mean(f["reached_minimum"]))
+            if res.config.spec["solver"]["reference"] and status.size else None}
+
+
+def _metric_summary(ns: np.ndarray, values: np.ndarray, theory: tuple, num_bootstrap: int, level: float,
+                    seed: int) -> dict:
+    """One metric's entry of the summary: slopes with CIs, law preferred, theory, mean per n with CI, counts."""
+    finite = np.isfinite(values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: counted below, not warned about
+        mean, median = np.nanmean(values, axis=1), np.nanmedian(values, axis=1)
+    low, high = _mean_band(values, num_bootstrap, level, seed)
+    slope_theory, why = theory
+    entry = {"theory_slope": slope_theory, "theory": why, "slope": None, "ci": None, "level": level,
+             "median_slope": None, "r_squared": None, "law_preferred": None, "delta_aic_slow_minus_power": None,
+             "mean": [_finite_or_none(v) for v in mean], "mean_ci_low": low, "mean_ci_high": high,
+             "median": [_finite_or_none(v) for v in median], "finite": finite.sum(axis=1).tolist(),
+             "nonfinite": (~finite).sum(axis=1).tolist(), "note": None}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # omitted non-finite values are counted above
+            s = loglog_slope(ns, values.T, "mean", num_bootstrap, seed, level)
+            med = loglog_slope(ns, values.T, "median", num_bootstrap, seed, level)
+        entry.update(slope=s.slope, ci=[s.ci_low, s.ci_high], intercept=s.intercept, r_squared=s.r_squared,
+                     median_slope=med.slope, median_ci=[med.ci_low, med.ci_high])
+        laws = compare_laws(ns, s.values)
+        entry.update(law_preferred=laws.preferred, delta_aic_slow_minus_power=laws.delta_aic)
+    except JaxMoEInputError as err:  # too few sizes or finite replicates: say so rather than guess
+        entry["note"] = str(err)
+    return entry
+
+
 def summarize(res: SweepResults, num_bootstrap: int = 1000, level: float = 0.95) -> dict:
     """The summary dict written to `summary.json` (see the module docstring)."""
-    from jaxmoe.estimation.problem import STATUS_NAMES
-    from jaxmoe.losses.rates import compare_laws, loglog_slope
-
     config, ns = res.config, res.sizes.astype(float)
     seed = config.seed
-    status = res.fits["status"]
-    fits = {"count": int(status.size),
-            "converged_fraction": float(np.mean(res.fits["converged"])) if status.size else None,
-            "status_counts": {name: int(np.sum(status == code)) for code, name in STATUS_NAMES.items()},
-            "nonfinite_objective": int(np.sum(~np.isfinite(res.fits["objective"]))),
-            "below_truth_fraction": float(np.mean(res.fits["objective"] <= res.fits["objective_truth"]))
-            if status.size else None,
-            "with_empty_cells": int(np.sum(res.fits["empty_cells"] > 0)),
-            "reached_minimum_fraction": float(np.mean(res.fits["reached_minimum"]))
-            if config.spec["solver"]["reference"] and status.size else None}
     theory = theory_rates(config.spec)
-    metrics = {}
-    for name, values in res.metrics.items():
-        finite = np.isfinite(values)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: counted below, not warned about
-            mean, median = np.nanmean(values, axis=1), np.nanmedian(values, axis=1)
-        low, high = _mean_band(values, num_bootstrap, level, seed)
-        slope_theory, why = theory.get(name, (None, "unknown"))
-        entry = {"theory_slope": slope_theory, "theory": why, "slope": None, "ci": None, "level": level,
-                 "median_slope": None, "r_squared": None, "law_preferred": None, "delta_aic_slow_minus_power": None,
-                 "mean": [_finite_or_none(v) for v in mean], "mean_ci_low": low, "mean_ci_high": high,
-                 "median": [_finite_or_none(v) for v in median], "finite": finite.sum(axis=1).tolist(),
-                 "nonfinite": (~finite).sum(axis=1).tolist(), "note": None}
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # omitted non-finite values are counted above
-                s = loglog_slope(ns, values.T, "mean", num_bootstrap, seed, level)
-                med = loglog_slope(ns, values.T, "median", num_bootstrap, seed, level)
-            entry.update(slope=s.slope, ci=[s.ci_low, s.ci_high], intercept=s.intercept, r_squared=s.r_squared,
-                         median_slope=med.slope, median_ci=[med.ci_low, med.ci_high])
-            laws = compare_laws(ns, s.values)
-            entry.update(law_preferred=laws.preferred, delta_aic_slow_minus_power=laws.delta_aic)
-        except JaxMoEInputError as err:  # too few sizes or finite replicates: say so rather than guess
-            entry["note"] = str(err)
-        metrics[name] = entry
+    metrics = {name: _metric_summary(ns, values, theory.get(name, (None, "unknown")), num_bootstrap, level, seed)
+               for name, values in res.metrics.items()}
     infos = res.chunk_infos
     return {
         "setting": config.name, "preset": config.spec.get("preset"), "config_hash": config.hash,
         "complete": res.complete, "chunks_done": len(infos), "chunks_total": res.chunks_total,
         "sizes": res.sizes.tolist(), "replicates": config.replicates, "seed": seed,
         "k_star": config.spec["model"]["k_star"], "k_fit": config.spec["model"]["k_fit"],
-        "fits": fits, "metrics": metrics, "num_bootstrap": num_bootstrap,
+        "fits": _fit_counts(res), "metrics": metrics, "num_bootstrap": num_bootstrap,
         "seconds": {"chunks": float(sum(i["seconds"] for i in infos)),
                     "compile_wait": float(sum(i["compile_seconds"] for i in infos))},
     }
 
 
 # ---------------------------------------------------------------- plots
+def _panel(ax, ns: np.ndarray, name: str, s: dict) -> None:
+    """One metric's log-log panel: mean per n, its CI band, the fitted line and the theory's slope."""
+    mean = np.array([np.nan if v is None else v for v in s["mean"]])
+    low = np.array([np.nan if v is None else v for v in s["mean_ci_low"]])
+    high = np.array([np.nan if v is None else v for v in s["mean_ci_high"]])
+    ax.fill_between(ns, low, high, color="C0", alpha=0.2, lw=0, label=f"{int(s['level'] * 100)}% CI of the mean")
+    ax.loglog(ns, mean, "o", color="C0", ms=4, label="mean over replicates")
+    if s["slope"] is not None:
+        line = np.exp(s["intercept"]) * ns ** s["slope"]
+        ax.loglog(ns, line, "-", color="C1",
+                  label=f"fit: slope {s['slope']:.2f} [{s['ci'][0]:.2f}, {s['ci'][1]:.2f}]")
+        if s["theory_slope"] is not None:
+            mid = math.sqrt(ns[0] * ns[-1])
+            anchor = np.exp(s["intercept"]) * mid ** s["slope"]
+            ax.loglog(ns, anchor * (ns / mid) ** s["theory_slope"], "--", color="k", alpha=0.6,
+                      label=f"theory: slope {s['theory_slope']:g}")
+    elif s["note"]:
+        ax.text(0.02, 0.02, "no slope: " + s["note"][:60], transform=ax.transAxes, fontsize=6)
+    if s["theory_slope"] is None:
+        ax.text(0.98, 0.98, "theory: " + s["theory"].split(" (")[0], transform=ax.transAxes, fontsize=7,
+                ha="right", va="top")
+    ax.set_title(name, fontsize=10)
+    ax.set_xlabel("n")
+    ax.legend(fontsize=6, loc="lower left")
+
+
 def plot_curves(res: SweepResults, summary: dict, stem: str) -> list[str]:
     """`stem.png` and `stem.pdf`: one log-log panel per metric (needs matplotlib, the `plot` extra)."""
-    # A bare Figure (no pyplot): no GUI backend needed, and the caller's backend (a notebook's) is left alone.
+    # Imported here, not at the top: matplotlib is an optional dependency (the `plot` extra); without it
+    # write_report still writes the table and the summary. A bare Figure (no pyplot): no GUI backend
+    # needed, and the caller's backend (a notebook's) is left alone.
     from matplotlib.figure import Figure
 
     names = list(res.metrics)
@@ -255,29 +289,7 @@ def plot_curves(res: SweepResults, summary: dict, stem: str) -> list[str]:
     axes = fig.subplots(rows, cols, squeeze=False)
     ns = res.sizes.astype(float)
     for ax, name in zip(axes.flat, names):
-        s = summary["metrics"][name]
-        mean = np.array([np.nan if v is None else v for v in s["mean"]])
-        low = np.array([np.nan if v is None else v for v in s["mean_ci_low"]])
-        high = np.array([np.nan if v is None else v for v in s["mean_ci_high"]])
-        ax.fill_between(ns, low, high, color="C0", alpha=0.2, lw=0, label=f"{int(s['level'] * 100)}% CI of the mean")
-        ax.loglog(ns, mean, "o", color="C0", ms=4, label="mean over replicates")
-        if s["slope"] is not None:
-            line = np.exp(s["intercept"]) * ns ** s["slope"]
-            ax.loglog(ns, line, "-", color="C1",
-                      label=f"fit: slope {s['slope']:.2f} [{s['ci'][0]:.2f}, {s['ci'][1]:.2f}]")
-            if s["theory_slope"] is not None:
-                mid = math.sqrt(ns[0] * ns[-1])
-                anchor = np.exp(s["intercept"]) * mid ** s["slope"]
-                ax.loglog(ns, anchor * (ns / mid) ** s["theory_slope"], "--", color="k", alpha=0.6,
-                          label=f"theory: slope {s['theory_slope']:g}")
-        elif s["note"]:
-            ax.text(0.02, 0.02, "no slope: " + s["note"][:60], transform=ax.transAxes, fontsize=6)
-        if s["theory_slope"] is None:
-            ax.text(0.98, 0.98, "theory: " + s["theory"].split(" (")[0], transform=ax.transAxes, fontsize=7,
-                    ha="right", va="top")
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("n")
-        ax.legend(fontsize=6, loc="lower left")
+        _panel(ax, ns, name, summary["metrics"][name])
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     done = "" if res.complete else f" (partial: {len(res.chunk_infos)} of {res.chunks_total} chunks)"
@@ -307,14 +319,11 @@ def write_report(out: str, num_bootstrap: int = 1000, level: float = 0.95, plots
         except ImportError:
             summary["plots_note"] = "matplotlib is not installed (pip install 'jaxmoe[plot]'): no plots"
     summary["files"] = files
-    prov_path = os.path.join(out, "provenance.json")
-    if os.path.exists(prov_path):
-        with open(prov_path) as fh:
-            runs = json.load(fh).get("runs", [])
-        if runs:
-            last = runs[-1]
-            summary["provenance"] = {k: last.get(k) for k in ("jaxmoe", "jax", "jaxlib", "device", "cpu_count")}
-            summary["provenance"]["runs"] = len(runs)
+    runs = read_runs(out)
+    if runs:
+        last = runs[-1]
+        summary["provenance"] = {k: last.get(k) for k in ("jaxmoe", "jax", "jaxlib", "device", "cpu_count")}
+        summary["provenance"]["runs"] = len(runs)
     atomic_write_json(os.path.join(out, "summary.json"), summary)
     return summary
 
