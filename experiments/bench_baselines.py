@@ -57,7 +57,7 @@ from scipy.special import expit
 jax.config.update("jax_enable_x64", True)
 
 import jaxmoe  # noqa: E402
-from jaxmoe.sweeps.runner import atomic_write_json  # noqa: E402
+from jaxmoe.sweeps.store import atomic_write_json  # noqa: E402
 from jaxmoe.estimation.curve import _fit_keys, _prepare, _starts  # noqa: E402
 from jaxmoe.estimation.levenberg_marquardt import LMConfig  # noqa: E402
 from jaxmoe.estimation.problem import least_squares_problem, ravel  # noqa: E402

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 jax.config.update("jax_enable_x64", True)
 
 import jaxmoe  # noqa: E402
-from jaxmoe.sweeps.runner import atomic_write_json  # noqa: E402
+from jaxmoe.sweeps.store import atomic_write_json  # noqa: E402
 from jaxmoe.estimation import levenberg_marquardt as lm  # noqa: E402
 from jaxmoe.estimation.curve import _prepare, _starts  # noqa: E402
 from jaxmoe.estimation import problem as problem_module  # noqa: E402
