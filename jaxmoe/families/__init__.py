@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from jaxmoe._errors import require
+from jaxmoe.models.user import is_user_spec, load_object
 from jaxmoe.families.base import MoEFamily, ParameterBox
 from jaxmoe.families.cells import ExpertSupErrors, ParameterErrors, VoronoiCells
 from jaxmoe.families.dense_to_sparse import DenseToSparseMoE, DenseToSparseParams
@@ -35,9 +36,16 @@ MODEL_FAMILIES = tuple(FAMILIES)
 _BY_PARAMS = {cls.params_type: cls for cls in FAMILIES.values()}
 
 
-def get_family(name: str) -> type[MoEFamily]:
-    """The family class registered under `name` (a key of `FAMILIES`)."""
-    require(isinstance(name, str) and name in FAMILIES, "model.family", name, f"must be one of {list(FAMILIES)}")
+def get_family(name: str, field: str = "model.family") -> type[MoEFamily]:
+    """The family class registered under `name` (a key of `FAMILIES`), or a user's `"package.module:Class"`: a
+    subclass of `MoEFamily` implementing its protocol (`jaxmoe.families.base`)."""
+    if is_user_spec(name):
+        cls = load_object(name, field)
+        require(isinstance(cls, type) and issubclass(cls, MoEFamily) and cls.params_type is not tuple, field, name,
+                "must be a subclass of jaxmoe.families.MoEFamily with its params_type and protocol methods")
+        return cls
+    require(isinstance(name, str) and name in FAMILIES, field, name,
+            f"must be one of {list(FAMILIES)} or 'package.module:Class' (a MoEFamily subclass)")
     return FAMILIES[name]
 
 

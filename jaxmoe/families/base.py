@@ -33,6 +33,7 @@ from jaxtyping import Array, Float
 
 from jaxmoe._errors import require
 from jaxmoe.families.cells import check_translation
+from jaxmoe.models.experts import check_expert
 
 __all__ = [
     "ParameterBox", "MoEFamily", "STRONG_EXPERTS", "SLOW", "shape_tree", "is_shape", "atoms", "flat_atoms",
@@ -256,6 +257,10 @@ class MoEFamily:
     def zeros(self):
         """All-zero parameters of the right shapes (a template for `vmap` and initialisers)."""
         return jax.tree_util.tree_map(lambda s: jnp.zeros(s), self.param_shapes(), is_leaf=is_shape)
+
+    def check_parts(self, field: str = "model") -> None:
+        """Check the expert (and router) against their protocol (`jaxmoe.models.user`), one-line errors."""
+        check_expert(self.expert, self.d, f"{field}.expert")
 
     # ---- the box and the gauge
     def bounds(self, gauge: bool = False):

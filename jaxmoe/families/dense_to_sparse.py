@@ -39,7 +39,8 @@ from jaxmoe.families.base import (
 )
 from jaxmoe.families.flat import FlatMoE
 from jaxmoe.models.experts import Expert, expert_key, get_expert
-from jaxmoe.models.gates import ROUTER_NAMES, Router, gated_sum, get_router, linear_router, router_key
+from jaxmoe.models.gates import ROUTER_NAMES, Router, check_router, gated_sum, get_router, linear_router, router_key
+from jaxmoe.models.user import is_user_spec
 
 __all__ = ["DenseToSparseParams", "DenseToSparseMoE", "voronoi_loss_temperature", "voronoi_loss_d4"]
 
@@ -153,6 +154,10 @@ class DenseToSparseMoE(FlatMoE):
             beta1 = zero_last(beta1, 0, pin)
         return params._replace(beta0=zero_last(params.beta0, 0, pin), beta1=beta1)
 
+    def check_parts(self, field: str = "model") -> None:
+        super().check_parts(field)
+        check_router(self.router, self.d, f"{field}.router")
+
     def symmetries(self) -> tuple[str, ...]:
         if self.router.is_linear:
             return ("translation of every (beta1_i, beta0_i) by a common (t1, t0)",
@@ -257,8 +262,9 @@ class DenseToSparseMoE(FlatMoE):
     @classmethod
     def read_config(cls, table: dict) -> dict:
         router = table.get("router", "linear")
-        require(isinstance(router, str) and router in ROUTER_NAMES, "model.router", router,
-                f"must be one of {list(ROUTER_NAMES)}")
+        require(is_user_spec(router) or (isinstance(router, str) and router in ROUTER_NAMES), "model.router", router,
+                f"must be one of {list(ROUTER_NAMES)} or 'package.module:name' (a jaxmoe.Router)")
+        get_router(router, "model.router")  # a user's module: importable, and a Router
         return {"router": router}
 
     @classmethod

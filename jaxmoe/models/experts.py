@@ -18,7 +18,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmoe._errors import JaxMoEInputError, require_positive_int
+from jaxmoe._errors import JaxMoEInputError, require, require_positive_int
+from jaxmoe.models.user import is_user_spec, load_instance
 
 ParamShapes = dict[str, tuple[int, ...]]
 
@@ -111,11 +112,40 @@ def expert_key(expert: Expert) -> str:
     return name
 
 
-def get_expert(name: str | Expert) -> Expert:
-    """Expert by name (`linear`, `sigmoid`, `tanh`, `gelu`, `relu`, `polynomial2`, `ffn-gelu`, ...)."""
+def get_expert(name: str | Expert, field: str = "expert") -> Expert:
+    """Expert by name (`linear`, `sigmoid`, `tanh`, `gelu`, `relu`, `polynomial2`, `ffn-gelu`, ...), or a user's
+    `"package.module:name"` (`jaxmoe.models.user`), or a `jaxmoe.Expert` as is."""
     if isinstance(name, Expert):
         return name
+    if is_user_spec(name):
+        return load_instance(name, field, Expert, "Expert(name, fn(x, eta) -> scalar, param_shapes(d) -> {name: shape})")
     table = _named()
     if name not in table:
-        raise JaxMoEInputError("expert", name, f"must be one of {sorted(table)} or a jaxmoe.Expert")
+        raise JaxMoEInputError(field, name, f"must be one of {sorted(table)}, 'package.module:name' or a jaxmoe.Expert")
     return table[name]()
+
+
+def check_expert(expert: Expert, d: int, field: str = "expert") -> None:
+    """The expert protocol (`jaxmoe.models.user`): `param_shapes(d)` a non-empty dict of shapes and `fn(x, eta)`
+    a float scalar for `x` of shape (d,); one-line errors naming `field`."""
+    try:
+        shapes = expert.param_shapes(d)
+    except Exception as err:  # noqa: BLE001 - user code
+        raise JaxMoEInputError(f"{field}.param_shapes", expert.name, f"must be param_shapes(d) -> {{name: shape}}; it raised {err!r}") from None
+    ok = isinstance(shapes, dict) and len(shapes) > 0 and all(
+        isinstance(k, str) and isinstance(s, tuple) and all(isinstance(i, int) and i >= 1 for i in s)
+        for k, s in shapes.items())
+    require(ok, f"{field}.param_shapes", shapes, "must return a non-empty dict {name: tuple of positive ints}")
+    eta = {k: jax.ShapeDtypeStruct(s, jnp.float32) for k, s in shapes.items()}
+    check_scalar_fn(expert.fn, (jax.ShapeDtypeStruct((d,), jnp.float32), eta), f"{field}.fn", expert.name, d)
+
+
+def check_scalar_fn(fn, args, field: str, name: str, d: int) -> None:
+    """`fn(*args)` traces (abstractly) and returns a float scalar."""
+    try:
+        out = jax.eval_shape(fn, *args)
+    except Exception as err:  # noqa: BLE001 - user code
+        raise JaxMoEInputError(field, name, f"must be fn(x, params) -> scalar with x of shape ({d},); calling it "
+                               f"raised {type(err).__name__}: {err}") from None
+    ok = hasattr(out, "shape") and tuple(out.shape) == () and jnp.issubdtype(out.dtype, jnp.floating)
+    require(ok, field, name, f"must return a float scalar, got {getattr(out, 'shape', type(out))}")

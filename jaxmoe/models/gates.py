@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from jaxmoe._errors import JaxMoEInputError, require_positive_int
-from jaxmoe.models.experts import get_activation
+from jaxmoe._errors import JaxMoEInputError, require, require_positive_int
+from jaxmoe.models.experts import check_scalar_fn, get_activation
+from jaxmoe.models.user import is_user_spec, load_instance
 
 
 class Router(NamedTuple):
@@ -57,17 +58,34 @@ def mlp_router(width: int = 3, activation: str = "tanh") -> Router:
 ROUTER_NAMES = ("linear", "tanh", "sigmoid", "gelu", "mlp-tanh", "mlp-sigmoid")
 
 
-def get_router(name: str | Router) -> Router:
-    """Router by name: `linear`, an activation after a linear map (`tanh`, ...) or `mlp-<activation>`."""
+def get_router(name: str | Router, field: str = "router") -> Router:
+    """Router by name: `linear`, an activation after a linear map (`tanh`, ...) or `mlp-<activation>`; or a user's
+    `"package.module:name"` (`jaxmoe.models.user`), or a `jaxmoe.Router` as is."""
     if isinstance(name, Router):
         return name
+    if is_user_spec(name):
+        return load_instance(name, field, Router, "Router(name, fn(x, beta1) -> scalar, param_shapes(d), is_linear)")
     if name == "linear":
         return linear_router()
     if name in ("tanh", "sigmoid", "gelu", "relu"):
         return activation_router(name)
     if name.startswith("mlp-") and name[4:] in ("tanh", "sigmoid", "gelu", "relu"):
         return mlp_router(3, name[4:])
-    raise JaxMoEInputError("router", name, f"must be one of {list(ROUTER_NAMES)} or a jaxmoe.Router")
+    raise JaxMoEInputError(field, name, f"must be one of {list(ROUTER_NAMES)}, 'package.module:name' or a jaxmoe.Router")
+
+
+def check_router(router: Router, d: int, field: str = "router") -> None:
+    """The router protocol (`jaxmoe.models.user`): `param_shapes(d)` a shape tuple or a dict of them, `fn(x, beta1)`
+    a float scalar for `x` of shape (d,); one-line errors naming `field`."""
+    try:
+        shapes = router.param_shapes(d)
+    except Exception as err:  # noqa: BLE001 - user code
+        raise JaxMoEInputError(f"{field}.param_shapes", router.name, f"must be param_shapes(d) -> shape or {{name: shape}}; it raised {err!r}") from None
+    is_shape = lambda s: isinstance(s, tuple) and all(isinstance(i, int) and i >= 1 for i in s)
+    ok = is_shape(shapes) or (isinstance(shapes, dict) and len(shapes) > 0 and all(map(is_shape, shapes.values())))
+    require(ok, f"{field}.param_shapes", shapes, "must return a shape tuple or a non-empty dict {name: shape}")
+    beta1 = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s, jnp.float32), shapes, is_leaf=is_shape)
+    check_scalar_fn(router.fn, (jax.ShapeDtypeStruct((d,), jnp.float32), beta1), f"{field}.fn", router.name, d)
 
 
 def router_key(router: Router) -> str:

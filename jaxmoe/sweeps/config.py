@@ -65,7 +65,8 @@ import numpy as np
 
 from jaxmoe._errors import JaxMoEInputError, require
 from jaxmoe.families import FAMILIES, ParameterBox, get_family
-from jaxmoe.models.experts import expert_key
+from jaxmoe.models.experts import EXPERT_NAMES, expert_key, get_expert
+from jaxmoe.models.user import is_user_spec, source_hash
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,11 +75,13 @@ else:  # pragma: no cover - Python 3.10: the same parser, from PyPI
 
 DEFAULT_SIZES = (300, 600, 1200, 2500, 5000, 10000, 20000)
 DEFAULT_REPLICATES = 16
+# [model] keys of every family ("sources" is computed: the hashes of user modules, never taken from a file);
+# a family adds its own (`config_keys`).
+BASE_MODEL_KEYS = ("family", "expert", "d", "k_star", "k_fit", "box", "sources")
 INPUT_FIELDS = {"uniform": ("low", "high"), "truncated_normal": ("std", "low", "high")}
 SECTIONS = {
     "": ("name", "model", "truth", "data", "sweep", "solver", "preset", "labels"),
-    "model": ("family", "expert", "d", "k_star", "k_fit", "box") +
-             tuple(sorted({key for family in FAMILIES.values() for key in family.config_keys})),
+    "model": BASE_MODEL_KEYS + tuple(sorted({key for family in FAMILIES.values() for key in family.config_keys})),
     "data": ("sigma", "inputs"),
     "sweep": ("sizes", "replicates", "seed"),
     "solver": ("name", "init", "restarts", "init_noise", "init_scale", "reference", "precision", "bucket_ratio",
@@ -277,8 +280,6 @@ def config_from_dict(raw: dict) -> SweepConfig:
     """Validate a config dict (as read from TOML) and fill every default in."""
     from jaxmoe.estimation.curve import INIT_NAMES, default_starts
     from jaxmoe.estimation.solvers import SOLVER_NAMES
-    from jaxmoe.models.experts import EXPERT_NAMES
-    from jaxmoe.models.gates import ROUTER_NAMES
 
     written = copy.deepcopy(_check_keys("", raw))
     raw = _expand_preset(copy.deepcopy(written))
@@ -290,35 +291,13 @@ def config_from_dict(raw: dict) -> SweepConfig:
     require("model" in raw and "truth" in raw, "config", sorted(raw),
             "needs a [model] and a [truth] table, or preset = NAME")
 
-    # model
-    m = _check_keys("model", raw["model"])
-    family = get_family(m.get("family"))
-    model = {"family": family.name, "expert": _str("model.expert", m.get("expert"), EXPERT_NAMES),
-             "d": _int("model.d", m.get("d"), 1), "k_star": _int("model.k_star", m.get("k_star"), 1)}
-    for key in sorted({k for f in FAMILIES.values() for k in f.config_keys} - set(family.config_keys)):
-        owners = " or ".join(repr(f.name) for f in FAMILIES.values() if key in f.config_keys)
-        require(key not in m, f"model.{key}", m.get(key), f"is only for family {owners}, not {family.name!r}")
-    model.update(family.read_config(m))
-    k_fit = m.get("k_fit", model["k_star"] + 1)
-    model["k_fit"] = _int("model.k_fit", k_fit, 1)
-    require(model["k_fit"] >= model["k_star"], "model.k_fit", model["k_fit"],
-            f"must be >= k_star = {model['k_star']} (the estimator needs at least k* atoms)")
-    box = m.get("box", {})
-    require(isinstance(box, dict) and set(box) <= {"gate", "expert", "tau"}, "model.box", box,
-            "must be a table with keys among ['gate', 'expert', 'tau']")
-    tau = box.get("tau", [0.1, 10.0])
-    require(isinstance(tau, (list, tuple)) and len(tau) == 2, "model.box.tau", tau, "must be [low, high]")
-    model["box"] = {"gate": _float("model.box.gate", box.get("gate", 10.0), 0.0, strict=True),
-                    "expert": _float("model.box.expert", box.get("expert", 10.0), 0.0, strict=True),
-                    "tau": [_float("model.box.tau", t, 0.0, strict=True) for t in tau]}
-    require(model["box"]["tau"][0] < model["box"]["tau"][1], "model.box.tau", tau, "must be [low, high] with low < high")
-    spec["model"] = model
+    family, spec["model"] = _read_model(raw["model"])
 
     # truth: the fields of the family, numbers only; shapes and A.1-A.4 are checked by the model below
     truth = raw["truth"]
     fields = family.params_type._fields
     require(isinstance(truth, dict) and set(truth) == set(fields), "truth", sorted(truth) if isinstance(truth, dict)
-            else truth, f"must have exactly the keys {list(fields)} for family {family.name!r}")
+            else truth, f"must have exactly the keys {list(fields)} for family {spec['model']['family']!r}")
     spec["truth"] = {k: _numeric(f"truth.{k}", v) for k, v in truth.items()}
 
     # data
@@ -350,7 +329,7 @@ def config_from_dict(raw: dict) -> SweepConfig:
     s = _check_keys("solver", raw.get("solver", {}))
     solver_name = _str("solver.name", s.get("name", "lm"), SOLVER_NAMES)
     restarts = s.get("restarts")
-    over = model["k_fit"] > model["k_star"]
+    over = spec["model"]["k_fit"] > spec["model"]["k_star"]
     default_restarts, default_noise = default_starts(over)
     spec["solver"] = {
         "name": solver_name,
@@ -374,6 +353,46 @@ def config_from_dict(raw: dict) -> SweepConfig:
     config = SweepConfig(spec, written)
     config.setting()  # validates the truth against the model: shapes, box, A.2-A.4
     return config
+
+
+def _read_model(m: Any) -> tuple[type, dict]:
+    """The [model] table: the family (a registry name or a user's 'package.module:Class'), its expert (and its
+    own keys, e.g. the router), d, k*, k_fit and the box; the source hash of every user module named."""
+    require(isinstance(m, dict), "model", type(m).__name__, "must be a table")
+    family = get_family(m.get("family"))
+    allowed = BASE_MODEL_KEYS + tuple(family.config_keys)
+    for key in m:
+        if key not in allowed:
+            owners = " or ".join(repr(f.name) for f in FAMILIES.values() if key in f.config_keys)
+            require(not owners, f"model.{key}", m[key], f"is only for family {owners}, not {family.name!r}")
+            require(False, f"model.{key}", m[key], f"unknown key; model allows {list(allowed)}")
+    expert = m.get("expert")
+    require(is_user_spec(expert) or (isinstance(expert, str) and expert in EXPERT_NAMES), "model.expert", expert,
+            f"must be one of {list(EXPERT_NAMES)} or 'package.module:name' (a jaxmoe.Expert)")
+    get_expert(expert, "model.expert")  # a user's module: importable, and an Expert
+    model = {"family": m["family"] if is_user_spec(m["family"]) else family.name, "expert": expert,
+             "d": _int("model.d", m.get("d"), 1), "k_star": _int("model.k_star", m.get("k_star"), 1),
+             **family.read_config(m)}
+    model["k_fit"] = _int("model.k_fit", m.get("k_fit", model["k_star"] + 1), 1)
+    require(model["k_fit"] >= model["k_star"], "model.k_fit", model["k_fit"],
+            f"must be >= k_star = {model['k_star']} (the estimator needs at least k* atoms)")
+    model["box"] = _read_box(m.get("box", {}))
+    sources = {key: source_hash(model[key], f"model.{key}") for key in sorted(model) if is_user_spec(model[key])}
+    if sources:  # hashed with the rest: an edited user model is another config
+        model["sources"] = sources
+    return family, model
+
+
+def _read_box(box: Any) -> dict:
+    require(isinstance(box, dict) and set(box) <= {"gate", "expert", "tau"}, "model.box", box,
+            "must be a table with keys among ['gate', 'expert', 'tau']")
+    tau = box.get("tau", [0.1, 10.0])
+    require(isinstance(tau, (list, tuple)) and len(tau) == 2, "model.box.tau", tau, "must be [low, high]")
+    out = {"gate": _float("model.box.gate", box.get("gate", 10.0), 0.0, strict=True),
+           "expert": _float("model.box.expert", box.get("expert", 10.0), 0.0, strict=True),
+           "tau": [_float("model.box.tau", t, 0.0, strict=True) for t in tau]}
+    require(out["tau"][0] < out["tau"][1], "model.box.tau", tau, "must be [low, high] with low < high")
+    return out
 
 
 def _expand_preset(raw: dict) -> dict:
@@ -455,6 +474,7 @@ def _build_setting(spec: dict):
     family = get_family(m["family"])
     model = family.from_config(m["expert"], m["k_star"], m["d"], box,
                                {key: m[key] for key in family.config_keys})
+    model.check_parts("model")  # a user's expert / router keeps the protocol (jaxmoe.models.user)
     params = family.params_type(**t)
     law = dict(spec["data"]["inputs"])
     inputs = get_input_law(law.pop("law"), **law)
