@@ -18,6 +18,7 @@ from jaxmoe.identifiability import (
     Relation,
     build_family,
     check_independence,
+    check_model,
     homogeneity_residual,
     paper_verdicts,
     pde9_residual,

@@ -233,3 +233,11 @@ def test_a_users_family_from_a_config(user_folder):
     with pytest.raises(JaxMoEInputError, match=r"^model.family='labexperts:sine': must be a subclass of"):
         config_from_dict(_user_config("tanh", family="labexperts:sine"))
     assert isinstance(config_from_dict(raw).setting().truth, SigmoidParams)
+
+
+def test_check_model_tests_the_condition_of_the_models_family():
+    assert jaxmoe.check_model(jaxmoe.get_preset("softmax-ridge").model, d=2).verdict == "independent"
+    assert jaxmoe.check_model(jaxmoe.get_preset("softmax-linear").model, d=2).verdict == "dependent"
+    assert jaxmoe.check_model(jaxmoe.get_preset("dts-linear-router").model, d=2).verdict == "dependent"
+    with pytest.raises(JaxMoEInputError, match=r"^model='SigmoidGatingMoE': its family has no identifiability"):
+        jaxmoe.check_model(MODELS["sigmoid"])

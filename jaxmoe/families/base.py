@@ -10,7 +10,7 @@ about it, as blackjax has one module per algorithm:
 | the compact set $\Theta$ (A.1) and the gauge | `bounds(gauge)`, `project`, `fix_gauge`, `symmetries`, `check_truth` (A.1-A.4) |
 | estimation | `jacobian(params, x)` (structured, per-atom), `near_truth_split`, `random_start` |
 | losses | `params_type`, `leading_axes`, `normalize_translation`, `voronoi_cells`, `parameter_errors`, `expert_sup`, `LOSSES`, `curve_losses`, `loss_options`, `error_metrics` |
-| theory | `theory_rates` (slopes of Table 1 by metric, `None` where the paper gives none), `PDE` |
+| theory | `theory_rates` (slopes of Table 1 by metric, `None` where the paper gives none), `PDE`, `identifiability_case` (the condition the rates rest on, for `jaxmoe.check_model`) |
 | configs | `name`, `config_keys`, `read_config`, `config_entries`, `from_config` |
 
 Class-level methods (`normalize_translation`, `voronoi_cells`, `parameter_errors`, `expert_sup`,

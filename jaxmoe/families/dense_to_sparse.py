@@ -255,6 +255,10 @@ class DenseToSparseMoE(FlatMoE):
         note = " (assumes router and expert algebraically independent: `jaxmoe identify`)"
         return table1_rates(["voronoi_d4"], expert_key(self.expert), "Theorem 4", "Theorem 2", note)
 
+    def identifiability_case(self) -> dict | None:
+        """Definition 2 (algebraic independence of router and expert, with the temperature)."""
+        return {"router": self.router, "temperature": True}
+
     # ---- configs
     def config_entries(self) -> dict:
         return {"router": router_key(self.router)}

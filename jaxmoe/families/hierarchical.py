@@ -314,6 +314,10 @@ class HierarchicalMoE(MoEFamily):
     def theory_rates(self) -> dict:
         return table1_rates(["voronoi_hierarchical", "level1_error"], expert_key(self.expert), "Theorem 5", "Theorem 6")
 
+    def identifiability_case(self) -> dict | None:
+        """The two-level family of eq. (28)."""
+        return {"hierarchical": True}
+
     # ---- configs
     def config_entries(self) -> dict:
         return {"k1": int(self.k1)}

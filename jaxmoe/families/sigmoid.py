@@ -127,6 +127,9 @@ class SigmoidGatingMoE(FlatMoE):
     def theory_rates(self) -> dict:
         return {k: (None, NO_THEORY) for k in ("l2_error", "voronoi_sigmoid", "exact_error", "overfit_error")}
 
+    def identifiability_case(self) -> dict | None:
+        return None  # THEORY.md states no identifiability condition for sigmoid gating
+
     # ---- configs
     def config_entries(self) -> dict:
         return {}

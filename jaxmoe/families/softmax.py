@@ -163,6 +163,10 @@ class SoftmaxMoE(FlatMoE):
     def theory_rates(self) -> dict:
         return table1_rates(["voronoi_d1"], expert_key(self.expert), "Theorem 1", "Theorem 2")
 
+    def identifiability_case(self) -> dict | None:
+        """`check_independence` arguments of this family's condition: Definition 1 (strong identifiability)."""
+        return {"router": None}
+
     # ---- configs
     def config_entries(self) -> dict:
         return {}

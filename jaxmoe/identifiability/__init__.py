@@ -21,11 +21,11 @@ from jaxmoe.identifiability.pde import (
     pde28_residuals,
     pde_table,
 )
-from jaxmoe.identifiability.cases import PAPER_CASES, paper_verdicts
+from jaxmoe.identifiability.cases import PAPER_CASES, check_model, paper_verdicts
 
 __all__ = [
     "DEFAULT_MARGIN", "DEFAULT_TOL", "Family", "IdentifiabilityReport", "PAPER_CASES", "PDEResidual", "Relation",
-    "build_family", "check_independence", "draw_inputs", "draw_points", "family_matrix", "format_pde_table",
+    "build_family", "check_independence", "check_model", "draw_inputs", "draw_points", "family_matrix", "format_pde_table",
     "format_relation", "homogeneity_residual", "paper_verdicts", "pde9_residual", "pde15_residual",
     "pde28_residuals", "pde_table",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from jaxmoe._errors import require
 from jaxmoe.identifiability.independence import IdentifiabilityReport, check_independence
 
 
@@ -42,3 +43,12 @@ def paper_verdicts(names=None, **kwargs) -> dict[str, IdentifiabilityReport]:
         c = PAPER_CASES[name]
         out[name] = check_independence(c.expert, c.router, temperature=c.temperature, hierarchical=c.hierarchical, **kwargs)
     return out
+
+
+def check_model(model, **kwargs) -> IdentifiabilityReport:
+    """`check_independence` on the condition a model's family rests on (`model.identifiability_case()`), for its
+    expert and router; keyword arguments as `check_independence`'s (d, n_points, seed, ...)."""
+    case = model.identifiability_case()
+    require(case is not None, "model", type(model).__name__,
+            "its family has no identifiability condition in THEORY.md (identifiability_case() is None)")
+    return check_independence(model.expert, **case, **kwargs)

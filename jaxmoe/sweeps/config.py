@@ -64,9 +64,11 @@ from typing import Any
 import numpy as np
 
 from jaxmoe._errors import JaxMoEInputError, require
+from jaxmoe.data import TruncatedNormalInputs, get_input_law
 from jaxmoe.families import FAMILIES, ParameterBox, get_family
 from jaxmoe.models.experts import EXPERT_NAMES, expert_key, get_expert
 from jaxmoe.models.user import is_user_spec, source_hash
+from jaxmoe.presets import PRESET_NAMES, Setting, get_preset
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -210,8 +212,6 @@ def preset_config(name: str) -> SweepConfig:
 
 def setting_to_dict(setting) -> dict:
     """A `Setting` as a config dict (model, truth, data, labels); the sweep and solver sections are defaults."""
-    from jaxmoe.data import TruncatedNormalInputs
-
     model = setting.model
     box = model.box
     spec_model = {"family": model.name, "expert": expert_key(model.expert), "d": int(model.d),
@@ -400,8 +400,6 @@ def _expand_preset(raw: dict) -> dict:
     (`model.k_fit` and the `data`, `sweep`, `solver` keys; the truth of a preset is not editable)."""
     if "preset" not in raw:
         return raw
-    from jaxmoe.presets import PRESET_NAMES, get_preset
-
     name = raw["preset"]
     require(isinstance(name, str) and name in PRESET_NAMES, "preset", name, f"must be one of {list(PRESET_NAMES)}")
     require("truth" not in raw, "truth", "...", "cannot be given with preset = NAME (write the full truth instead)")
@@ -460,9 +458,6 @@ def _solver_options(name: str, options: Any) -> dict:
 
 
 def _build_setting(spec: dict):
-    from jaxmoe.data import get_input_law
-    from jaxmoe.presets import Setting
-
     m, truth = spec["model"], spec["truth"]
     box = ParameterBox(m["box"]["gate"], m["box"]["expert"], tuple(m["box"]["tau"]))
 
