@@ -152,6 +152,13 @@ def test_heartbeat_and_lost_lock(tmp_path):
         with pytest.raises(JaxMoEInputError, match="taken over by another sweep .host elsewhere, pid 7"):
             lock.beat()
     assert json.loads(open(_lock_path(tmp_path)).read())["host"] == "elsewhere"  # its lock is not removed
+    (tmp_path / "b").mkdir()
+    with FolderLock(str(tmp_path / "b"), heartbeat_seconds=0.01) as lock:
+        os.unlink(_lock_path(tmp_path / "b"))  # removed by hand
+        time.sleep(0.1)
+        assert not os.path.exists(_lock_path(tmp_path / "b"))  # the heartbeat does not recreate it
+        with pytest.raises(JaxMoEInputError, match="its lock was removed or replaced"):
+            lock.beat()
 
 
 # ---------------------------------------------------------------- run_sweep holds it

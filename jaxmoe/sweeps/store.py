@@ -25,8 +25,9 @@ killed run are deleted by the next one.
 
 **Lock.** One sweep at a time per folder: `claim_folder` creates `sweep.lock` with O_CREAT | O_EXCL (atomic:
 of two runs started together, one gets it) holding host, pid, start time and a heartbeat, refreshed as each
-chunk finishes and every `HEARTBEAT_SECONDS` by a background thread. A second sweep into the folder is
-refused at once (`JaxMoEInputError`, exit 2 in the CLI). A lock is *stale*, and taken over with a warning
+chunk finishes and every `HEARTBEAT_SECONDS` by a background thread (in place, in the file checked to hold
+this run's token, so a late refresh cannot clobber a lock taken over meanwhile). A second sweep into the
+folder is refused at once (`JaxMoEInputError`, exit 2 in the CLI). A lock is *stale*, and taken over with a warning
 line, when it was written on this host by a process that is gone, or when its heartbeat is older than
 `STALE_SECONDS` (10 minutes; how a lock from another host, or from a frozen process, expires; it assumes the
 hosts' clocks agree to within minutes). The lock is released (deleted) when the sweep ends, by an
@@ -361,17 +362,18 @@ def _stderr_line(line: str) -> None:
 
 
 def read_lock(path: str) -> dict | None:
-    """The record in a lock file; None when there is none. A file still being written (or left half-written)
-    reads as its modification time alone, so that it expires like a lock without heartbeat."""
-    try:
-        with open(path) as fh:
-            record = json.load(fh)
-        if isinstance(record, dict):
-            return record
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        pass
+    """The record in a lock file; None when there is none. A file being written is read again a moment later;
+    one left half-written reads as its modification time alone, so that it expires like a lock without heartbeat."""
+    for _ in range(3):
+        try:
+            with open(path) as fh:
+                record = json.load(fh)
+            if isinstance(record, dict):
+                return record
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            time.sleep(0.01)  # its writer is a few microseconds from done
     try:
         return {"heartbeat_time": os.path.getmtime(path)}
     except OSError:
@@ -390,6 +392,10 @@ def _pid_alive(pid) -> bool:
     except (OverflowError, TypeError, ValueError):
         return False
     return True
+
+
+def _encode(record: dict) -> bytes:
+    return (json.dumps(record) + "\n").encode()
 
 
 def _describe(holder: dict) -> str:
@@ -456,8 +462,8 @@ class FolderLock:
         except FileExistsError:
             return False
         self.record = record  # from here on release() deletes the file, even half-written
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(record) + "\n")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_encode(record))
             fh.flush()
             os.fsync(fh.fileno())
         return True
@@ -488,7 +494,7 @@ class FolderLock:
                 return False  # changed hands meanwhile: look again
             self.log(f"{self.path}: taking over the lock of a sweep that is not running ({_describe(holder)}; {why})")
             self.record = self._new_record()
-            atomic_write_json(self.path, self.record)
+            atomic_write_bytes(self.path, lambda fh: fh.write(_encode(self.record)))  # a new file: see beat()
             return True
         finally:
             with contextlib.suppress(OSError):
@@ -506,16 +512,35 @@ class FolderLock:
         process was frozen for longer than `stale_seconds`): two sweeps must not write one folder."""
         with self._mutex:
             if self.record is not None:
-                current = read_lock(self.path) or {}
-                if current.get("token") != self.record["token"]:
-                    self.record, self._lost = None, current
+                self._refresh()
             if self._lost is not None:
-                raise JaxMoEInputError("out", self.out, f"its lock was taken over by another sweep "
-                                       f"({_describe(self._lost)}): this run stops; its completed chunks are saved")
-            if self.record is None:
+                whom = f"taken over by another sweep ({_describe(self._lost)})" if self._lost.get("host") \
+                    else f"removed or replaced ({self.path})"
+                raise JaxMoEInputError("out", self.out, f"its lock was {whom}: this run stops; "
+                                       "its completed chunks are saved")
+
+    def _refresh(self) -> None:
+        """Rewrite the heartbeat in place, in the very file checked to hold this run's token. A takeover
+        writes a new file (`os.replace`), which this write cannot reach: a run frozen past the timeout cannot
+        clobber the lock of the run that took over; it finds the other token and stops."""
+        try:
+            fh = open(self.path, "r+b")
+        except FileNotFoundError:
+            self.record, self._lost = None, {}
+            return
+        with fh:
+            try:
+                current = json.loads(fh.read())
+            except ValueError:
+                current = {}
+            if not isinstance(current, dict) or current.get("token") != self.record["token"]:
+                self.record, self._lost = None, current if isinstance(current, dict) else {}
                 return
-            self.record = {**self.record, "heartbeat": now(), "heartbeat_time": time.time()}
-            atomic_write_json(self.path, self.record)
+            record = {**self.record, "heartbeat": now(), "heartbeat_time": time.time()}
+            fh.seek(0)
+            fh.write(_encode(record))
+            fh.truncate()
+        self.record = record
 
     def _beat_loop(self) -> None:
         while not self._stop.wait(self.heartbeat_seconds):
