@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import jaxmoe
-from jaxmoe._errors import JaxMoEInputError
+from jaxmoe import JaxMoEInputError
 from jaxmoe.cli import main
 from jaxmoe.sweeps import runner, store
 from jaxmoe.sweeps.store import FIT_FIELDS, LOCK_FILE, FolderLock, atomic_write_bytes, atomic_write_json

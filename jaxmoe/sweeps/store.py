@@ -55,7 +55,6 @@ import jax
 import jaxlib
 import numpy as np
 
-import jaxmoe  # for jaxmoe.__version__, read at call time (the package is imported before its subpackages)
 from jaxmoe._errors import JaxMoEInputError, require
 from jaxmoe.estimation.curve import bucket_sizes
 from jaxmoe.sweeps.config import SweepConfig, differences
@@ -304,7 +303,10 @@ def prepare_folder(out: str, config: SweepConfig, *, resume: bool = False, overw
 def environment() -> dict:
     """Versions and device of this process (for provenance)."""
     device = jax.devices()[0]
-    return {"jaxmoe": jaxmoe.__version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+    # The package's version without importing the package from inside it (an import circle): a submodule
+    # is only ever imported after its package, so the package is in sys.modules.
+    version = sys.modules["jaxmoe"].__version__
+    return {"jaxmoe": version, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
             "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform(),
             "device": f"{device.platform}:{getattr(device, 'device_kind', '')}", "device_count": jax.device_count(),
             "cpu_count": os.cpu_count()}
