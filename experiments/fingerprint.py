@@ -2,6 +2,7 @@
 
     python experiments/fingerprint.py --out /tmp/new.npz            # fit and save every array
     python experiments/fingerprint.py --compare /tmp/old.npz /tmp/new.npz
+    python experiments/fingerprint.py --compare-sweeps OLD_DIR NEW_DIR   # two `jaxmoe sweep` folders, chunk by chunk
 
 The study: the Table 1 reduced checks of tests/table1_reduced_test.py (softmax-ridge and softmax-linear
 over-fitted at n = 250, 1000, 4000 x 8 replicates, seed 4; the exactly fitted sigma = 0.01 ridge truth, seed 3)
@@ -12,12 +13,15 @@ losses are exercised. `--compare` reports, per array, whether it is identical (b
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 
 import jax
 import numpy as np
 
 import jaxmoe
+from jaxmoe import JaxMoEInputError
 
 
 def _studies():
@@ -62,13 +66,34 @@ def compare(old: str, new: str) -> int:
     return 1 if bad else 0
 
 
+def compare_sweeps(old: str, new: str) -> int:
+    """Every array of every chunk file of two sweep folders (timings, in each chunk's info, excluded)."""
+    names = sorted(os.listdir(os.path.join(old, "chunks")))
+    if names != sorted(os.listdir(os.path.join(new, "chunks"))):
+        raise JaxMoEInputError("NEW_DIR", new, f"must hold the chunks {names}")
+    bad = 0
+    for name in names:
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = []
+            for i, folder in enumerate((old, new)):
+                with np.load(os.path.join(folder, "chunks", name)) as data:
+                    paths.append(os.path.join(tmp, f"{i}.npz"))
+                    np.savez(paths[-1], **{k: data[k] for k in data.files if k != "info"})
+            print(f"{name}:", end=" ")
+            bad += compare(*paths)
+    return 1 if bad else 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", help="write the fingerprint (.npz) here")
     parser.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
+    parser.add_argument("--compare-sweeps", nargs=2, metavar=("OLD_DIR", "NEW_DIR"))
     args = parser.parse_args(argv)
     if args.compare:
         return compare(*args.compare)
+    if args.compare_sweeps:
+        return compare_sweeps(*args.compare_sweeps)
     if not args.out:
         parser.error("--out or --compare is required")
     np.savez(args.out, **fingerprint())
