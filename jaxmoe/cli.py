@@ -11,14 +11,20 @@ stderr and exits 2; an interrupted sweep (Ctrl-C) says where its saved chunks ar
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
+import os
 import sys
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+import jaxmoe
+from jaxmoe import identifiability as ident
+from jaxmoe import sweeps
 from jaxmoe._errors import JaxMoEInputError
+from jaxmoe.models.experts import get_expert
+from jaxmoe.models.gates import get_router
+from jaxmoe.sweeps.config import check_sizes
 
 
 class CLIError(Exception):
@@ -48,22 +54,11 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(_jsonable(obj), indent=2))
 
 
-def _load_object(spec: str, field: str):
-    """`name` -> the name itself; `module:attr` -> that object (a user-written Expert / Router)."""
-    if ":" not in spec:
-        return spec
-    module, _, attr = spec.partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except Exception as err:  # noqa: BLE001
-        raise JaxMoEInputError(field, spec, f"could not import it as module:attribute ({type(err).__name__}: {err})") from None
-
-
 # ---------------------------------------------------------------- identify
 def add_identify_parser(sub) -> None:
     p = sub.add_parser("identify", help="strong identifiability / algebraic independence verdict (Definitions 1, 2) and PDE checks")
-    p.add_argument("--expert", default="sigmoid", help="expert name (linear, sigmoid, tanh, gelu, relu, polynomial2, ...) or module:attr of a jaxmoe.Expert")
-    p.add_argument("--router", default=None, help="router name (linear, tanh, sigmoid, gelu, mlp-tanh, ...) or module:attr; default: softmax gating")
+    p.add_argument("--expert", default="sigmoid", help="expert name (linear, sigmoid, tanh, gelu, relu, polynomial2, ...) or package.module:name of a jaxmoe.Expert (imported from the working directory)")
+    p.add_argument("--router", default=None, help="router name (linear, tanh, sigmoid, gelu, mlp-tanh, ...) or package.module:name of a jaxmoe.Router; default: softmax gating")
     p.add_argument("--temperature", action="store_true", help="dense-to-sparse gate exp(g/tau): tau is a parameter (eq. 12, 17)")
     p.add_argument("--hierarchical", action="store_true", help="two-level model: F = exp(omega^T x) exp(g(x, beta1)) h (eq. 28)")
     p.add_argument("--case", default=None, help="a paper case (see --list-cases) or 'all' for the table of verdicts")
@@ -82,8 +77,6 @@ def add_identify_parser(sub) -> None:
 
 
 def cmd_identify(args) -> int:
-    from jaxmoe import identifiability as ident
-
     if args.list_cases:
         rows = {k: {"expected": c.expected, **c._asdict()} for k, c in ident.PAPER_CASES.items()}
         if args.json:
@@ -123,8 +116,9 @@ def cmd_identify(args) -> int:
                 print(f"{n:<30} {r.verdict:<13} {ident.PAPER_CASES[n].expected:<12} {r.singular_values[-1]:8.1e} "
                       f"{r.margin_decades:7.1f}  {first[:70]}")
         return 0
-    expert = _load_object(args.expert, "expert")
-    router = None if args.router is None else _load_object(args.router, "router")
+    # a user's "package.module:name" is imported from the working directory (jaxmoe.models.user)
+    expert = get_expert(args.expert, "--expert")
+    router = None if args.router is None else get_router(args.router, "--router")
     report = ident.check_independence(expert, router, temperature=args.temperature, hierarchical=args.hierarchical, **kwargs)
     if args.json:
         _print_json(report.to_dict())
@@ -146,8 +140,6 @@ def _truth_dict(truth) -> dict:
 
 
 def cmd_presets(args) -> int:
-    import jaxmoe
-
     names = args.names or list(jaxmoe.PRESET_NAMES)
     settings = [jaxmoe.get_preset(n) for n in names]
     if args.json:
@@ -227,8 +219,6 @@ def add_sweep_parser(sub) -> None:
 
 
 def _sweep_config(args):
-    from jaxmoe import sweeps
-
     if (args.config is None) == (args.preset is None):
         raise CLIError("give one of: a TOML config file, or --preset NAME (see jaxmoe sweep --help)")
     if args.preset is not None:
@@ -238,8 +228,6 @@ def _sweep_config(args):
         with open(args.config) as fh:
             source = fh.read()
     if args.sizes is not None:
-        from jaxmoe.sweeps.config import check_sizes
-
         check_sizes("--sizes", args.sizes)
     config = config.replace(sizes=args.sizes, replicates=args.replicates, seed=args.seed, k_fit=args.k_fit,
                             sigma=args.sigma, solver=args.solver, restarts=args.restarts, init=args.init,
@@ -248,10 +236,6 @@ def _sweep_config(args):
 
 
 def cmd_sweep(args) -> int:
-    import os
-
-    from jaxmoe import sweeps
-
     config, source = _sweep_config(args)
     out = args.out or os.path.join("sweeps", config.name)
     if args.dry_run:
@@ -296,10 +280,6 @@ def add_report_parser(sub) -> None:
 
 
 def cmd_report(args) -> int:
-    import os
-
-    from jaxmoe import sweeps
-
     if not os.path.isdir(args.dir):
         raise JaxMoEInputError("DIR", args.dir, "no such folder")
     if not 0 < args.level < 1:

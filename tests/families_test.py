@@ -241,3 +241,13 @@ def test_check_model_tests_the_condition_of_the_models_family():
     assert jaxmoe.check_model(jaxmoe.get_preset("dts-linear-router").model, d=2).verdict == "dependent"
     with pytest.raises(JaxMoEInputError, match=r"^model='SigmoidGatingMoE': its family has no identifiability"):
         jaxmoe.check_model(MODELS["sigmoid"])
+
+
+def test_identify_takes_a_users_expert_from_the_working_directory(user_folder, capsys):
+    from jaxmoe import cli
+
+    assert cli.main(["identify", "--expert", "labexperts:make_cubic", "-d", "1", "--json"]) == 0
+    assert '"verdict"' in capsys.readouterr().out
+    assert cli.main(["identify", "--expert", "nomodule:fn"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("jaxmoe: error: --expert='nomodule:fn': no module 'nomodule' in the working directory")

@@ -31,6 +31,7 @@ import numpy as np
 
 from jaxmoe._errors import JaxMoEInputError, require
 from jaxmoe.estimation.problem import STATUS_NAMES
+from jaxmoe.families.base import SLOW
 from jaxmoe.losses.rates import compare_laws, loglog_slope
 from jaxmoe.sweeps.config import SweepConfig, config_from_dict
 from jaxmoe.sweeps.store import (
@@ -47,8 +48,6 @@ from jaxmoe.sweeps.store import (
 COLUMNS = ("setting", "n", "replicate", "metric", "value", "status", "converged", "iterations", "objective",
            "objective_truth", "objective_reference", "reached_minimum", "empty_cells")
 # Ridge / FFN experts with these activations are strongly identifiable (THEORY.md §2).
-STRONG_EXPERTS = ("sigmoid", "tanh", "gelu", "ffn-sigmoid", "ffn-tanh", "ffn-gelu")
-SLOW = "slower than any polynomial"
 
 
 class SweepResults(NamedTuple):
@@ -141,29 +140,9 @@ def results_csv(res: SweepResults) -> str:
 
 # ---------------------------------------------------------------- theory
 def theory_rates(spec: dict) -> dict[str, tuple[float | None, str]]:
-    """Per metric: (theory slope or None, where it comes from / why there is none), from THEORY.md §6."""
-    m = spec["model"]
-    family, expert = m["family"], m["expert"]
-    rates: dict[str, tuple[float | None, str]] = {"l2_error": (-0.5, "n^-1/2 up to log n (Proposition 1)")}
-    params = {"softmax": ["voronoi_d1"], "hierarchical": ["voronoi_hierarchical", "level1_error"],
-              "dense_to_sparse": ["voronoi_temperature" if m.get("router") == "linear" else "voronoi_d4"]}[family]
-    params += ["exact_error", "overfit_error"]
-    theorem = {"softmax": "Theorem 1", "dense_to_sparse": "Theorem 4", "hierarchical": "Theorem 5"}[family]
-    if family == "dense_to_sparse" and m.get("router") == "linear":
-        why = (None, f"{SLOW} (Theorem 3: linear router with temperature, any expert)")
-        rates.update({k: why for k in params})
-    elif expert == "linear":
-        why = (None, f"{SLOW} ({'Theorem 6' if family == 'hierarchical' else 'Theorem 2'}: linear experts)")
-        rates.update({k: why for k in params})
-    elif expert in STRONG_EXPERTS:
-        note = " (assumes router and expert algebraically independent: `jaxmoe identify`)" \
-            if family == "dense_to_sparse" else ""
-        for k in params:
-            slope = -0.25 if k == "overfit_error" else -0.5
-            rates[k] = (slope, f"n^{'-1/4' if slope == -0.25 else '-1/2'} ({theorem}){note}")
-    else:
-        rates.update({k: (None, f"unknown: the paper gives no rate for expert {expert!r}") for k in params})
-    return rates
+    """Per metric: (theory slope or None, where it comes from / why there is none): the fitted model's family
+    states them (`theory_rates()` of `jaxmoe.families`; THEORY.md §6)."""
+    return SweepConfig(spec).setting().fitted_model().theory_rates()
 
 
 # ---------------------------------------------------------------- summary
