@@ -15,14 +15,8 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
-from jaxmoe.estimation.problem import (
-    CONVERGED_FTOL,
-    CONVERGED_GTOL,
-    NONFINITE,
-    RUNNING,
-    LeastSquaresProblem,
-    projected_gradient_norm,
-)
+from jaxmoe.estimation.problem import LeastSquaresProblem, projected_gradient_norm
+from jaxmoe.estimation.status import CONVERGED_FTOL, CONVERGED_GTOL, NONFINITE, RUNNING
 
 
 class FirstOrderConfig(NamedTuple):

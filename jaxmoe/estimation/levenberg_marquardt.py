@@ -19,15 +19,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from jaxmoe.estimation.problem import (
-    CONVERGED_FTOL,
-    CONVERGED_GTOL,
-    CONVERGED_STALL,
-    NONFINITE,
-    RUNNING,
-    LeastSquaresProblem,
-    projected_gradient_norm,
-)
+from jaxmoe.estimation.problem import LeastSquaresProblem, projected_gradient_norm
+from jaxmoe.estimation.status import CONVERGED_FTOL, CONVERGED_GTOL, CONVERGED_STALL, NONFINITE, RUNNING
 
 
 class LMConfig(NamedTuple):
@@ -49,6 +42,9 @@ class LMConfig(NamedTuple):
     # "gauss_newton": curvature J^T J; "exact": the full Hessian J^T J + sum_j r_j d2r_j. Over-fitted atoms
     # sit in valleys whose curvature comes from the noise-sized residual term, which Gauss-Newton drops.
     hessian: str = "gauss_newton"
+
+
+LM_OPTION_NAMES = LMConfig._fields  # the options `get_solver("lm", **options)` takes
 
 
 class LMState(NamedTuple):
