@@ -23,7 +23,6 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import jaxmoe  # noqa: E402
-from jaxmoe.estimation import problem as _problem  # noqa: E402
 from jaxmoe.sweeps.store import atomic_write_json  # noqa: E402
 from _probes import block_size, committed_starts, positive_ints  # noqa: E402  (beside this script)
 
@@ -51,11 +50,10 @@ def main():
     jaxmoe.fit_curve(setting, [50], 2, seed=1, restarts=1)  # one-off backend start-up, not timed
     rows, reference = [], None
     for block in args.blocks:
-        _problem.BLOCK_SIZE = block
         for lanes in args.lanes:
             t0 = time.perf_counter()
             fit = jaxmoe.fit_curve(setting, sizes, args.replicates, seed=0, lanes=lanes, memory_gib=args.memory_gib,
-                                   **committed_starts(True))
+                                   block_size=block, **committed_starts(True))
             wall = time.perf_counter() - t0
             info = fit.info
             if reference is None:

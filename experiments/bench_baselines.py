@@ -58,10 +58,9 @@ jax.config.update("jax_enable_x64", True)
 
 import jaxmoe  # noqa: E402
 from jaxmoe.sweeps.store import atomic_write_json  # noqa: E402
-from jaxmoe.estimation.curve import _fit_keys, _prepare, _starts  # noqa: E402
+from jaxmoe.estimation.sampling import fit_data, fit_keys, fit_starts  # noqa: E402
 from jaxmoe.estimation.levenberg_marquardt import LMConfig  # noqa: E402
 from jaxmoe.estimation.problem import least_squares_problem, ravel  # noqa: E402
-from jaxmoe.estimation import problem as _problem  # noqa: E402
 from _probes import block_size  # noqa: E402  (beside this script)
 from jaxmoe.estimation.solvers import levenberg_marquardt_solver, run_solver  # noqa: E402
 from jaxmoe.models.jacobian import regression_jacobian  # noqa: E402
@@ -216,12 +215,12 @@ def gd_fit(model, x, y, theta0, lower, upper, max_iter, gtol=1e-9, ftol=1e-12):
 def study_data(setting, model, sizes, replicates, seed, restarts):
     """Per size: x (R, d, n), y (R, n), starts (R, M, p), truth MSE (R,): exactly fit_curve's data and starts."""
     base = jax.random.PRNGKey(seed)
-    starts_fn = jax.jit(jax.vmap(functools.partial(_starts, setting=setting, model=model, init="near_truth",
+    starts_fn = jax.jit(jax.vmap(functools.partial(fit_starts, setting=setting, model=model, init="near_truth",
                                                    restarts=restarts, noise=0.1, scale=3.0)))
     data = {}
     for n in sizes:
-        keys = _fit_keys(base, jnp.asarray([int(n)] * replicates), jnp.asarray(list(range(replicates))))
-        x, y, mask, truth_mse = jax.jit(jax.vmap(functools.partial(_prepare, setting=setting, length=int(n))))(
+        keys = fit_keys(base, jnp.asarray([int(n)] * replicates), jnp.asarray(list(range(replicates))))
+        x, y, mask, truth_mse = jax.jit(jax.vmap(functools.partial(fit_data, setting=setting, length=int(n))))(
             keys, jnp.asarray([int(n)] * replicates))
         starts, _ = starts_fn(keys)
         data[int(n)] = dict(x=np.asarray(x), y=np.asarray(y), starts=np.asarray(starts),
@@ -233,10 +232,10 @@ def flat_params(params, index):
     return np.concatenate([np.asarray(leaf[index]).ravel() for leaf in jax.tree_util.tree_leaves(params)])
 
 
-def run_batched(setting, sizes, replicates, seed, restarts, lanes=None, memory_gib=2.0):
+def run_batched(setting, sizes, replicates, seed, restarts, lanes=None, memory_gib=2.0, block=None):
     with Clock() as clock:
         fit = jaxmoe.fit_curve(setting, sizes, replicates, seed=seed, restarts=restarts, init_noise=0.1, lanes=lanes,
-                               memory_gib=memory_gib)
+                               memory_gib=memory_gib, block_size=block)
     thetas = {int(n): np.stack([flat_params(fit.params, (i, r)) for r in range(replicates)])
               for i, n in enumerate(fit.sizes)}
     info = {k: fit.info[k] for k in ("seconds", "compile_seconds", "compile_total_seconds", "waste_ratio",
@@ -248,12 +247,13 @@ def run_batched(setting, sizes, replicates, seed, restarts, lanes=None, memory_g
                 objective_reported=fit.objective), thetas
 
 
-def run_one_at_a_time(model, d, lower, upper):
-    """Every (replicate, start) of one size through one jitted LM, in a Python loop."""
+def run_one_at_a_time(model, d, lower, upper, block=None):
+    """Every (replicate, start) of one size through one jitted LM, in a Python loop (`block`: samples per
+    normal-equation block, None: the default backend's)."""
     solver = levenberg_marquardt_solver(LMConfig())
 
     def single(x, y, theta0):
-        problem = least_squares_problem(model, x, y)[0]
+        problem = least_squares_problem(model, x, y, block_size=block)[0]
         state = run_solver(solver, problem, theta0)
         return state.theta, state.objective, state.iteration
 
@@ -328,8 +328,6 @@ def main():
     parser.add_argument("--out", default=os.path.join(RESULTS, "bench_baselines.json"))
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    if args.block is not None:
-        _problem.BLOCK_SIZE = args.block
     x_scale = "jac" if args.scipy_x_scale == "jac" else float(args.scipy_x_scale)
     cache_dir = tempfile.mkdtemp(prefix="jaxmoe-bench-cache-")
     jax.config.update("jax_compilation_cache_dir", cache_dir)  # fresh: the first batched call compiles cold
@@ -351,12 +349,13 @@ def main():
     np.testing.assert_allclose(npm.jacobian(xt, f_n, w_n, h_n), np.asarray(jac_j), rtol=1e-10, atol=1e-12)
 
     # Warm-up: the process's first fit_curve also pays one-off costs (backend start, small jits).
-    jaxmoe.fit_curve(setting, [50], 2, seed=1, restarts=1)
+    jaxmoe.fit_curve(setting, [50], 2, seed=1, restarts=1, block_size=args.block)
     data = study_data(setting, model, sizes, args.replicates, args.seed, restarts)
 
     results, thetas = {}, {}
     print(f"sizes {sizes.tolist()}, {args.replicates} replicates, {restarts} starts per fit; load {load()}", flush=True)
-    results["batched_cold"], thetas["batched"] = run_batched(setting, sizes, args.replicates, args.seed, restarts, args.lanes, args.memory_gib)
+    results["batched_cold"], thetas["batched"] = run_batched(setting, sizes, args.replicates, args.seed, restarts, args.lanes,
+                                                             args.memory_gib, args.block)
     phases["after_batched_cold"] = load()
     print("batched (cold compile):", round(results["batched_cold"]["wall"], 1), "s", flush=True)
     # Same data as fit_curve's: the truth's MSE agrees.
@@ -371,7 +370,7 @@ def main():
         d = data[n]
         row = dict(n=n)
         if "one" not in skip:
-            row["one_at_a_time"], best = run_one_at_a_time(model, d, lower, upper)
+            row["one_at_a_time"], best = run_one_at_a_time(model, d, lower, upper, args.block)
             thetas.setdefault("one_at_a_time", {})[n] = best
         if "scipy" not in skip:
             row["scipy"], best = run_scipy(npm, d, lower, upper, x_scale)
@@ -385,7 +384,8 @@ def main():
                                if kk in ("wall", "cpu", "compile_wall")} if isinstance(v, dict) else v)
                           for k, v in row.items()}), flush=True)
     phases["after_per_fit_methods"] = load()
-    results["batched_warm"], thetas_warm = run_batched(setting, sizes, args.replicates, args.seed, restarts, args.lanes, args.memory_gib)
+    results["batched_warm"], thetas_warm = run_batched(setting, sizes, args.replicates, args.seed, restarts, args.lanes,
+                                                       args.memory_gib, args.block)
     results["batched_warm"].pop("truth_mse"), results["batched_warm"].pop("objective_reported")
     phases["end"] = load()
     print("batched (warm cache):", round(results["batched_warm"]["wall"], 1), "s", flush=True)

@@ -7,7 +7,7 @@ batch, best of `--repeats`, each timing K evaluations inside one jitted `fori_lo
 
 - `eval_rJ`: the fused residual + Jacobian evaluation (r: B x n, J: B x n x p), `problem.linearise`;
 - `eval_normal`: what LM consumes of it: objective r.r, J^T r and J^T J (`problem.normal_equations`,
-  accumulated over blocks of `BLOCK_SIZE` samples); `eval_normal_unblocked`: the same from the whole r and J;
+  accumulated over blocks of `--block` samples); `eval_normal_unblocked`: the same from the whole r and J;
 - `gram_only`: J^T J of a ready Jacobian; `solve_only`: the damped Cholesky solve of B p x p systems;
 - `lm_update`: one LM iteration (`levenberg_marquardt.update`, vmap over the B lanes);
 - `queue_step`: one step of the work queue (`queue.solve_queue`: LM update + data gather + freeze/refill),
@@ -34,10 +34,11 @@ jax.config.update("jax_enable_x64", True)
 import jaxmoe  # noqa: E402
 from jaxmoe.sweeps.store import atomic_write_json  # noqa: E402
 from jaxmoe.estimation import levenberg_marquardt as lm  # noqa: E402
-from jaxmoe.estimation.curve import _prepare, _starts  # noqa: E402
 from jaxmoe.estimation import problem as problem_module  # noqa: E402
 from jaxmoe.estimation.problem import least_squares_problem  # noqa: E402
 from jaxmoe.estimation.queue import solve_queue  # noqa: E402
+from jaxmoe.estimation.sampling import fit_data, fit_starts  # noqa: E402
+from jaxmoe.estimation.solvers import levenberg_marquardt_solver  # noqa: E402
 
 K = 16  # evaluations per timed call
 
@@ -53,15 +54,16 @@ def best_ms(fn, args, repeats):
     return wall * 1e3, cpu * 1e3
 
 
-def profile(setting, n, lanes, repeats):
+def profile(setting, n, lanes, repeats, block):
+    """One row of timings at sample size n (`block`: samples per normal-equation block, 0: one block)."""
     model = setting.fitted_model()
     cfg = lm.LMConfig()
     keys = jax.random.split(jax.random.PRNGKey(0), lanes)
-    x, y, mask, _ = jax.jit(jax.vmap(functools.partial(_prepare, setting=setting, length=n), in_axes=(0, None)))(keys, n)
-    starts, _ = jax.jit(jax.vmap(functools.partial(_starts, setting=setting, model=model, init="near_truth",
+    x, y, mask, _ = jax.jit(jax.vmap(functools.partial(fit_data, setting=setting, length=n), in_axes=(0, None)))(keys, n)
+    starts, _ = jax.jit(jax.vmap(functools.partial(fit_starts, setting=setting, model=model, init="near_truth",
                                                    restarts=1, noise=0.1, scale=3.0)))(keys)
     theta = starts[:, 0]
-    problem = lambda x1, y1, m1: least_squares_problem(model, x1, y1, m1)[0]
+    problem = lambda x1, y1, m1: least_squares_problem(model, x1, y1, m1, block_size=block)[0]
     states = jax.jit(jax.vmap(lambda x1, y1, m1, t: lm.init(t, problem(x1, y1, m1), cfg)))(x, y, mask, theta)
 
     def repeat(body):  # K dependent evaluations (the parameters move by 0 * result, so nothing is hoisted)
@@ -75,7 +77,7 @@ def profile(setting, n, lanes, repeats):
         r, jac = jax.vmap(lambda *a: problem(*a[:3]).linearise(a[3]))(x, y, m, t + 0.0 * acc)
         return 0.0 * (jnp.sum(r) + jnp.sum(jac))
 
-    def eval_normal(x, y, m, t, acc, block=None):
+    def eval_normal(x, y, m, t, acc, block=block):
         f, g, h = jax.vmap(lambda *a: least_squares_problem(model, *a[:3], block_size=block)[0].normal_equations(a[3]))(
             x, y, m, t + 0.0 * acc)
         return 0.0 * (jnp.sum(f) + jnp.sum(g) + jnp.sum(h))
@@ -96,7 +98,7 @@ def profile(setting, n, lanes, repeats):
             return jax.vmap(lambda x1, y1, m1, s1: lm.update(s1, problem(x1, y1, m1), cfg))(x, y, m, s)
         return jax.lax.fori_loop(0, K, step, s)
 
-    row = dict(n=n, lanes=lanes, p=int(theta.shape[1]), block_size=problem_module.default_block_size())
+    row = dict(n=n, lanes=lanes, p=int(theta.shape[1]), block_size=block)
 
     def record(name, fn, args, count):
         wall, cpu = best_ms(fn, args, repeats)
@@ -114,7 +116,8 @@ def profile(setting, n, lanes, repeats):
     never = lm.LMConfig(gtol=0.0, ftol=0.0, max_damping=float("inf"))
     budget = 8 * K
     queue = jax.jit(lambda x, y, m, t: solve_queue(model, x, y, m, t, jnp.arange(lanes),
-                                                   jnp.full((lanes,), budget), lanes=lanes, config=never))
+                                                   jnp.full((lanes,), budget), lanes=lanes,
+                                                   solver=levenberg_marquardt_solver(never), block_size=block))
     record("queue_step", queue, (x, y, mask, theta), budget + 1)
     for clock in ("", "_cpu"):
         for a, b in [("lm_update", "eval_rJ"), ("queue_step", "eval_rJ"), ("queue_step", "eval_normal")]:
@@ -132,16 +135,15 @@ def main():
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "profile_iteration.json"))
     args = parser.parse_args()
     setting = jaxmoe.get_preset(args.preset)
-    if args.block is not None:
-        problem_module.BLOCK_SIZE = args.block
+    block = problem_module.default_block_size() if args.block is None else args.block  # passed to every problem
     load_start = os.getloadavg()
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
-        row = profile(setting, n, args.lanes, args.repeats)
+        row = profile(setting, n, args.lanes, args.repeats, block)
         rows.append(row)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     result = dict(command="experiments/profile_iteration.py --sizes {} --lanes {} --block {}".format(
-                      args.sizes, args.lanes, problem_module.default_block_size()),
+                      args.sizes, args.lanes, block),
                   machine=dict(platform=platform.platform(), cpus=os.cpu_count(), jax=jax.__version__,
                                device=str(jax.devices()[0])),
                   loadavg_start=load_start, loadavg_end=os.getloadavg(), rows=rows)

@@ -26,8 +26,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import jaxmoe  # noqa: E402
-from jaxmoe.estimation import problem as _problem  # noqa: E402
-from jaxmoe.estimation.levenberg_marquardt import LMConfig  # noqa: E402
+from jaxmoe.estimation.levenberg_marquardt import LM_OPTION_NAMES, LMConfig  # noqa: E402
 from jaxmoe.sweeps.store import atomic_write_json  # noqa: E402
 from _probes import block_size  # noqa: E402  (beside this script)
 
@@ -42,7 +41,7 @@ def parse_configs(text: str) -> list[tuple[str, dict, dict]]:
         lm, fit = {}, {}
         for pair in filter(None, rest.split(",")):
             key, _, value = pair.partition("=")
-            kind = FIT_OPTIONS.get(key) or (type(getattr(LMConfig(), key)) if key in LMConfig._fields else None)
+            kind = FIT_OPTIONS.get(key) or (type(getattr(LMConfig(), key)) if key in LM_OPTION_NAMES else None)
             if kind is not None:
                 try:
                     (fit if key in FIT_OPTIONS else lm)[key] = kind(value)
@@ -50,7 +49,7 @@ def parse_configs(text: str) -> list[tuple[str, dict, dict]]:
                     raise SystemExit(f"--configs: {key}={value!r} in {item!r}: must be of type {kind.__name__}") from None
             else:
                 raise SystemExit(f"--configs: unknown key {key!r} in {item!r}; allowed: "
-                                 f"{sorted(LMConfig._fields) + sorted(FIT_OPTIONS)}")
+                                 f"{sorted(LM_OPTION_NAMES) + sorted(FIT_OPTIONS)}")
         out.append((name, lm, fit))
     return out
 
@@ -114,8 +113,6 @@ def main():
     parser.add_argument("--memory-gib", type=float, default=2.0)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "solver_study.json"))
     args = parser.parse_args()
-    if args.block is not None:
-        _problem.BLOCK_SIZE = args.block
     sizes = [int(s) for s in args.sizes.split(",")]
     configs = parse_configs(args.configs)
     device = jax.devices()[0]
@@ -135,7 +132,7 @@ def main():
                 fit = jaxmoe.fit_curve(setting, sizes, args.replicates, seed=0, k=k, reference=True,
                                        reference_iterations=args.reference_iterations,
                                        solver=jaxmoe.get_solver("lm", **lm), lanes=args.lanes,
-                                       memory_gib=args.memory_gib, **opts)
+                                       memory_gib=args.memory_gib, block_size=args.block, **opts)
                 wall = time.perf_counter() - t0
                 print(f"{name} k={k} {label}: {wall:.1f} s, converged {fit.converged_fraction:.3f}, "
                       f"reached own reference {fit.reached_minimum_fraction:.3f}", flush=True)

@@ -120,6 +120,17 @@ def test_random_restarts_keep_the_best(ridge):
         (dict(memory_gib=0.0), "memory_gib=0.0"),
         (dict(memory_gib=float("nan")), "memory_gib=nan"),
         (dict(memory_gib="lots"), "memory_gib='lots'"),
+        (dict(lanes=0), "lanes=0"),
+        (dict(chunk_size=0), "chunk_size=0"),
+        (dict(reference_iterations=0), "reference_iterations=0"),
+        (dict(block_size=-1), "block_size=-1"),
+        (dict(block_size=2.5), "block_size=2.5"),
+        (dict(schedule="fastest"), "schedule='fastest'"),
+        (dict(init_noise="wide"), "init_noise='wide'"),
+        (dict(bucket_ratio=0.5), "bucket_ratio=0.5"),
+        (dict(devices=[]), r"devices=\[\]"),
+        (dict(bogus=1), "bogus=1: is not a fit_curve option"),
+        (dict(options={"restarts": 2}), "options="),
     ],
 )
 def test_bad_input(ridge, kwargs, match):
@@ -170,18 +181,19 @@ def test_memory_bound_chunks_without_changing_results(ridge):
     np.testing.assert_allclose(tight.objective, roomy.objective, rtol=1e-10)
 
 
-def test_device_defaults_per_platform(monkeypatch):
+def test_device_defaults_per_platform():
     """CPU: 512-sample blocks, 2 lanes per core, 2 GiB; accelerators: one block, 512 lanes, half their memory."""
-    from jaxmoe.estimation import curve, problem
+    from jaxmoe.estimation import problem
 
     assert problem.default_block_size("cpu") == problem.CPU_BLOCK_SIZE == 512
     assert problem.default_block_size("gpu") == problem.default_block_size("tpu") == 0
-    monkeypatch.setattr(problem, "BLOCK_SIZE", 64)  # a forced size wins everywhere
-    assert problem.default_block_size("cpu") == problem.default_block_size("gpu") == 64
-    monkeypatch.setattr(problem, "BLOCK_SIZE", None)
+    ridge = jaxmoe.get_preset("softmax-ridge")
+    platform = jax.local_devices()[0].platform  # fit_curve's default devices
+    assert jaxmoe.FitOptions().validated(ridge).block_size == problem.default_block_size(platform)
+    assert jaxmoe.FitOptions(block_size=64).validated(ridge).block_size == 64  # an explicit size wins
     cores = os.cpu_count() or 1
-    assert curve._default_lanes(1, "cpu") == 2 * cores and curve._default_lanes(2 * cores, "cpu") == 1
-    assert curve._default_lanes(1, "gpu") == 512
+    assert jaxmoe.default_lanes(1, "cpu") == 2 * cores and jaxmoe.default_lanes(2 * cores, "cpu") == 1
+    assert jaxmoe.default_lanes(1, "gpu") == 512
 
     class FakeGPU:
         platform = "gpu"
@@ -194,25 +206,23 @@ def test_device_defaults_per_platform(monkeypatch):
                 raise NotImplementedError
             return self.stats
 
-    assert curve._default_memory_gib(jax.devices("cpu")[0]) == 2.0
-    assert curve._default_memory_gib(FakeGPU({"bytes_limit": 80 * 2**30})) == 40.0
-    assert curve._default_memory_gib(FakeGPU(None)) == 16.0
+    assert jaxmoe.default_memory_gib(jax.devices("cpu")[0]) == 2.0
+    assert jaxmoe.default_memory_gib(FakeGPU({"bytes_limit": 80 * 2**30})) == 40.0
+    assert jaxmoe.default_memory_gib(FakeGPU(None)) == 16.0
     # A lane's working set is one block: 8 B x 512 x (p + 6k) x 2 on CPU, 8 B x n x (p + 6k) x 2 = 48 MB with one
     # block at n = 10^5 (p = 12, k = 3), so lanes get half the budget: 1 GiB / 48 MB = 22, 20 GiB / 48 MB = 447.
-    _, width_cpu = curve._chunk_cap(100_000, 12, 3, 1, 4, "queue", 512, 2.0, "cpu")
-    _, width_gpu = curve._chunk_cap(100_000, 12, 3, 1, 4, "queue", 512, 2.0, "gpu")
-    _, width_gpu_roomy = curve._chunk_cap(100_000, 12, 3, 1, 4, "queue", 512, 40.0, "gpu")
+    cap = jaxmoe.chunk_capacity
+    _, width_cpu = cap(100_000, 12, 3, 1, 4, "queue", 512, 2.0, problem.default_block_size("cpu"))
+    _, width_gpu = cap(100_000, 12, 3, 1, 4, "queue", 512, 2.0, problem.default_block_size("gpu"))
+    _, width_gpu_roomy = cap(100_000, 12, 3, 1, 4, "queue", 512, 40.0, problem.default_block_size("gpu"))
     assert width_cpu == 512 and width_gpu == 22 and width_gpu_roomy == 447
 
 
-def test_one_block_gives_the_same_fits_as_blocks(ridge, monkeypatch):
+def test_one_block_gives_the_same_fits_as_blocks(ridge):
     """The accelerator default (normal equations from one block) and the CPU default (512-sample blocks) sum the
-    same terms in another order: the same fits to round-off."""
-    from jaxmoe.estimation import problem
-
+    same terms in another order: the same fits to round-off. `block_size` is an explicit option (no global)."""
     kwargs = dict(sample_sizes=[1500], replicates=3, seed=4, restarts=2)
     blocked = jaxmoe.fit_curve(ridge, **kwargs)
-    monkeypatch.setattr(problem, "BLOCK_SIZE", 0)
-    whole = jaxmoe.fit_curve(ridge, **kwargs)
+    whole = jaxmoe.fit_curve(ridge, **kwargs, block_size=0)
     np.testing.assert_array_equal(blocked.status, whole.status)
     np.testing.assert_allclose(whole.objective, blocked.objective, rtol=1e-9)

@@ -23,6 +23,17 @@ import jax.flatten_util
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from jaxmoe.estimation.status import (  # noqa: F401 -- re-exported: solvers and callers import them from here
+    CONVERGED_FTOL,
+    CONVERGED_GTOL,
+    CONVERGED_STALL,
+    MAX_ITER,
+    NONFINITE,
+    RUNNING,
+    STATUS_NAMES,
+    Status,
+    is_converged,
+)
 from jaxmoe.models.jacobian import regression_jacobian
 
 
@@ -72,14 +83,12 @@ def ravel(params) -> tuple[Float[Array, "p"], Callable]:
 # a 512-sample `fori_loop` is ~200 small sequential kernels at n = 10^5 (H100: the standard sweep's LM ran in
 # 3.5 s with 512, 2.1 s with 8192, 1.7 s with one block; experiments/results/h100/probe_blocks.json).
 CPU_BLOCK_SIZE = 512
-BLOCK_SIZE: int | None = None  # None: per platform (`default_block_size`); an int forces it everywhere (0: one block)
 
 
 def default_block_size(platform: str | None = None) -> int:
-    """Samples per block of `normal_equations`: `BLOCK_SIZE` if set, else `CPU_BLOCK_SIZE` on CPU and 0 (one
-    block) on GPU/TPU. `platform` defaults to `jax.default_backend()`."""
-    if BLOCK_SIZE is not None:
-        return int(BLOCK_SIZE)
+    """Samples per block of `normal_equations` on `platform` (default: `jax.default_backend()`):
+    `CPU_BLOCK_SIZE` on CPU, 0 (one block) on GPU/TPU. A caller that wants another length passes `block_size`
+    to `least_squares_problem` (`fit_curve`: `FitOptions.block_size`); nothing here is meant to be mutated."""
     return CPU_BLOCK_SIZE if (platform or jax.default_backend()) == "cpu" else 0
 
 
@@ -122,48 +131,39 @@ def least_squares_problem(
         return gram[p, p], gram[:p, p], gram[:p, :p]
 
     block_size = default_block_size() if block_size is None else int(block_size)
-    length = x.shape[-1]
-    blocks = length // block_size if block_size > 0 else 0
 
     def normal_equations(theta):
-        params = unravel(theta)
-        if blocks <= 1:  # one block: exactly the unblocked sums
-            return block_normal(params, x, y, mask)
-
-        def body(i, acc):
-            start = i * block_size
-            part = block_normal(params, jax.lax.dynamic_slice_in_dim(x, start, block_size, axis=1),
-                                jax.lax.dynamic_slice_in_dim(y, start, block_size),
-                                jax.lax.dynamic_slice_in_dim(mask, start, block_size))
-            return jax.tree_util.tree_map(jnp.add, acc, part)
-
-        p = lower.shape[0]
-        zero = (jnp.zeros((), y.dtype), jnp.zeros((p,), y.dtype), jnp.zeros((p, p), y.dtype))
-        acc = jax.lax.fori_loop(0, blocks, body, zero)
-        tail = blocks * block_size
-        if tail < length:  # the last, shorter block
-            acc = jax.tree_util.tree_map(jnp.add, acc, block_normal(params, x[:, tail:], y[tail:], mask[tail:]))
-        return acc
+        return _blockwise_sums(block_normal, unravel(theta), x, y, mask, block_size, lower.shape[0])
 
     return LeastSquaresProblem(residuals, lower.astype(y.dtype), upper.astype(y.dtype), residuals_and_jacobian,
                                normal_equations), unravel
 
 
-# Status codes of a finished fit, shared by every solver.
-CONVERGED_GTOL = 0  # projected gradient below gtol
-CONVERGED_FTOL = 1  # relative decrease of the objective below ftol on an accepted step
-CONVERGED_STALL = 2  # no decrease possible at working precision (LM damping at its cap)
-MAX_ITER = 3  # iteration budget spent before a stopping rule held
-NONFINITE = 4  # objective or parameters became non-finite
-RUNNING = -1
-STATUS_NAMES = {0: "converged_gtol", 1: "converged_ftol", 2: "converged_stall", 3: "max_iter", 4: "nonfinite"}
+def _blockwise_sums(block_normal, params, x, y, mask, block_size: int, p: int):
+    """`block_normal` (r.r, J^T r, J^T J of a block of samples) summed over blocks of `block_size` samples: a
+    `fori_loop` over the whole blocks, then the last, shorter one. One block (`block_size` 0 or >= n): exactly
+    the unblocked sums."""
+    length = x.shape[-1]
+    blocks = length // block_size if block_size > 0 else 0
+    if blocks <= 1:
+        return block_normal(params, x, y, mask)
 
+    def body(i, acc):
+        start = i * block_size
+        part = block_normal(params, jax.lax.dynamic_slice_in_dim(x, start, block_size, axis=1),
+                            jax.lax.dynamic_slice_in_dim(y, start, block_size),
+                            jax.lax.dynamic_slice_in_dim(mask, start, block_size))
+        return jax.tree_util.tree_map(jnp.add, acc, part)
 
-def is_converged(status):
-    """True for the three converged statuses (a stopping rule held with finite values)."""
-    return (status >= 0) & (status <= CONVERGED_STALL)
+    zero = (jnp.zeros((), y.dtype), jnp.zeros((p,), y.dtype), jnp.zeros((p, p), y.dtype))
+    acc = jax.lax.fori_loop(0, blocks, body, zero)
+    tail = blocks * block_size
+    if tail < length:  # the last, shorter block
+        acc = jax.tree_util.tree_map(jnp.add, acc, block_normal(params, x[:, tail:], y[tail:], mask[tail:]))
+    return acc
 
 
 def projected_gradient_norm(theta, grad, problem: LeastSquaresProblem):
-    r"""$\|\theta - P_\Theta(\theta - \nabla)\|_\infty$: zero exactly at a first-order point of the box-constrained problem."""
+    r"""$\|\theta - P_\Theta(\theta - \nabla)\|_\infty$: zero exactly at a first-order point of the box-constrained
+    problem."""
     return jnp.max(jnp.abs(theta - problem.project(theta - grad)))

@@ -1,10 +1,11 @@
-r"""A work queue of Levenberg-Marquardt fits on a fixed number of `vmap` lanes, refilled as fits finish.
+r"""A work queue of fits on a fixed number of `vmap` lanes, refilled as fits finish (any `Solver` with `fresh`).
 
 Under plain `vmap`, a batch of fits runs until its slowest fit stops, stopped lanes idling (and over-fitted
-fits need anywhere from 20 to 300 iterations). Here every iteration advances all B lanes by one LM step;
-a lane whose fit has stopped writes its result and is re-loaded with the next job (a fresh state: its next
-step is the first evaluation, so a reload costs nothing extra). Total steps ~ sum of iterations / B.
-Each job is (fit, start, iteration budget); a fit's data are gathered by index each step.
+fits need anywhere from 20 to 300 iterations). Here every iteration advances all B lanes by one solver step;
+a lane whose fit has stopped writes its result and is re-loaded with the next job (a fresh state,
+`Solver.fresh`: its next step is the first evaluation, so a reload costs nothing extra). Total steps ~ sum of
+iterations / B. Each job is (fit, start, iteration budget); a fit's data are gathered by index each refill.
+Levenberg-Marquardt (the default) is the solver with a fresh state; `solve_queue` takes any other that has one.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
-from jaxmoe.estimation import levenberg_marquardt as lm
-from jaxmoe.estimation.problem import MAX_ITER, RUNNING, least_squares_problem
+from jaxmoe._errors import require
+from jaxmoe.estimation.problem import least_squares_problem
+from jaxmoe.estimation.solvers import Solver, levenberg_marquardt_solver
+from jaxmoe.estimation.status import MAX_ITER, RUNNING
+
+__all__ = ["QueueResult", "solve_queue"]
 
 
 class QueueResult(NamedTuple):
@@ -24,22 +29,22 @@ class QueueResult(NamedTuple):
     objective: Float[Array, "J"]
     iterations: Int[Array, "J"]
     status: Int[Array, "J"]
-    # LM steps every lane executed (lanes x steps lane-steps in all, frozen and idle lanes included): the
+    # Solver steps every lane executed (lanes x steps lane-steps in all, frozen and idle lanes included): the
     # work done, against sum(iterations) the work needed.
     steps: Int[Array, ""] = 0
 
 
-def solve_queue(model, x, y, mask, starts, job_fit, job_max_iter, lanes: int,
-                config: lm.LMConfig = lm.LMConfig(), steps_per_refill: int = 8,
-                block_size: int | None = None) -> QueueResult:
-    """Run jobs j = 0..J-1 (start `starts[j]` on fit `job_fit[j]`'s data, at most `job_max_iter[j]` steps).
-
-    `x: (F, d, L)`, `y, mask: (F, L)`; returns per-job final theta, objective, iterations and status, and the
-    number of steps run.
-    Lanes are checked and refilled every `steps_per_refill` LM steps (a stopped lane is frozen meanwhile):
-    the refill's gathers and scatters cost about as much as a step at small n, so they are amortised.
-    `block_size`: samples per block of the normal equations (None: `problem.default_block_size()`).
-    """
+def solve_queue(model, x: Float[Array, "F d L"], y: Float[Array, "F L"], mask: Float[Array, "F L"],
+                starts: Float[Array, "J p"], job_fit: Int[Array, "J"], job_max_iter: Int[Array, "J"], lanes: int,
+                solver: Solver | None = None, steps_per_refill: int = 8, block_size: int | None = None) -> QueueResult:
+    """Run jobs j = 0..J-1 (start `starts[j]` on fit `job_fit[j]`'s data, at most `job_max_iter[j]` steps) with
+    `solver` (any `Solver` with `fresh`; default LM); returns per-job final theta, objective, iterations, status
+    and the number of steps run. Lanes are checked and refilled every `steps_per_refill` steps (a stopped lane
+    is frozen meanwhile): the refill's gathers and scatters cost about as much as a step at small n, so they are
+    amortised. `block_size`: samples per normal-equation block (None: `problem.default_block_size()`)."""
+    solver = levenberg_marquardt_solver() if solver is None else solver
+    require(solver.fresh is not None, "solver", solver.name,
+            "has no fresh state (Solver.fresh): the work queue cannot re-load its lanes; use schedule='lockstep'")
     num_jobs, p = starts.shape
     lanes = min(lanes, num_jobs)
     counts = jnp.sum(mask, axis=1)  # each fit's n (exact: a sum of 0/1 values)
@@ -49,13 +54,11 @@ def solve_queue(model, x, y, mask, starts, job_fit, job_max_iter, lanes: int,
         return least_squares_problem(model, x1, y1, m1, block_size=block_size, num_samples=counts[fit])[0]
 
     def fresh(job):
-        return lm.fresh_state(starts[job], problem_of(job_fit[job]), config)
+        return solver.fresh(starts[job], problem_of(job_fit[job]))
 
     lane_job = jnp.arange(lanes)
-    states = jax.vmap(fresh)(lane_job)
-    dt = starts.dtype
-    out = QueueResult(jnp.zeros((num_jobs, p), dt), jnp.full((num_jobs,), jnp.nan, dt),
-                      jnp.zeros((num_jobs,), jnp.int32), jnp.full((num_jobs,), MAX_ITER, jnp.int32))
+    states = jax.vmap(fresh)(lane_job)  # the first `lanes` jobs
+    out = _unfinished(num_jobs, p, starts.dtype)
 
     def step(carry):
         states, lane_job, next_job, out, steps = carry
@@ -66,29 +69,49 @@ def solve_queue(model, x, y, mask, starts, job_fit, job_max_iter, lanes: int,
         data = (x[fit], y[fit], mask[fit])  # gathered once per refill period, not once per step
 
         def one_step(_, states):
-            stepped = jax.vmap(lambda s, f, *d: lm.update(s, problem_of(f, d), config))(states, fit, *data)
+            stepped = jax.vmap(lambda s, f, *d: solver.update(s, problem_of(f, d)))(states, fit, *data)
             stopped = (states.status != RUNNING) | (states.iteration >= budget)
-            return jax.tree_util.tree_map(
-                lambda old, new: jnp.where(stopped.reshape((-1,) + (1,) * (old.ndim - 1)), old, new), states, stepped)
+            return _select(stopped, states, stepped)
 
         states = jax.lax.fori_loop(0, steps_per_refill, one_step, states)
         spent = states.iteration >= budget
         done = active & ((states.status != RUNNING) | spent)
-        status = jnp.where(states.status == RUNNING, MAX_ITER, states.status)
-        slot = jnp.where(done, job, num_jobs)  # out-of-range slots are dropped by the scatter
-        out = QueueResult(out.theta.at[slot].set(states.theta, mode="drop"),
-                          out.objective.at[slot].set(states.objective, mode="drop"),
-                          out.iterations.at[slot].set(states.iteration, mode="drop"),
-                          out.status.at[slot].set(status, mode="drop"), out.steps)
-        rank = jnp.cumsum(done) - 1
-        new_job = jnp.where(done, next_job + rank, lane_job)
-        new_job = jnp.where(done & (new_job >= num_jobs), num_jobs, new_job)
-        reload = done & (new_job < num_jobs)
-        fresh_states = jax.vmap(fresh)(jnp.minimum(new_job, num_jobs - 1))
-        states = jax.tree_util.tree_map(
-            lambda f, s: jnp.where(reload.reshape((-1,) + (1,) * (s.ndim - 1)), f, s), fresh_states, states)
+        out = _record(out, states, done, job, num_jobs)
+        new_job, reload = _assign(done, lane_job, next_job, num_jobs)
+        states = _select(reload, jax.vmap(fresh)(jnp.minimum(new_job, num_jobs - 1)), states)
         return states, new_job, next_job + jnp.sum(done), out, steps + steps_per_refill
 
     carry = (states, lane_job, jnp.asarray(lanes), out, jnp.asarray(0, jnp.int32))
     _, _, _, out, steps = jax.lax.while_loop(lambda c: jnp.any(c[1] < num_jobs), step, carry)
     return out._replace(steps=steps)
+
+
+def _unfinished(num_jobs: int, p: int, dt) -> QueueResult:
+    """Every job's row before it finishes (every job finishes before the queue returns)."""
+    return QueueResult(jnp.zeros((num_jobs, p), dt), jnp.full((num_jobs,), jnp.nan, dt),
+                       jnp.zeros((num_jobs,), jnp.int32), jnp.full((num_jobs,), MAX_ITER, jnp.int32))
+
+
+def _select(lane_mask: Bool[Array, "B"], a, b):
+    """Per lane, state `a` where `lane_mask` else state `b` (every leaf has the lane axis first)."""
+    return jax.tree_util.tree_map(
+        lambda u, v: jnp.where(lane_mask.reshape((-1,) + (1,) * (u.ndim - 1)), u, v), a, b)
+
+
+def _record(out: QueueResult, states, done: Bool[Array, "B"], job: Int[Array, "B"], num_jobs: int) -> QueueResult:
+    """Write the stopped lanes' results into their jobs' rows (a job stopped by its budget gets MAX_ITER)."""
+    status = jnp.where(states.status == RUNNING, MAX_ITER, states.status)
+    slot = jnp.where(done, job, num_jobs)  # out-of-range slots are dropped by the scatter
+    return QueueResult(out.theta.at[slot].set(states.theta, mode="drop"),
+                       out.objective.at[slot].set(states.objective, mode="drop"),
+                       out.iterations.at[slot].set(states.iteration, mode="drop"),
+                       out.status.at[slot].set(status, mode="drop"), out.steps)
+
+
+def _assign(done: Bool[Array, "B"], lane_job: Int[Array, "B"], next_job: Int[Array, ""], num_jobs: int):
+    """Each stopped lane takes the next job not yet started, in lane order (`num_jobs`: none left); returns the
+    lanes' jobs and which lanes must be re-loaded with a fresh state."""
+    rank = jnp.cumsum(done) - 1
+    new_job = jnp.where(done, next_job + rank, lane_job)
+    new_job = jnp.where(done & (new_job >= num_jobs), num_jobs, new_job)
+    return new_job, done & (new_job < num_jobs)

@@ -1,8 +1,14 @@
-"""The shared solver interface: `Solver(name, init, update, max_iter)` and a whole-fit `run_solver`.
+"""The shared solver interface: `Solver(name, init, update, max_iter, config, fresh)` and a whole-fit `run_solver`.
 
 Every solver is an init/update pair over a state with fields `theta`, `objective`, `iteration`, `status`
-(status -1 while running). `run_solver` loops `update` in a `lax.while_loop` until the status is set or
-`max_iter` is reached; under `vmap` the loop runs until every lane has stopped, stopped lanes being frozen.
+(status -1 while running, `status.Status`). `run_solver` loops `update` in a `lax.while_loop` until the status
+is set or `max_iter` is reached; under `vmap` the loop runs until every lane has stopped, stopped lanes being
+frozen.
+
+`fresh` (optional) makes a state at theta that costs nothing: no evaluation, its next `update` does the first
+one (and counts no iteration). The work queue (`queue.solve_queue`) needs it: it re-loads a lane with a new
+job between two steps of the batch, and a reload that evaluated would cost the whole batch an extra step.
+LM has one (`levenberg_marquardt.fresh_state`); a solver without it runs only in lockstep.
 """
 
 from __future__ import annotations
@@ -15,20 +21,36 @@ import jax.numpy as jnp
 
 from jaxmoe._errors import JaxMoEInputError
 from jaxmoe.estimation import first_order, levenberg_marquardt
-from jaxmoe.estimation.problem import MAX_ITER, RUNNING, LeastSquaresProblem
+from jaxmoe.estimation.problem import LeastSquaresProblem
+from jaxmoe.estimation.status import MAX_ITER, RUNNING
+
+__all__ = [
+    "SOLVER_NAMES",
+    "Solver",
+    "adam_solver",
+    "get_solver",
+    "lbfgs_solver",
+    "levenberg_marquardt_solver",
+    "run_solver",
+]
 
 
 class Solver(NamedTuple):
+    """A solver: `init(theta, problem) -> state`, `update(state, problem) -> state`, its iteration budget,
+    its config (for the record), and optionally `fresh(theta, problem) -> state` (module docstring)."""
+
     name: str
     init: Callable[[jax.Array, LeastSquaresProblem], Any]
     update: Callable[[Any, LeastSquaresProblem], Any]
     max_iter: int
     config: Any = None
+    fresh: Callable[[jax.Array, LeastSquaresProblem], Any] | None = None
 
 
 def levenberg_marquardt_solver(config: levenberg_marquardt.LMConfig = levenberg_marquardt.LMConfig()) -> Solver:
     return Solver("lm", functools.partial(levenberg_marquardt.init, config=config),
-                  functools.partial(levenberg_marquardt.update, config=config), config.max_iter, config)
+                  functools.partial(levenberg_marquardt.update, config=config), config.max_iter, config,
+                  functools.partial(levenberg_marquardt.fresh_state, config=config))
 
 
 def lbfgs_solver(max_iter: int = 500, gtol: float = 1e-9, ftol: float = 1e-12, memory_size: int = 10) -> Solver:

@@ -1,0 +1,138 @@
+r"""One chunk of a rate study, on one device (under `shard_map`): draw the data, solve every job, keep the best.
+
+A chunk holds F fits of one bucket (one padded length L) and M starts each. Its jobs are the F x M
+(fit, start) pairs, plus, with `reference=True`, one long refinement per fit started at the exact split of
+the truth. Two schedules run them:
+
+- **queue** (`queue.solve_queue`, any solver with a fresh state): the jobs share `lanes` vmap lanes, each
+  refilled as its job stops; the reference jobs run with the fit's solver, with budget `ref_iter`;
+- **lockstep**: `vmap` over fits of `vmap` over starts of a whole-fit `run_solver`, every lane waiting for the
+  slowest; the reference is a separate `vmap` of LM with `LMConfig(max_iter=ref_iter)`.
+
+Each fit keeps its start with the lowest finite objective. The reference objective is the better of the
+refinement and the fit itself (both are local searches). The work is reported as every fit's iterations
+(every start and the reference, summed) and the lane-steps the schedule executed.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from jaxmoe.estimation.levenberg_marquardt import LMConfig
+from jaxmoe.estimation.problem import least_squares_problem, ravel
+from jaxmoe.estimation.queue import solve_queue
+from jaxmoe.estimation.sampling import fit_data
+from jaxmoe.estimation.solvers import levenberg_marquardt_solver, run_solver
+
+__all__ = ["ChunkResult", "solve_chunk"]
+
+
+class ChunkResult(NamedTuple):
+    """Every fit of a chunk (leading axis F): the kept start's fit, and the work the fit took."""
+
+    params: Any  # the model's parameter NamedTuple, leaves (F, ...)
+    objective: Float[Array, "F"]
+    objective_truth: Float[Array, "F"]
+    objective_reference: Float[Array, "F"]  # NaN without a reference
+    iterations: Int[Array, "F"]  # of the kept start
+    status: Int[Array, "F"]  # of the kept start (`status.Status`)
+    fit_iterations: Int[Array, "F"]  # of every start and the reference, summed
+
+
+class _Jobs(NamedTuple):
+    """Every (fit, start) job's outcome, (F, M); the reference's objective (F,) or None; the work."""
+
+    theta: Float[Array, "F M p"]
+    objective: Float[Array, "F M"]
+    iterations: Int[Array, "F M"]
+    status: Int[Array, "F M"]
+    ref_objective: Float[Array, "F"] | None
+    fit_iterations: Int[Array, "F"]
+    lane_steps: Int[Array, ""]
+
+
+def _queue_jobs(data, starts, exact, *, model, solver, restarts, reference, ref_iter, lanes, block_size) -> _Jobs:
+    """The F x M jobs (and F reference jobs) on one work queue of `lanes` lanes."""
+    x, y, mask = data
+    num_fits, p = exact.shape
+    jobs = starts.reshape(num_fits * restarts, p)
+    job_fit = jnp.repeat(jnp.arange(num_fits), restarts)
+    budget = jnp.full((num_fits * restarts,), solver.max_iter)
+    if reference:
+        jobs = jnp.concatenate([jobs, exact])
+        job_fit = jnp.concatenate([job_fit, jnp.arange(num_fits)])
+        budget = jnp.concatenate([budget, jnp.full((num_fits,), ref_iter)])
+    res = solve_queue(model, x, y, mask, jobs, job_fit, budget, lanes=lanes, solver=solver, block_size=block_size)
+    lane_steps = res.steps * min(lanes, jobs.shape[0])
+    fits = num_fits * restarts
+    fit_iterations = jnp.sum(res.iterations[:fits].reshape(num_fits, restarts), axis=1)
+    if reference:
+        fit_iterations = fit_iterations + res.iterations[fits:]
+    per_job = (res.theta, res.objective, res.iterations, res.status)
+    theta, objective, iterations, status = jax.tree_util.tree_map(
+        lambda a: a[:fits].reshape((num_fits, restarts) + a.shape[1:]), per_job)
+    ref_objective = res.objective[fits:] if reference else None
+    return _Jobs(theta, objective, iterations, status, ref_objective, fit_iterations, lane_steps)
+
+
+def _lockstep_jobs(data, starts, exact, *, model, solver, reference, ref_iter, block_size) -> _Jobs:
+    """`vmap` over fits of `vmap` over starts of whole fits; the reference as a `vmap` of long LM fits."""
+    x, y, mask = data
+    num_fits = exact.shape[0]
+
+    def one(x1, y1, m1, starts1):
+        problem, _ = least_squares_problem(model, x1, y1, m1, block_size=block_size)
+        return jax.vmap(lambda t: run_solver(solver, problem, t))(starts1)
+
+    states = jax.vmap(one)(x, y, mask, starts)
+    iterations = states.iteration
+    lane_steps = jnp.max(iterations) * iterations.size  # every lane runs until the slowest stops
+    fit_iterations = jnp.sum(iterations, axis=1)
+    ref_objective = None
+    if reference:
+        ref_solver = levenberg_marquardt_solver(LMConfig(max_iter=ref_iter))
+        ref_states = jax.vmap(lambda x1, y1, m1, t: run_solver(
+            ref_solver, least_squares_problem(model, x1, y1, m1, block_size=block_size)[0], t))(x, y, mask, exact)
+        ref_objective = ref_states.objective
+        lane_steps = lane_steps + jnp.max(ref_states.iteration) * num_fits
+        fit_iterations = fit_iterations + ref_states.iteration
+    return _Jobs(states.theta, states.objective, iterations, states.status, ref_objective, fit_iterations,
+                 lane_steps)
+
+
+def _keep_best(jobs: _Jobs, objective_truth, model) -> ChunkResult:
+    """Each fit's start with the lowest finite objective, and the reference objective."""
+    objective = jobs.objective
+    finite = jnp.isfinite(objective)
+    best = jnp.argmin(jnp.where(finite, objective, jnp.inf), axis=1)
+    pick = lambda a: jnp.take_along_axis(a, best.reshape((-1,) + (1,) * (a.ndim - 1)), axis=1)[:, 0]
+    theta, objective, iterations, status = pick(jobs.theta), pick(objective), pick(jobs.iterations), pick(jobs.status)
+    if jobs.ref_objective is not None:
+        # The reference is the better of the long refinement and the fit itself (both are local searches).
+        objective_reference = jnp.minimum(jnp.where(jnp.isfinite(jobs.ref_objective), jobs.ref_objective, jnp.inf),
+                                          jnp.where(jnp.isfinite(objective), objective, jnp.inf))
+    else:
+        objective_reference = jnp.full_like(objective, jnp.nan)
+    _, unravel = ravel(model.zeros())
+    params = jax.vmap(lambda t: unravel(t))(theta)
+    return ChunkResult(params, objective, objective_truth, objective_reference, iterations, status,
+                       jobs.fit_iterations)
+
+
+def solve_chunk(keys, ns, starts, exact, *, setting, model, solver, length: int, restarts: int, reference: bool,
+                ref_iter: int, schedule: str, lanes: int, block_size: int) -> tuple[ChunkResult, Int[Array, "1"]]:
+    """All fits of a chunk (of one device's share of it, under `shard_map`): keys (F, ...), ns (F,), starts
+    (F, M, p), exact (F, p). Returns the fits and the lane-steps run, as a (1,) array (one per device)."""
+    x, y, mask, objective_truth = jax.vmap(functools.partial(fit_data, setting=setting, length=length))(keys, ns)
+    if schedule == "queue":
+        jobs = _queue_jobs((x, y, mask), starts, exact, model=model, solver=solver, restarts=restarts,
+                           reference=reference, ref_iter=ref_iter, lanes=lanes, block_size=block_size)
+    else:
+        jobs = _lockstep_jobs((x, y, mask), starts, exact, model=model, solver=solver, reference=reference,
+                              ref_iter=ref_iter, block_size=block_size)
+    return _keep_best(jobs, objective_truth, model), jnp.reshape(jobs.lane_steps, (1,)).astype(jnp.int32)

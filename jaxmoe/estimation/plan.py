@@ -1,0 +1,171 @@
+r"""The plan of a rate study's fits: buckets of sizes, chunks of fits within memory, and the compiled chunk solver.
+
+`plan_curve` validates everything and decides the layout before any work (no device computation):
+
+- **Buckets.** Sorted sizes are grouped while max/min <= `bucket_ratio` (`bucket_sizes`); each bucket is
+  padded to its largest size L with a mask: one compiled shape per bucket.
+- **Chunks.** A bucket's fits run in chunks of at most `chunk_capacity` fits per device, the most whose
+  working set fits `memory_gib` (and at most `chunk_size` in all); chunks are made equal (the last one wastes
+  least) and a multiple of the device count (every device gets the same number of fits). The last chunk is
+  padded with repeats of its last fit (counted as waste, then dropped) so each bucket compiles once.
+- **Run order.** Largest bucket first: its long run hides the (background) compiles of the others.
+
+`build_chunk_solver` makes a bucket's chunk function: `chunk.solve_chunk` under `shard_map` over the devices
+(each device runs its own share of the chunk) and `jit`; `chunk_avals` are the abstract arguments it is
+compiled for ahead of time.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+
+from jaxmoe._errors import require, require_positive_int
+from jaxmoe.estimation.chunk import solve_chunk
+from jaxmoe.estimation.options import FitOptions
+from jaxmoe.estimation.problem import ravel
+
+__all__ = [
+    "BucketPlan",
+    "CurvePlan",
+    "bucket_sizes",
+    "build_chunk_solver",
+    "check_study",
+    "chunk_avals",
+    "chunk_capacity",
+    "plan_curve",
+]
+
+
+class BucketPlan(NamedTuple):
+    """One compiled shape: the fits (n, r) of sizes padded to `length`, in chunks of `chunk_size` fits."""
+
+    length: int  # padded sample length L: the bucket's largest size
+    jobs: tuple[tuple[int, int], ...]  # its fits (n, r), sizes ascending
+    chunk_size: int  # fits per chunk, over all devices (a multiple of the device count)
+    lanes: int  # queue lanes per device, within the memory budget
+
+    @property
+    def chunks(self) -> int:
+        return -(-len(self.jobs) // self.chunk_size)
+
+
+class CurvePlan(NamedTuple):
+    """Everything `fit_curve` runs, decided before any work."""
+
+    setting: Any
+    model: Any  # the fitted model (k = options.k)
+    options: FitOptions  # validated: every default resolved
+    sizes: np.ndarray  # int64, in the caller's order (the rows of the `CurveFit`)
+    replicates: int
+    seed: int
+    jobs: tuple[tuple[int, int], ...]  # every fit (n, r), sizes ascending: the row of its key and starts
+    buckets: tuple[BucketPlan, ...]  # in run order: largest length first
+    num_params: int  # p, the length of a flat parameter vector
+
+    @property
+    def x64(self) -> bool:
+        return self.options.precision == "float64"
+
+
+def bucket_sizes(sizes: np.ndarray, ratio: float) -> list[np.ndarray]:
+    """Group sorted sizes into buckets whose max/min <= ratio (each bucket is padded to its max)."""
+    buckets, current = [], [sizes[0]]
+    for n in sizes[1:]:
+        if n / current[0] <= ratio:
+            current.append(n)
+        else:
+            buckets.append(np.array(current))
+            current = [n]
+    buckets.append(np.array(current))
+    return buckets
+
+
+def chunk_capacity(length: int, p: int, k: int, d: int, restarts: int, schedule: str, lanes: int,
+                   memory_gib: float, block_size: int) -> tuple[int, int]:
+    """(Most fits per chunk and device, queue lanes) within `memory_gib` per device. Working set per evaluation of
+    one start ~ 8 bytes x L x (p for the Jacobian + ~6 k per-atom temporaries) x 2 (forward values and
+    tangents), with L one block of samples for the queue (its normal equations are accumulated block by block,
+    `block_size` samples each; 0: one block, L = n); a fit's data (x, y, mask) is 8 x L x (d + 2).
+    Queue: `lanes` evaluations at once + every fit's data; lockstep: every start of every fit at once
+    (whole-sample evaluations)."""
+    block = min(length, block_size) if schedule == "queue" and block_size > 0 else length
+    per_eval = 8 * block * (p + 6 * k) * 2
+    per_data = 8 * length * (d + 2)
+    budget = memory_gib * 2**30
+    if schedule == "queue":  # lanes get at most half the budget, fits' data the rest
+        width = max(1, min(lanes, int(budget / 2 // per_eval)))
+        return max(1, int((budget - width * per_eval) // per_data)), width
+    return max(1, int(budget // (restarts * per_eval + per_data))), lanes
+
+
+def _equal_chunks(num_jobs: int, capacity: int, chunk_size: int | None) -> int:
+    """Fits per chunk: at most `capacity` (all devices) and `chunk_size`, equal chunks (the last wastes least)."""
+    size = min(num_jobs, capacity if chunk_size is None else min(capacity, chunk_size))
+    return -(-num_jobs // -(-num_jobs // size))
+
+
+def _plan_bucket(bucket: np.ndarray, replicates: int, p: int, model, setting, options: FitOptions) -> BucketPlan:
+    length = int(bucket.max())
+    jobs = tuple((int(n), r) for n in bucket for r in range(replicates))
+    num_devices = len(options.devices)
+    cap, width = chunk_capacity(length, p, model.num_atoms, setting.d, options.restarts, options.schedule,
+                                options.lanes, options.memory_gib, options.block_size)
+    size = _equal_chunks(len(jobs), cap * num_devices, options.chunk_size)
+    size = -(-size // num_devices) * num_devices  # every device gets the same number of fits
+    return BucketPlan(length, jobs, size, width)
+
+
+def check_study(sample_sizes, replicates, seed) -> tuple[np.ndarray, int, int]:
+    """The study's sizes (int64, as given), replicates and seed, checked (one line each if bad)."""
+    sizes = np.asarray(sample_sizes)
+    require(sizes.ndim == 1 and sizes.size >= 1, "sample_sizes", sample_sizes, "must be a non-empty 1-d list of sizes")
+    require(np.all(sizes == np.round(sizes)) and np.all(sizes >= 1), "sample_sizes", sizes.tolist(),
+            "must be integers >= 1")
+    sizes = sizes.astype(np.int64)
+    require(len(set(sizes.tolist())) == sizes.size, "sample_sizes", sizes.tolist(), "must not repeat a size")
+    replicates = require_positive_int("replicates", replicates)
+    require(isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31, "seed", seed, "must be an integer in [0, 2^31)")
+    return sizes, replicates, int(seed)
+
+
+def plan_curve(setting, sample_sizes, replicates: int, seed: int = 0, options: FitOptions | None = None) -> CurvePlan:
+    """Validate the study and the options (every default resolved) and lay out its buckets and chunks."""
+    sizes, replicates, seed = check_study(sample_sizes, replicates, seed)
+    options = (FitOptions() if options is None else options).validated(setting)
+    model = setting.fitted_model(options.k)
+    with jax.enable_x64(options.precision == "float64"):
+        p = int(ravel(model.zeros())[0].size)
+    ascending = np.sort(sizes)
+    jobs = tuple((int(n), r) for n in ascending for r in range(replicates))
+    buckets = [_plan_bucket(b, replicates, p, model, setting, options)
+               for b in bucket_sizes(ascending, options.bucket_ratio)]
+    buckets.sort(key=lambda b: -b.length)  # largest first (module docstring)
+    return CurvePlan(setting, model, options, sizes, replicates, seed, jobs, tuple(buckets), p)
+
+
+def build_chunk_solver(plan: CurvePlan, bucket: BucketPlan, mesh: Mesh):
+    """The jitted chunk function of `bucket`: `solve_chunk` under `shard_map` over `mesh`'s "fits" axis.
+    Arguments (keys, ns, starts, exact), each sharded by fit; returns (`ChunkResult`, lane-steps per device)."""
+    o = plan.options
+    solve = functools.partial(
+        solve_chunk, setting=plan.setting, model=plan.model, solver=o.solver, length=bucket.length,
+        restarts=o.restarts, reference=bool(o.reference), ref_iter=int(o.reference_iterations),
+        schedule=o.schedule, lanes=bucket.lanes, block_size=o.block_size)
+    return jax.jit(jax.shard_map(solve, mesh=mesh, in_specs=(PartitionSpec("fits"),) * 4,
+                                 out_specs=(PartitionSpec("fits"), PartitionSpec("fits")), check_vma=False))
+
+
+def chunk_avals(plan: CurvePlan, bucket: BucketPlan, key, sharding) -> list[jax.ShapeDtypeStruct]:
+    """Abstract (keys, ns, starts, exact) of one chunk of `bucket`, for ahead-of-time compilation: `key` is
+    one fit's key (its shape and dtype); ns and parameters in the precision's default int and float types."""
+    size, p = bucket.chunk_size, plan.num_params
+    float_dtype, int_dtype = jnp.result_type(float), jnp.result_type(int)
+    shapes = [((size,) + key.shape, key.dtype), ((size,), int_dtype), ((size, plan.options.restarts, p), float_dtype),
+              ((size, p), float_dtype)]
+    return [jax.ShapeDtypeStruct(shape, dtype, sharding=sharding) for shape, dtype in shapes]

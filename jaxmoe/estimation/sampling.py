@@ -1,0 +1,68 @@
+r"""What fit (n, r) of a rate study is made of, as functions of its key only: its data and its starts.
+
+Fit (n, r) uses `key(n, r) = fold_in(fold_in(PRNGKey(seed), n), r)` (`fit_keys`), split into a data key and an
+init key. Inputs are drawn as an `(L, d)` array and transposed, so the first n draws do not depend on the
+padded length L (partitionable threefry): `draw_padded` gives the same fit the same data whatever bucket pads
+it. Starts (`fit_starts`) depend on the init key only, not on n: start m is drawn from `fold_in(init key, m)`,
+so it does not depend on the number of starts M either.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, UInt32
+
+from jaxmoe.estimation.initialization import near_truth_split, random_init
+from jaxmoe.estimation.problem import least_squares_problem, ravel
+
+__all__ = ["draw_padded", "fit_data", "fit_keys", "fit_starts"]
+
+
+def draw_padded(key, setting, truth, n, length: int):
+    """Data of one fit padded to `length`: x (d, L), y (L,), mask (L,); the first n draws do not depend on L."""
+    k_x, k_eps = jax.random.split(key)
+    dtype = jax.tree_util.tree_leaves(truth)[0].dtype
+    # Draw (L, d) and transpose: row j is the j-th draw whatever L is.
+    x = setting.inputs.sample(k_x, length, setting.d).T.astype(dtype)
+    mask = (jnp.arange(length) < n).astype(dtype)
+    y = setting.model(truth, x) + setting.sigma * jax.random.normal(k_eps, (length,), dtype)
+    x = x * mask  # padded inputs are 0 (inside the input box); their residuals are masked out
+    return x, y * mask, mask
+
+
+@jax.jit
+def fit_keys(base: UInt32[Array, "*key"], ns: Int[Array, "F"], rs: Int[Array, "F"]) -> UInt32[Array, "F *key"]:
+    """key(n, r) = fold_in(fold_in(base, n), r), for many fits at once."""
+    return jax.vmap(lambda n, r: jax.random.fold_in(jax.random.fold_in(base, n), r))(ns, rs)
+
+
+def fit_data(key, n, *, setting, length: int):
+    """One fit's padded data (x, y, mask) and the MSE of the truth on it (`vmap` it over a chunk's keys)."""
+    truth = setting.truth_params()
+    k_data, _ = jax.random.split(key)
+    x, y, mask = draw_padded(k_data, setting, truth, n, length)
+    objective_truth = least_squares_problem(setting.model, x, y, mask, gauge=False)[0].objective(ravel(truth)[0])
+    return x, y, mask, objective_truth
+
+
+def fit_starts(key, *, setting, model, init: str, restarts: int, noise: float,
+               scale: float) -> tuple[Float[Array, "M p"], Float[Array, "p"]]:
+    """One fit's M starts and the exact-split reference start: functions of the fit's key only (not of n).
+
+    `init="near_truth"`: restart m splits the true atoms with offset m (which true atoms get the extra atoms);
+    `"mixed"`: one near-truth start, the others uniform on [-scale, scale]; `"random"`: all uniform.
+    """
+    truth = setting.truth_params()
+    _, k_init = jax.random.split(key)
+    keys = [jax.random.fold_in(k_init, m) for m in range(restarts)]  # start m does not depend on M
+    if init == "near_truth":
+        starts = [near_truth_split(keys[m], model, truth, setting.k_star, noise, offset=m) for m in range(restarts)]
+    elif init == "mixed":
+        starts = [near_truth_split(keys[0], model, truth, setting.k_star, noise)] + \
+                 [random_init(k, model, scale) for k in keys[1:]]
+    else:
+        starts = [random_init(k, model, scale) for k in keys]
+    starts = jnp.stack([ravel(model.fix_gauge(start))[0] for start in starts])
+    exact = ravel(model.fix_gauge(near_truth_split(k_init, model, truth, setting.k_star, 0.0)))[0]
+    return starts, exact
