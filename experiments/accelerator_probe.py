@@ -24,7 +24,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jaxmoe  # noqa: E402
 from jaxmoe.sweeps.store import atomic_write_json  # noqa: E402
-from _probes import block_size, committed_starts, positive_ints  # noqa: E402  (beside this script)
+from shared import block_size, committed_starts, positive_ints  # noqa: E402  (beside this script)
 
 
 

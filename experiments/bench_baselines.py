@@ -61,9 +61,9 @@ from jaxmoe.sweeps.store import atomic_write_json  # noqa: E402
 from jaxmoe.estimation.sampling import fit_data, fit_keys, fit_starts  # noqa: E402
 from jaxmoe.estimation.levenberg_marquardt import LMConfig  # noqa: E402
 from jaxmoe.estimation.problem import least_squares_problem, ravel  # noqa: E402
-from _probes import block_size  # noqa: E402  (beside this script)
+from shared import block_size  # noqa: E402  (beside this script)
 from jaxmoe.estimation.solvers import levenberg_marquardt_solver, run_solver  # noqa: E402
-from jaxmoe.models.jacobian import regression_jacobian  # noqa: E402
+from jaxmoe.families import regression_jacobian  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxmoe
-from _probes import committed_starts, slope_row
+from shared import committed_starts, slope_row
 
 SIGMOID_NO_BIAS = jaxmoe.Expert("sigmoid-no-bias", lambda x, eta: jax.nn.sigmoid(jnp.dot(eta["a"], x)),
                                 lambda d: {"a": (d,)})

@@ -15,7 +15,7 @@ import json
 import numpy as np
 
 import jaxmoe
-from _probes import committed_starts, slope_row
+from shared import committed_starts, slope_row
 
 
 def main():

@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 import jaxmoe
-from _probes import committed_starts  # noqa: E402  (beside this script)
+from shared import committed_starts  # noqa: E402  (beside this script)
 
 
 def main():

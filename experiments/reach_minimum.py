@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 import jaxmoe
-from _probes import committed_starts  # noqa: E402  (beside this script)
+from shared import committed_starts  # noqa: E402  (beside this script)
 
 
 def main():

@@ -19,7 +19,7 @@ import numpy as np
 
 import jaxmoe
 from jaxmoe import SoftmaxMoE, SoftmaxParams
-from _probes import committed_starts  # noqa: E402  (beside this script)
+from shared import committed_starts  # noqa: E402  (beside this script)
 
 
 def _truths() -> dict[str, tuple[jaxmoe.Setting, int]]:

@@ -23,7 +23,7 @@ import numpy as np
 
 import jaxmoe
 from jaxmoe.sweeps.store import atomic_write_json
-from _probes import committed_starts  # noqa: E402  (beside this script)
+from shared import committed_starts  # noqa: E402  (beside this script)
 
 POINTS = {  # name: (sizes, replicates, memory_gib)
     "A": (np.logspace(2, 3, 3), 8, 2.0),

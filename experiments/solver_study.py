@@ -28,7 +28,7 @@ jax.config.update("jax_enable_x64", True)
 import jaxmoe  # noqa: E402
 from jaxmoe.estimation.levenberg_marquardt import LM_OPTION_NAMES, LMConfig  # noqa: E402
 from jaxmoe.sweeps.store import atomic_write_json  # noqa: E402
-from _probes import block_size  # noqa: E402  (beside this script)
+from shared import block_size  # noqa: E402  (beside this script)
 
 FIT_OPTIONS = {"restarts": int, "init": str, "init_noise": float}
 

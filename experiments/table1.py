@@ -30,7 +30,7 @@ import numpy as np
 import jaxmoe
 from jaxmoe.estimation.levenberg_marquardt import LMConfig
 from jaxmoe.sweeps.store import atomic_write_bytes, atomic_write_json
-from _probes import committed_starts  # noqa: E402  (beside this script)
+from shared import committed_starts  # noqa: E402  (beside this script)
 from table1_report import report  # noqa: E402  (reporting lives beside this script)
 
 DEFAULT_SIZES = "100,300,1000,3000,10000,30000,100000"

@@ -7,7 +7,7 @@ gating: one module each, owning everything family-specific), `data`, `presets` (
 """
 
 from jaxmoe import identifiability
-from jaxmoe._errors import JaxMoEInputError
+from jaxmoe.validation import JaxMoEInputError
 from jaxmoe.data import TruncatedNormalInputs, UniformInputs, get_input_law, sample_data
 from jaxmoe.estimation import *  # noqa: F401,F403
 from jaxmoe.families import *  # noqa: F401,F403

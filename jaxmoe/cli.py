@@ -21,7 +21,7 @@ import numpy as np
 import jaxmoe
 from jaxmoe import identifiability as ident
 from jaxmoe import sweeps
-from jaxmoe._errors import JaxMoEInputError
+from jaxmoe.validation import JaxMoEInputError
 from jaxmoe.models.experts import get_expert
 from jaxmoe.models.gates import get_router
 from jaxmoe.sweeps.config import check_sizes

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from jaxmoe._errors import JaxMoEInputError, require, require_positive_int
+from jaxmoe.validation import JaxMoEInputError, require, require_positive_int
 
 
 class UniformInputs(NamedTuple):

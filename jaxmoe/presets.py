@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmoe._errors import JaxMoEInputError, require_positive_int
+from jaxmoe.validation import JaxMoEInputError, require_positive_int
 from jaxmoe.data import InputLaw, UniformInputs, check_sigma
 from jaxmoe.families import (
     DenseToSparseMoE,

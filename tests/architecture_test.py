@@ -155,7 +155,7 @@ def _private_imports(rel: str, tree: ast.AST) -> list[str]:
 
 
 def test_the_private_import_check_catches_private_names():
-    tree = ast.parse("from jaxmoe.estimation.curve import _prepare\nfrom jaxmoe._errors import require\n"
+    tree = ast.parse("from jaxmoe.estimation.curve import _prepare\nfrom jaxmoe._private import require\n"
                      "from jaxmoe.estimation import curve\ncurve._default_lanes(1)\n")
     assert len(_private_imports("x.py", tree)) == 3
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxmoe
-from jaxmoe._errors import JaxMoEInputError
+from jaxmoe.validation import JaxMoEInputError
 from jaxmoe.data import TruncatedNormalInputs, UniformInputs
 from jaxmoe.losses import (
     expert_sup_errors,

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from jaxmoe._errors import JaxMoEInputError
+from jaxmoe.validation import JaxMoEInputError
 from jaxmoe.losses import compare_laws, loglog_slope
 
 NS = np.array([1e2, 3e2, 1e3, 3e3, 1e4, 3e4, 1e5])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxmoe
-from jaxmoe._errors import JaxMoEInputError
+from jaxmoe.validation import JaxMoEInputError
 from jaxmoe.losses import (
     batched_loss,
     normalize_translation,

@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxmoe._errors import require
+from jaxmoe.validation import require
 from jaxmoe.estimation.chunk import ChunkResult
 from jaxmoe.estimation.options import (  # noqa: F401 -- re-exported: the sweep config imports them from here
     EXACT_INIT_NOISE,

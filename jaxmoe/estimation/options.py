@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from jaxmoe._errors import require, require_positive_int
+from jaxmoe.validation import require, require_positive_int
 from jaxmoe.estimation.problem import default_block_size
 from jaxmoe.estimation.solvers import Solver, get_solver
 

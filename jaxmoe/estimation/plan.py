@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from jaxmoe._errors import require, require_positive_int
+from jaxmoe.validation import require, require_positive_int
 from jaxmoe.estimation.chunk import solve_chunk
 from jaxmoe.estimation.options import FitOptions
 from jaxmoe.estimation.problem import ravel

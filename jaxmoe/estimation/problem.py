@@ -34,7 +34,7 @@ from jaxmoe.estimation.status import (  # noqa: F401 -- re-exported: solvers and
     Status,
     is_converged,
 )
-from jaxmoe.models.jacobian import regression_jacobian
+from jaxmoe.families import regression_jacobian
 
 
 class LeastSquaresProblem(NamedTuple):
@@ -43,7 +43,7 @@ class LeastSquaresProblem(NamedTuple):
     residuals: Callable[[Float[Array, "p"]], Float[Array, "n"]]
     lower: Float[Array, "p"]
     upper: Float[Array, "p"]
-    # r and its n x p Jacobian in one fused pass (structured per-atom blocks, see models/jacobian.py).
+    # r and its n x p Jacobian in one fused pass (structured per-atom blocks, see jaxmoe/families).
     residuals_and_jacobian: Callable[[Float[Array, "p"]], tuple[Float[Array, "n"], Float[Array, "n p"]]] | None = None
     # (||r||^2, J^T r, J^T J) accumulated over sample blocks (see the module docstring); None: from `linearise`.
     normal_equations_fn: Callable[[Float[Array, "p"]], tuple] | None = None

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from jaxmoe._errors import require
+from jaxmoe.validation import require
 from jaxmoe.estimation.problem import least_squares_problem
 from jaxmoe.estimation.solvers import Solver, levenberg_marquardt_solver
 from jaxmoe.estimation.status import MAX_ITER, RUNNING

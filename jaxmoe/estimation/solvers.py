@@ -19,7 +19,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmoe._errors import JaxMoEInputError
+from jaxmoe.validation import JaxMoEInputError
 from jaxmoe.estimation import first_order, levenberg_marquardt
 from jaxmoe.estimation.problem import LeastSquaresProblem
 from jaxmoe.estimation.status import MAX_ITER, RUNNING

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jaxmoe._errors import require
+from jaxmoe.validation import require
 from jaxmoe.models.user import is_user_spec, load_object
 from jaxmoe.families.base import MoEFamily, ParameterBox
 from jaxmoe.families.cells import ExpertSupErrors, ParameterErrors, VoronoiCells

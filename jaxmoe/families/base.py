@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from jaxmoe._errors import require
+from jaxmoe.validation import require
 from jaxmoe.families.cells import check_translation
 from jaxmoe.models.experts import check_expert
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from jaxmoe._errors import JaxMoEInputError, require
+from jaxmoe.validation import JaxMoEInputError, require
 
 __all__ = [
     "TRANSLATIONS", "VoronoiCells", "ParameterErrors", "ExpertSupErrors", "check_translation", "check_r",

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from jaxmoe._errors import require, require_positive_int
+from jaxmoe.validation import require, require_positive_int
 from jaxmoe.families import cells as vc
 from jaxmoe.families.base import (
     SLOW,

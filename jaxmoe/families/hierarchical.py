@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from jaxmoe._errors import require, require_positive_int
+from jaxmoe.validation import require, require_positive_int
 from jaxmoe.families import cells as vc
 from jaxmoe.families.base import (
     MoEFamily,

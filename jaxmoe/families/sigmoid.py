@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from jaxmoe._errors import require_positive_int
+from jaxmoe.validation import require_positive_int
 from jaxmoe.families import cells as vc
 from jaxmoe.families.base import ParameterBox, check_distinct, flat_atoms, prepare_pair, shape_tree
 from jaxmoe.families.flat import FlatMoE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from jaxmoe._errors import require
+from jaxmoe.validation import require
 from jaxmoe.identifiability.independence import IdentifiabilityReport, check_independence
 
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from jaxmoe._errors import JaxMoEInputError, require, require_positive_int
+from jaxmoe.validation import JaxMoEInputError, require, require_positive_int
 from jaxmoe.models.experts import Expert, get_expert
 from jaxmoe.models.gates import Router, get_router
 

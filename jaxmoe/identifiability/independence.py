@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jaxmoe._errors import JaxMoEInputError, require, require_positive_int
+from jaxmoe.validation import JaxMoEInputError, require, require_positive_int
 from jaxmoe.identifiability.family import build_family, draw_inputs, draw_points, family_matrix
 
 DEFAULT_TOL = 1e-10

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmoe._errors import JaxMoEInputError, require_positive_int
+from jaxmoe.validation import JaxMoEInputError, require_positive_int
 from jaxmoe.identifiability.family import Family, build_family, draw_inputs, draw_points
 
 HOLDS_BELOW = 1e-10

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from jaxmoe._errors import require, require_positive_int
+from jaxmoe.validation import require, require_positive_int
 from jaxmoe.data import TruncatedNormalInputs, UniformInputs
 from jaxmoe.families import family_of
 from jaxmoe.families.cells import ExpertSupErrors, ParameterErrors, check_translation, masked_max

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxmoe._errors import require, require_positive_int
+from jaxmoe.validation import require, require_positive_int
 
 STATISTICS = ("mean", "median")
 NAN_POLICIES = ("omit", "raise")

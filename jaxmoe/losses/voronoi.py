@@ -49,7 +49,7 @@ from typing import Any, Callable
 import jax
 from jaxtyping import Array, Float
 
-from jaxmoe._errors import require
+from jaxmoe.validation import require
 from jaxmoe.families import FAMILIES, family_of
 from jaxmoe.families.base import prepare_pair
 from jaxmoe.families.cells import TRANSLATIONS, VoronoiCells, check_r, check_translation

@@ -18,7 +18,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmoe._errors import JaxMoEInputError, require, require_positive_int
+from jaxmoe.validation import JaxMoEInputError, require, require_positive_int
 from jaxmoe.models.user import is_user_spec, load_instance
 
 ParamShapes = dict[str, tuple[int, ...]]

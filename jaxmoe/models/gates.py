@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from jaxmoe._errors import JaxMoEInputError, require, require_positive_int
+from jaxmoe.validation import JaxMoEInputError, require, require_positive_int
 from jaxmoe.models.experts import check_scalar_fn, get_activation
 from jaxmoe.models.user import is_user_spec, load_instance
 

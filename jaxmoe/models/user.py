@@ -27,7 +27,7 @@ import os
 import sys
 from typing import Any
 
-from jaxmoe._errors import JaxMoEInputError, require
+from jaxmoe.validation import JaxMoEInputError, require
 
 __all__ = ["is_user_spec", "load_object", "load_instance", "source_hash"]
 

@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxmoe._errors import JaxMoEInputError, require
+from jaxmoe.validation import JaxMoEInputError, require
 from jaxmoe.data import TruncatedNormalInputs, get_input_law
 from jaxmoe.families import FAMILIES, ParameterBox, get_family
 from jaxmoe.models.experts import EXPERT_NAMES, expert_key, get_expert

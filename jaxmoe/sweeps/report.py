@@ -29,7 +29,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxmoe._errors import JaxMoEInputError, require
+from jaxmoe.validation import JaxMoEInputError, require
 from jaxmoe.estimation.problem import STATUS_NAMES
 from jaxmoe.families.base import SLOW
 from jaxmoe.losses.rates import compare_laws, loglog_slope

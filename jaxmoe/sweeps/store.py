@@ -55,7 +55,7 @@ import jax
 import jaxlib
 import numpy as np
 
-from jaxmoe._errors import JaxMoEInputError, require
+from jaxmoe.validation import JaxMoEInputError, require
 from jaxmoe.estimation.curve import bucket_sizes
 from jaxmoe.sweeps.config import SweepConfig, differences
 

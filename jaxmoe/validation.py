@@ -1,4 +1,5 @@
-"""One error type for bad input, with one message format: field, value, what is allowed."""
+"""Input validation: one error type for bad input, with one message format (field, value, what is allowed), and
+the `require` helpers every module checks its arguments with."""
 
 from __future__ import annotations
 
