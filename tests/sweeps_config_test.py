@@ -114,3 +114,31 @@ def test_theory_rates_follow_table_1():
         slope, why = rates[name][metric]
         assert slope is None and why.startswith("slower than any polynomial")
     assert rates["dts-nonlinear-router"]["voronoi_d4"][0] == -0.5
+
+
+def test_engine_settings_are_fit_curves_defaults_and_not_hashed():
+    base = preset_config("softmax-ridge")
+    assert base.spec["engine"] == {"memory_gib": None, "lanes": None, "block_size": None, "chunk_size": None}
+    defaults = jaxmoe.FitOptions.defaults_dict(overfitted=True)
+    kwargs = base.fit_kwargs()
+    for key in ("memory_gib", "lanes", "block_size", "chunk_size", "restarts", "init_noise", "init_scale"):
+        assert kwargs[key] == defaults[key], key  # the config restates nothing: fit_curve decides
+    tuned = config_from_dict({"preset": "softmax-ridge", "engine": {"memory_gib": 8.0, "lanes": 3, "block_size": 0}})
+    assert tuned.hash == base.hash  # speed only: the same sweep, resumable with other engine settings
+    assert tuned.fit_kwargs()["lanes"] == 3 and tuned.fit_kwargs()["block_size"] == 0
+    legacy = config_from_dict({"preset": "softmax-ridge", "solver": {"memory_gib": 1.5, "lanes": 0}})
+    assert legacy.spec["engine"]["memory_gib"] == 1.5 and legacy.spec["engine"]["lanes"] is None
+    assert legacy.hash == base.hash
+
+
+@pytest.mark.parametrize("engine, message", [
+    ({"lanes": 0}, "engine.lanes=0: must be an integer >= 1"),
+    ({"memory_gib": -1.0}, "engine.memory_gib=-1.0: must be"),
+    ({"block_size": "full"}, "engine.block_size='full': must be an integer >= 0"),
+    ({"workers": 2}, "engine.workers=2: unknown key"),
+])
+def test_bad_engine_settings_are_one_line(engine, message):
+    with pytest.raises(jaxmoe.JaxMoEInputError, match="^" + message.replace("(", r"\(")):
+        config_from_dict({"preset": "softmax-ridge", "engine": engine})
+    with pytest.raises(jaxmoe.JaxMoEInputError, match=r"^engine.lanes=4: is the LM work-queue width"):
+        config_from_dict({"preset": "softmax-ridge", "solver": {"name": "adam"}, "engine": {"lanes": 4}})

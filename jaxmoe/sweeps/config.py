@@ -40,13 +40,19 @@ init_scale = 3.0
 reference = false                   # also run a long refinement from the truth (reached-minimum check)
 precision = "float64"
 bucket_ratio = 1.25                 # sizes within this ratio share a compiled shape (and a chunk)
-memory_gib = 2.0
-lanes = 0                           # LM work-queue width; 0: 2 per CPU core
 options = { max_iter = 300 }        # the solver's own options (LMConfig fields for lm)
+
+[engine]                            # speed only, not hashed; absent: fit_curve's per-device defaults
+memory_gib = 2.0                    # per device (default: 2 on CPU, half the device's memory on an accelerator)
+lanes = 4                           # LM work-queue width per device (default: 2 per CPU core; 512 on GPU/TPU)
+block_size = 512                    # samples per normal-equation block (default: 512 on CPU; 0 = one block, GPU/TPU)
+chunk_size = 64                     # most fits per compiled call (default: as memory allows)
 ```
 
-Normalisation fills every default in (solver options included), so the stored config is the exact one used
-and its hash changes whenever anything that can change a result changes. Unknown keys are errors.
+Normalisation fills every default in (solver options included; `[solver]`'s defaults are `FitOptions`', the
+same object `fit_curve` takes), so the stored config is the exact one used and its hash changes whenever
+anything that can change a result changes, and only then: `[engine]` (speed), `labels` and `preset` are not
+hashed, so the same sweep resumes on another machine with other lanes or memory. Unknown keys are errors.
 Every error is a `JaxMoEInputError` naming the field (`section.key`), the value and what is allowed.
 """
 
@@ -65,6 +71,10 @@ import numpy as np
 
 from jaxmoe.validation import JaxMoEInputError, require
 from jaxmoe.data import TruncatedNormalInputs, get_input_law
+from jaxmoe.estimation import solvers
+from jaxmoe.estimation.levenberg_marquardt import LMConfig
+from jaxmoe.estimation.options import INIT_NAMES, PRECISION_NAMES, FitOptions
+from jaxmoe.estimation.solvers import SOLVER_NAMES, get_solver
 from jaxmoe.families import FAMILIES, ParameterBox, get_family
 from jaxmoe.models.experts import EXPERT_NAMES, expert_key, get_expert
 from jaxmoe.models.user import is_user_spec, source_hash
@@ -80,14 +90,17 @@ DEFAULT_REPLICATES = 16
 # [model] keys of every family ("sources" is computed: the hashes of user modules, never taken from a file);
 # a family adds its own (`config_keys`).
 BASE_MODEL_KEYS = ("family", "expert", "d", "k_star", "k_fit", "box", "sources")
+# Descriptive (labels, preset) or speed-only (engine) sections: excluded from the config hash.
+UNHASHED = ("labels", "preset", "engine")
 INPUT_FIELDS = {"uniform": ("low", "high"), "truncated_normal": ("std", "low", "high")}
 SECTIONS = {
-    "": ("name", "model", "truth", "data", "sweep", "solver", "preset", "labels"),
+    "": ("name", "model", "truth", "data", "sweep", "solver", "engine", "preset", "labels"),
     "model": BASE_MODEL_KEYS + tuple(sorted({key for family in FAMILIES.values() for key in family.config_keys})),
     "data": ("sigma", "inputs"),
     "sweep": ("sizes", "replicates", "seed"),
     "solver": ("name", "init", "restarts", "init_noise", "init_scale", "reference", "precision", "bucket_ratio",
-               "memory_gib", "lanes", "options"),
+               "options", "memory_gib", "lanes"),  # the last two: [engine]'s, as configs before it wrote them
+    "engine": ("memory_gib", "lanes", "block_size", "chunk_size"),
     "labels": ("row", "theory", "why"),
 }
 
@@ -120,7 +133,7 @@ class SweepConfig:
 
     def hashed(self) -> dict:
         """The part of the spec a result depends on."""
-        return {k: v for k, v in self.spec.items() if k not in ("labels", "preset")}
+        return {k: v for k, v in self.spec.items() if k not in UNHASHED}
 
     @property
     def hash(self) -> str:
@@ -136,13 +149,10 @@ class SweepConfig:
 
     def fit_kwargs(self) -> dict:
         """Keyword arguments of `fit_curve` (besides setting, sizes, replicates, seed)."""
-        from jaxmoe.estimation.solvers import get_solver
-
         s = self.spec["solver"]
         return dict(solver=get_solver(s["name"], **s["options"]), init=s["init"], restarts=s["restarts"],
                     init_noise=s["init_noise"], init_scale=s["init_scale"], reference=s["reference"],
-                    precision=s["precision"], bucket_ratio=s["bucket_ratio"], memory_gib=s["memory_gib"],
-                    lanes=s["lanes"] or None)
+                    precision=s["precision"], bucket_ratio=s["bucket_ratio"], **self.spec["engine"])
 
     def replace(self, **overrides) -> "SweepConfig":
         """A new config with command-line overrides (`sizes`, `replicates`, `seed`, `k_fit`, `sigma`,
@@ -278,8 +288,6 @@ def check_sizes(field: str, sizes) -> list[int]:
 
 def config_from_dict(raw: dict) -> SweepConfig:
     """Validate a config dict (as read from TOML) and fill every default in."""
-    from jaxmoe.estimation.curve import INIT_NAMES, default_starts
-    from jaxmoe.estimation.solvers import SOLVER_NAMES
 
     written = copy.deepcopy(_check_keys("", raw))
     raw = _expand_preset(copy.deepcopy(written))
@@ -325,34 +333,56 @@ def config_from_dict(raw: dict) -> SweepConfig:
                      "replicates": _int("sweep.replicates", sweep.get("replicates", DEFAULT_REPLICATES), 1),
                      "seed": _int("sweep.seed", sweep.get("seed", 0), 0, 2**31)}
 
-    # solver
     s = _check_keys("solver", raw.get("solver", {}))
-    solver_name = _str("solver.name", s.get("name", "lm"), SOLVER_NAMES)
-    restarts = s.get("restarts")
-    over = spec["model"]["k_fit"] > spec["model"]["k_star"]
-    default_restarts, default_noise = default_starts(over)
-    spec["solver"] = {
-        "name": solver_name,
-        "init": _str("solver.init", s.get("init", "near_truth"), INIT_NAMES),
-        # fit_curve's own default, written out so the stored config is complete
-        "restarts": default_restarts if restarts is None else _int("solver.restarts", restarts, 1),
-        "init_noise": _float("solver.init_noise", s.get("init_noise", default_noise), 0.0),
-        "init_scale": _float("solver.init_scale", s.get("init_scale", 3.0), 0.0, strict=True),
-        "reference": _bool("solver.reference", s.get("reference", False)),
-        "precision": _str("solver.precision", s.get("precision", "float64"), ("float32", "float64")),
-        "bucket_ratio": _float("solver.bucket_ratio", s.get("bucket_ratio", 1.25), 1.0),
-        "memory_gib": _float("solver.memory_gib", s.get("memory_gib", 2.0), 0.0, strict=True),
-        "lanes": _int("solver.lanes", s.get("lanes", 0), 0),
-        "options": _solver_options(solver_name, s.get("options", {})),
-    }
-    require(spec["solver"]["lanes"] == 0 or solver_name == "lm", "solver.lanes", spec["solver"]["lanes"],
-            "is the LM work-queue width: only for solver 'lm' (0 for others)")
+    spec["solver"] = _read_solver(s, spec["model"]["k_fit"] > spec["model"]["k_star"])
+    spec["engine"] = _read_engine(_check_keys("engine", raw.get("engine", {})), s, spec["solver"]["name"])
     labels = raw.get("labels", {})
     _check_keys("labels", labels)
     spec["labels"] = {k: str(labels.get(k, "")) for k in SECTIONS["labels"]}
     config = SweepConfig(spec, written)
     config.setting()  # validates the truth against the model: shapes, box, A.2-A.4
     return config
+
+
+def _read_solver(s: dict, overfitted: bool) -> dict:
+    """The [solver] table: what the fits are (hashed), every default from `FitOptions`, written out."""
+    defaults = FitOptions.defaults_dict(overfitted)
+    name = _str("solver.name", s.get("name", defaults["solver"]), SOLVER_NAMES)
+    restarts = s.get("restarts", defaults["restarts"])
+    return {
+        "name": name,
+        "init": _str("solver.init", s.get("init", defaults["init"]), INIT_NAMES),
+        "restarts": _int("solver.restarts", restarts, 1),
+        "init_noise": _float("solver.init_noise", s.get("init_noise", defaults["init_noise"]), 0.0),
+        "init_scale": _float("solver.init_scale", s.get("init_scale", defaults["init_scale"]), 0.0, strict=True),
+        "reference": _bool("solver.reference", s.get("reference", defaults["reference"])),
+        "precision": _str("solver.precision", s.get("precision", defaults["precision"]), PRECISION_NAMES),
+        "bucket_ratio": _float("solver.bucket_ratio", s.get("bucket_ratio", defaults["bucket_ratio"]), 1.0),
+        "options": _solver_options(name, s.get("options", {})),
+    }
+
+
+def _read_engine(e: dict, s: dict, solver: str) -> dict:
+    """The [engine] table: how the fits are laid out on the machine (not hashed: lanes, memory, sample blocks and
+    chunks change the speed, not the fits). Absent keys are `fit_curve`'s per-device defaults (None). A config
+    written before [engine] existed may still give `memory_gib` / `lanes` in [solver] (lanes 0: the default)."""
+    legacy = {k: s[k] for k in ("memory_gib", "lanes") if k in s}
+    lanes = e.get("lanes", legacy.get("lanes") or None)
+    if "lanes" in legacy and "lanes" not in e:
+        _int("solver.lanes", legacy["lanes"], 0)
+    engine = {
+        "memory_gib": _optional(_float, "engine.memory_gib", e.get("memory_gib", legacy.get("memory_gib")), 0.0, strict=True),
+        "lanes": _optional(_int, "engine.lanes", lanes, 1),
+        "block_size": _optional(_int, "engine.block_size", e.get("block_size"), 0),
+        "chunk_size": _optional(_int, "engine.chunk_size", e.get("chunk_size"), 1),
+    }
+    require(engine["lanes"] is None or solver == "lm", "engine.lanes", engine["lanes"],
+            "is the LM work-queue width: only for solver 'lm'")
+    return engine
+
+
+def _optional(read, field: str, value, *args, **kwargs):
+    return None if value is None else read(field, value, *args, **kwargs)
 
 
 def _read_model(m: Any) -> tuple[type, dict]:
@@ -433,9 +463,6 @@ def _numeric(field: str, value):
 
 def _solver_options(name: str, options: Any) -> dict:
     """The solver's options with every default written out (LMConfig fields for lm, keyword arguments else)."""
-    from jaxmoe.estimation import solvers
-    from jaxmoe.estimation.levenberg_marquardt import LMConfig
-
     require(isinstance(options, dict), "solver.options", options, "must be a table")
     if name == "lm":
         defaults = LMConfig()._asdict()
