@@ -251,3 +251,43 @@ def test_identify_takes_a_users_expert_from_the_working_directory(user_folder, c
     assert cli.main(["identify", "--expert", "nomodule:fn"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("jaxmoe: error: --expert='nomodule:fn': no module 'nomodule' in the working directory")
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_symmetry_tangents_are_exact_null_directions_of_the_jacobian(name):
+    model = MODELS[name]
+    with jax.enable_x64(True):
+        params = _random(model, 7)
+        if hasattr(params, "tau"):
+            params = params._replace(tau=jnp.asarray(0.8))
+        x = jax.random.uniform(jax.random.PRNGKey(8), (2, 40), jnp.float64, -1, 1)
+        _, jac = regression_jacobian(model, params, x)
+        tangents = model.symmetry_tangents(params)
+        assert len(tangents) == {"softmax": 3, "dts-linear": 4, "dts-mlp": 1, "hierarchical": 3 + 2 * 3,
+                                 "sigmoid": 0}[name]
+        scale = np.linalg.norm(jac, 2)
+        for label, t in tangents.items():
+            flat_t = jax.flatten_util.ravel_pytree(t)[0]
+            assert np.linalg.norm(jac @ flat_t) <= 1e-12 * scale * np.linalg.norm(flat_t), label
+        # and a direction that is no symmetry moves f
+        other = jax.random.normal(jax.random.PRNGKey(9), (jac.shape[1],), jnp.float64)
+        assert np.linalg.norm(jac @ other) > 1e-3 * scale * np.linalg.norm(other)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_offset_map_pins_the_gauge_and_starts_at_the_base(name):
+    model = MODELS[name]
+    with jax.enable_x64(True):
+        base = _random(model, 10)
+        p_free, to_params = model.offset_map(base)
+        pinned = len(model.symmetry_tangents(base)) - (1 if name == "dts-linear" else 0)  # scaling is not pinned
+        if name == "hierarchical":
+            pinned = 3 + 2 * 3  # level 1 (kappa, omega) and each group's (beta0, beta1) of its last atom
+        p = jax.flatten_util.ravel_pytree(base)[0].size
+        assert p_free == p - pinned
+        start = to_params(jnp.zeros(p_free))
+        for a, b in zip(jax.tree_util.tree_leaves(start), jax.tree_util.tree_leaves(model.fix_gauge(base))):
+            np.testing.assert_array_equal(a, b)
+        moved = to_params(jnp.full(p_free, 0.1))
+        for a, b in zip(jax.tree_util.tree_leaves(model.fix_gauge(moved)), jax.tree_util.tree_leaves(moved)):
+            np.testing.assert_allclose(a, b, atol=1e-15)  # already in the gauge: the pinned coordinates stay 0

@@ -7,7 +7,7 @@ about it, as blackjax has one module per algorithm:
 | concern | methods |
 |---|---|
 | the model $f_G(x)$ | `__call__(params, x)`, `param_shapes`, `zeros`, `make_params`, `validate`, `with_k`, `components` |
-| the compact set $\Theta$ (A.1) and the gauge | `bounds(gauge)`, `project`, `fix_gauge`, `symmetries`, `check_truth` (A.1-A.4) |
+| the compact set $\Theta$ (A.1) and the gauge | `bounds(gauge)`, `project`, `fix_gauge`, `symmetries`, `symmetry_tangents`, `offset_map`, `check_truth` (A.1-A.4) |
 | estimation | `jacobian(params, x)` (structured, per-atom), `near_truth_split`, `random_start` |
 | losses | `params_type`, `leading_axes`, `normalize_translation`, `voronoi_cells`, `parameter_errors`, `expert_sup`, `LOSSES`, `curve_losses`, `loss_options`, `error_metrics` |
 | theory | `theory_rates` (slopes of Table 1 by metric, `None` where the paper gives none), `PDE`, `identifiability_case` (the condition the rates rest on, for `jaxmoe.check_model`) |
@@ -39,6 +39,7 @@ __all__ = [
     "ParameterBox", "MoEFamily", "STRONG_EXPERTS", "SLOW", "shape_tree", "is_shape", "atoms", "flat_atoms",
     "check_distinct", "zero_last", "check_a3_a4", "per_atom_jacobian", "jacobian_columns", "scale_leaves",
     "split_assignment", "split_level", "perturb", "uniform_start", "prepare_pair", "table1_rates",
+    "translation_tangents",
 ]
 
 # Experts the paper proves strongly identifiable (Theorem 1); THEORY.md §6.
@@ -287,6 +288,25 @@ class MoEFamily:
         """The exact symmetries of $f_G$ in the parameters (beyond permutations of atoms), in words."""
         return ()
 
+    def symmetry_tangents(self, params) -> dict[str, Any]:
+        r"""{name: tangent} of every exact continuous symmetry at `params`: parameter trees $t$ along which
+        $f_G$ does not change, $\partial_s f_{G + s t} = J t = 0$ (translations of softmax gates, the linear
+        router's scaling). The null space of the Jacobian that no data can resolve."""
+        return {}
+
+    def offset_map(self, base):
+        r"""Parametrise $G$ as offsets from `base` (e.g. a split truth) with the gauge pinned as the fits pin it:
+        returns (p_free, to_params) with `to_params(delta)` the parameters at `base` + delta on the free
+        coordinates of the gauged box (`bounds(gauge=True)`); `to_params(0)` is `fix_gauge(base)`."""
+        lo, hi = self.bounds(gauge=True)
+        free = np.flatnonzero(np.asarray(jax.flatten_util.ravel_pytree(lo)[0] < jax.flatten_util.ravel_pytree(hi)[0]))
+        flat, unravel = jax.flatten_util.ravel_pytree(self.fix_gauge(base))
+
+        def to_params(delta):
+            return unravel(flat.at[free].add(delta))
+
+        return int(free.size), to_params
+
     def project(self, params, gauge: bool = False):
         r"""Euclidean projection onto the box $\Theta$ (coordinate-wise clip)."""
         lo, hi = self.bounds(gauge)
@@ -381,6 +401,18 @@ def _check_leading(side: str, params, leading_axes: dict[str, int]) -> None:
                 leads.setdefault(lead, (where, shape[:lead]))
                 first_where, first = leads[lead]
                 require(shape[:lead] == first[:lead], where, shape, f"leading atom axes must match {first_where} {first}")
+
+
+def translation_tangents(params, intercept: str, slope: str | None) -> dict:
+    """Tangents of the common translation of one softmax level: every atom's `intercept` by 1, or every atom's
+    `slope[:, j]` by 1 (`slope` None: a non-linear router, whose parameters do not translate)."""
+    zero = jax.tree_util.tree_map(jnp.zeros_like, params)
+    out = {f"translation {intercept}": zero._replace(**{intercept: jnp.ones_like(getattr(params, intercept))})}
+    if slope is not None:
+        s = getattr(zero, slope)
+        for j in range(s.shape[-1]):
+            out[f"translation {slope}[:, {j}]"] = zero._replace(**{slope: s.at[:, j].set(1.0)})
+    return out
 
 
 def prepare_pair(family, fitted, truth, translation: str, **options):

@@ -34,6 +34,7 @@ from jaxmoe.families.base import (
     prepare_pair,
     shape_tree,
     table1_rates,
+    translation_tangents,
     uniform_start,
     zero_last,
 )
@@ -163,6 +164,13 @@ class DenseToSparseMoE(FlatMoE):
             return ("translation of every (beta1_i, beta0_i) by a common (t1, t0)",
                     "scaling (beta1, beta0, tau) -> lambda (beta1, beta0, tau), lambda > 0")
         return ("translation of every beta0_i by a common t0",)
+
+    def symmetry_tangents(self, params) -> dict:
+        if not self.router.is_linear:
+            return {"translation beta0": translation_tangents(params, "beta0", None)["translation beta0"]}
+        scaling = jax.tree_util.tree_map(jnp.zeros_like, params)._replace(
+            beta0=params.beta0, beta1=params.beta1, tau=params.tau)
+        return {**translation_tangents(params, "beta0", "beta1"), "scaling (beta1, beta0, tau)": scaling}
 
     @property
     def gate_router(self) -> Router:

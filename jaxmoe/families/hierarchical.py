@@ -42,6 +42,7 @@ from jaxmoe.families.base import (
     split_assignment,
     split_level,
     table1_rates,
+    translation_tangents,
     zero_last,
 )
 from jaxmoe.models.experts import Expert, expert_key, get_expert
@@ -187,6 +188,15 @@ class HierarchicalMoE(MoEFamily):
     def symmetries(self) -> tuple[str, ...]:
         return ("translation of every (omega_i1, kappa_i1) by a common (t1, t0)",
                 "in each group, translation of every (beta1_i2|i1, beta0_i2|i1) by a common (t1, t0)")
+
+    def symmetry_tangents(self, params) -> dict:
+        out = translation_tangents(params, "kappa", "omega")
+        zero = jax.tree_util.tree_map(jnp.zeros_like, params)
+        for g in range(self.k1):  # each group's own level-2 translations
+            out[f"group {g}: translation beta0"] = zero._replace(beta0=zero.beta0.at[g].set(1.0))
+            for j in range(self.d):
+                out[f"group {g}: translation beta1[:, {j}]"] = zero._replace(beta1=zero.beta1.at[g, :, j].set(1.0))
+        return out
 
     def experts(self, params: HierarchicalParams, x: Float[Array, "d n"]) -> Float[Array, "k1 k2 n"]:
         per_group = jax.vmap(lambda eta: atoms(self.expert.fn, eta, x))

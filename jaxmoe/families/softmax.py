@@ -29,6 +29,7 @@ from jaxmoe.families.base import (
     prepare_pair,
     shape_tree,
     table1_rates,
+    translation_tangents,
     zero_last,
 )
 from jaxmoe.families.flat import FlatMoE
@@ -122,6 +123,9 @@ class SoftmaxMoE(FlatMoE):
 
     def symmetries(self) -> tuple[str, ...]:
         return ("translation of every (beta1_i, beta0_i) by a common (t1, t0)",)
+
+    def symmetry_tangents(self, params) -> dict:
+        return translation_tangents(params, "beta0", "beta1")
 
     def logits(self, params: SoftmaxParams, x: Float[Array, "d n"]) -> Float[Array, "k n"]:
         return params.beta1 @ x + params.beta0[:, None]
