@@ -11,7 +11,9 @@ r"""Reports of a sweep folder: the tidy table, the summary with slopes and theor
 - `rate_curves.png` / `.pdf`: one log-log panel per metric: mean per n, its CI band, the fitted line and
   the theory's slope (dashed, drawn through the fitted line at the middle n).
 
-A partial folder (a sweep still running or killed) is reported on the chunks it has; `complete` says so.
+A partial folder (a sweep still running or killed) is reported on the chunks it has; `complete` says so. A
+folder with an unreadable chunk file (truncated, corrupted, failing its checksum: `store.load_chunk`) is not
+reported: one line names the file (exit 2 in the CLI); a sweep run again with `--resume` recomputes it.
 Reading takes no lock (`store`), so a running sweep can be reported at any time; the files written here are
 written atomically, like the sweep's own. This module reads the folder through `jaxmoe.sweeps.store` only:
 `runner` imports it (to report at the end of a sweep), never the other way round.
@@ -86,10 +88,11 @@ def folder_config(out: str) -> SweepConfig:
 
 
 def load_results(out: str) -> SweepResults:
-    """Read every completed chunk of the sweep folder `out`."""
+    """Read every completed chunk of the sweep folder `out`; an unreadable chunk file (truncated, corrupted,
+    failing its checksum) is refused (`JaxMoEInputError` naming it), never left out silently."""
     config = folder_config(out)
     plan = plan_chunks(config)
-    done = completed_chunks(out, config, plan)
+    done = completed_chunks(out, config, plan, strict=True)
     chunks = [done[i] for i in sorted(done)]
     if chunks:
         sizes = np.concatenate([a["sizes"] for a, _ in chunks])

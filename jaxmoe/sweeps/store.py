@@ -13,7 +13,9 @@ of fits within one bucket sized to memory; a sweep's chunk is never a part of a 
 - `config.json`: the normalised config (every default written out) and its hash; `config.source.toml`: the
   file it came from, if any;
 - `chunks/chunk-XXX-nA-B.npz`: per chunk (index XXX, sizes A..B), every fit's `FIT_FIELDS`, its metrics
-  (`metric/NAME`) and parameters (`param/PATH`, PATH by `key_name`), with the config hash and timings;
+  (`metric/NAME`) and parameters (`param/PATH`, PATH by `key_name`), with the config hash, timings and a
+  sha256 of the arrays (`chunk_checksum`), verified when read: a truncated, corrupted or altered chunk file is
+  unreadable, recomputed by a resumed sweep (with a warning line) and refused by a report (one line naming it);
 - `provenance.json`: versions, device, CPU count, command line and timings of every run (a resumed sweep
   has several), rewritten atomically as each chunk finishes;
 - `results.csv`, `summary.json`, `rate_curves.png`, `rate_curves.pdf`: the report (`report.write_report`);
@@ -40,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import glob
+import hashlib
 import json
 import os
 import platform
@@ -62,7 +65,8 @@ from jaxmoe.sweeps.config import SweepConfig, differences
 __all__ = [
     "OUTPUT_FILES", "CHUNK_DIR", "LOCK_FILE", "FIT_FIELDS", "STALE_SECONDS", "HEARTBEAT_SECONDS",
     "ChunkPlan", "plan_chunks", "chunk_filename", "key_name", "param_field",
-    "atomic_write_bytes", "atomic_write_json", "save_chunk", "load_chunk", "completed_chunks",
+    "atomic_write_bytes", "atomic_write_json", "ChunkChecksumError", "chunk_checksum", "save_chunk", "load_chunk",
+    "completed_chunks",
     "now", "check_modes", "make_folder", "read_folder_config", "clear_outputs", "prepare_folder",
     "environment", "read_runs", "Provenance", "FolderLock", "read_lock", "claim_folder",
 ]
@@ -169,25 +173,53 @@ def _json_default(obj):
     raise TypeError(type(obj).__name__)
 
 
+class ChunkChecksumError(ValueError):
+    """A chunk file whose arrays do not match the checksum in its info (damaged after it was written)."""
+
+
+def chunk_checksum(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 (hex) of a chunk's arrays: for each array, by name, its name, dtype, shape and bytes (C order)."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
 def save_chunk(path: str, arrays: dict[str, np.ndarray], info: dict) -> None:
-    """A chunk file: its arrays and its `info` (a JSON string field), atomically."""
+    """A chunk file: its arrays and its `info` (a JSON string field) with the arrays' `chunk_checksum` added
+    (`checksum`), atomically."""
     payload = dict(arrays)
-    payload["info"] = np.asarray(json.dumps(info, default=_json_default))
+    payload["info"] = np.asarray(json.dumps({**info, "checksum": chunk_checksum(arrays)}, default=_json_default))
     atomic_write_bytes(path, lambda fh: np.savez(fh, **payload))
 
 
 def load_chunk(path: str) -> tuple[dict[str, np.ndarray], dict]:
-    """A chunk file's arrays and info (raises on a damaged file)."""
+    """A chunk file's arrays and info; raises on a damaged file: unreadable, or arrays that do not match the
+    `checksum` of its info (`ChunkChecksumError`). A file without a checksum (written before chunk files had
+    one) is read but not verified."""
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files if k != "info"}
         info = json.loads(str(data["info"]))
+    if not isinstance(info, dict):
+        raise ValueError("its info is not a JSON object")
+    if "checksum" in info and info["checksum"] != chunk_checksum(arrays):
+        raise ChunkChecksumError("checksum mismatch")
     return arrays, info
 
 
+def _damage(err: Exception) -> str:
+    """Why a chunk file is unreadable, in a few words."""
+    return "checksum mismatch" if isinstance(err, ChunkChecksumError) else type(err).__name__
+
+
 def completed_chunks(out: str, config: SweepConfig, plan: list[ChunkPlan] | None = None,
-                     warn=None) -> dict[int, tuple[dict, dict]]:
+                     warn=None, strict: bool = False) -> dict[int, tuple[dict, dict]]:
     """The chunk files of `out` that belong to `config` and are readable, by chunk index. A file whose hash
-    or sizes do not match the plan is refused (never mixed in); an unreadable one is skipped (recomputed)."""
+    or sizes do not match the plan is refused (never mixed in). An unreadable one (truncated, corrupted, or
+    failing its checksum) is skipped, to be recomputed, with a line to `warn`; with `strict` (a report) it is
+    refused instead: one line naming the file."""
     plan = plan_chunks(config) if plan is None else plan
     done = {}
     for chunk in plan:
@@ -197,8 +229,11 @@ def completed_chunks(out: str, config: SweepConfig, plan: list[ChunkPlan] | None
         try:
             arrays, info = load_chunk(path)
         except Exception as err:  # noqa: BLE001 - a damaged file is recomputed, not trusted
+            # the file relative to the folder as the value (never shortened), the folder in the text
+            require(not strict, "chunk", os.path.join(CHUNK_DIR, chunk.filename), f"is unreadable ({_damage(err)}) "
+                    f"in {out}: remove it, or run the sweep again with --resume to recompute it")
             if warn:
-                warn(f"{path} is unreadable ({type(err).__name__}); it will be recomputed")
+                warn(f"{path} is unreadable ({_damage(err)}); it will be recomputed")
             continue
         require(info.get("config_hash") == config.hash and tuple(info.get("sizes", ())) == chunk.sizes,
                 "chunk", path, f"belongs to another config (hash {info.get('config_hash')}, this one {config.hash}): "
