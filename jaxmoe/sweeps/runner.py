@@ -16,7 +16,8 @@ and the report written at the end by `report.write_report`: `results.csv`, `summ
 differ); a folder holding this config needs `resume=True` (continue: completed chunks are kept, the rest
 computed) or `overwrite=True` (discard the previous sweep's files, and only those). A folder whose sweep is
 running (its lock is held) is refused at once, whatever the flags; a stale lock (a killed sweep) is taken
-over with a warning line. A killed sweep restarted with `resume=True` ends with the same results as an
+over with a warning line. A sweep whose chunks cannot fit in this machine's memory (`chunk_memory_bytes`)
+is refused before the folder is touched, with one line saying how much a chunk needs. A killed sweep restarted with `resume=True` ends with the same results as an
 uninterrupted one (tested with SIGKILL).
 """
 
@@ -30,9 +31,11 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from jaxmoe.validation import JaxMoEInputError, require
 from jaxmoe.estimation.curve import fit_curve
+from jaxmoe.estimation.problem import ravel
 from jaxmoe.losses.curve import fit_metrics, parameter_errors_fn
-from jaxmoe.sweeps.config import SweepConfig
+from jaxmoe.sweeps.config import SweepConfig, config_from_dict
 from jaxmoe.sweeps.progress import Progress
 from jaxmoe.sweeps.report import write_report
 from jaxmoe.sweeps.store import (
@@ -49,7 +52,8 @@ from jaxmoe.sweeps.store import (
     save_chunk,
 )
 
-__all__ = ["ChunkPlan", "SweepResult", "plan_chunks", "run_chunk", "run_sweep"]
+__all__ = ["ChunkPlan", "SweepResult", "chunk_memory_bytes", "check_memory", "machine_memory_bytes", "plan_chunks",
+           "run_chunk", "run_sweep"]
 
 
 class SweepResult(NamedTuple):
@@ -60,6 +64,58 @@ class SweepResult(NamedTuple):
     reused: list[int]
     seconds: float
     summary: dict | None
+
+
+def chunk_memory_bytes(length: int, fits: int, d: int, p: int, restarts: int, itemsize: int = 8) -> int:
+    """Bytes the engine holds at least for one sweep chunk (one `fit_curve` call), as it holds them:
+
+        itemsize x L x (d + 2)  +  F x (8 + itemsize x (M + 1) x p)
+
+    the first term one fit's data (x: d x L, y and mask: L each) at the chunk's largest size L; the second every
+    fit's key (two uint32: 8 bytes), its M starts and its exact-split start (p parameters each), drawn for all F
+    fits of the chunk at once. `itemsize`: 8 in float64, 4 in float32. A lower bound (solver work comes on top,
+    within `memory_gib`), so a sweep it refuses certainly cannot run."""
+    return itemsize * length * (d + 2) + fits * (8 + itemsize * (restarts + 1) * p)
+
+
+def machine_memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (`sysconf`), or None where it cannot be read."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return total if total > 0 else None
+
+
+def check_memory(config: SweepConfig, setting, available: int | None = None) -> None:
+    """Refuse (`JaxMoEInputError` on `sweep.sizes` or `sweep.replicates`) a sweep with a chunk whose
+    `chunk_memory_bytes` exceed `available` (default: `machine_memory_bytes()`; unknown: no check)."""
+    available = machine_memory_bytes() if available is None else available
+    if not available:
+        return
+    s, d = config.spec["solver"], setting.d
+    itemsize = 8 if s["precision"] == "float64" else 4
+    p = int(ravel(setting.fitted_model().zeros())[0].size)
+    have = f"this machine has {available / 2**30:.3g} GiB"
+    for chunk in plan_chunks(config):
+        length = chunk.sizes[-1]
+        data = chunk_memory_bytes(length, 0, d, p, s["restarts"], itemsize)
+        require(data <= available, "sweep.sizes", length, f"needs about {data / 2**30:.3g} GiB for one fit's data "
+                f"({itemsize} x n x (d + 2) bytes); {have}")
+        need = chunk_memory_bytes(length, chunk.fits, d, p, s["restarts"], itemsize)
+        require(need <= available, "sweep.replicates", config.replicates,
+                f"needs about {need / 2**30:.3g} GiB for the chunk {_label(chunk)} ({chunk.fits} fits' keys "
+                f"and starts, {8 + itemsize * (s['restarts'] + 1) * p} bytes each, drawn at once); {have}")
+
+
+def as_config(config) -> SweepConfig:
+    """`config` as a `SweepConfig`: one, or a config dict (as `config_from_dict` takes it)."""
+    if isinstance(config, SweepConfig):
+        return config
+    if not isinstance(config, dict):
+        value = config if "\n" not in repr(config) else type(config).__name__
+        raise JaxMoEInputError("config", value, "must be a SweepConfig or a config dict")
+    return config_from_dict(config)
 
 
 def run_chunk(config: SweepConfig, setting, chunk: ChunkPlan, errors_fn=None) -> tuple[dict[str, np.ndarray], dict]:
@@ -104,18 +160,22 @@ def _run_chunks(config: SweepConfig, setting, out: str, todo: list[ChunkPlan], p
         bar.update(info["seconds"], info["compile_seconds"], _label(chunk))
 
 
-def run_sweep(config: SweepConfig, out: str, *, resume: bool = False, overwrite: bool = False,
+def run_sweep(config: SweepConfig | dict, out: str, *, resume: bool = False, overwrite: bool = False,
               progress: bool = False, report: bool = True, source_text: str | None = None,
               num_bootstrap: int = 1000, log=None) -> SweepResult:
-    """Run (or continue) the sweep `config` into the folder `out`; returns a `SweepResult`.
+    """Run (or continue) the sweep `config` (a `SweepConfig` or a config dict) into the folder `out`; returns
+    a `SweepResult`. Refused before the folder is touched: a bad config, a chunk that cannot fit in memory
+    (`check_memory`).
 
     The folder is locked for the whole run (`store.claim_folder`: a folder whose sweep is running is refused
     at once). Completed chunks found in `out` (same config, `resume=True`) are reused, the others fitted one
     by one and saved atomically as they finish. `progress`: a bar with ETA on stderr. `report`: write
     `results.csv`, `summary.json` and the plots at the end (`report.write_report`). `log(line)`: where
     warnings go (stderr)."""
+    config = as_config(config)
     log = log or (lambda line: print(line, file=sys.stderr))
     setting = config.setting()
+    check_memory(config, setting)
     with claim_folder(out, config, resume=resume, overwrite=overwrite, source_text=source_text, log=log) as lock:
         plan = plan_chunks(config)
         done = completed_chunks(out, config, plan, warn=log)
