@@ -5,7 +5,9 @@ Subcommands: `sweep` (a rate study from a TOML config or a preset, resumable; `j
 One function per subcommand, `cmd_<name>(args) -> int`, registered in `build_parser()` by an
 `add_<name>_parser(subparsers)` function; to add one, write both and append the adder to `SUBCOMMANDS`.
 Parsing and printing live here, the work in the library. Bad input prints one line `jaxmoe: error: ...` on
-stderr and exits 2; an interrupted sweep (Ctrl-C) says where its saved chunks are and exits 130.
+stderr and exits 2; an interrupted sweep (Ctrl-C) says where its saved chunks are and exits 130. Output
+whose reader has gone (`jaxmoe presets | head -1`) ends the command quietly with exit code 0: the reader
+chose to stop reading, which is not an error of the command (a sweep's chunks are saved before it prints).
 """
 
 from __future__ import annotations
@@ -309,11 +311,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_gone() -> int:
+    """stdout's reader has closed the pipe: point stdout at /dev/null, so that nothing more (not even the
+    interpreter's flush at exit) fails on it; exit code 0 (module docstring)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (e.g. captured in tests)
+        pass
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point; returns the exit code (0 ok, 2 bad input)."""
+    """Console entry point; returns the exit code (0 ok, also when stdout's reader has gone; 2 bad input;
+    130 an interrupted sweep)."""
     try:
         args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_gone()
     except (CLIError, JaxMoEInputError) as err:
         print(f"jaxmoe: error: {err}", file=sys.stderr)
         return 2
