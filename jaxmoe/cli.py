@@ -5,7 +5,8 @@ Subcommands: `sweep` (a rate study from a TOML config or a preset, resumable; `j
 One function per subcommand, `cmd_<name>(args) -> int`, registered in `build_parser()` by an
 `add_<name>_parser(subparsers)` function; to add one, write both and append the adder to `SUBCOMMANDS`.
 Parsing and printing live here, the work in the library. Bad input prints one line `jaxmoe: error: ...` on
-stderr and exits 2; an interrupted sweep (Ctrl-C) says where its saved chunks are and exits 130. Output
+stderr and exits 2; an interrupted sweep (Ctrl-C) says where its saved chunks are and exits 130, at once even
+while compiling (as a program: `main()` without argv; see `_leave_now`). Output
 whose reader has gone (`jaxmoe presets | head -1`) ends the command quietly with exit code 0: the reader
 chose to stop reading, which is not an error of the command (a sweep's chunks are saved before it prints).
 """
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -27,6 +29,9 @@ from jaxmoe.validation import JaxMoEInputError
 from jaxmoe.models.experts import get_expert
 from jaxmoe.models.gates import get_router
 from jaxmoe.sweeps.config import check_sizes
+
+
+INTERRUPTED = 130  # the exit code of a sweep stopped by Ctrl-C
 
 
 class CLIError(Exception):
@@ -257,7 +262,7 @@ def cmd_sweep(args) -> int:
     except KeyboardInterrupt:
         print(f"\njaxmoe: interrupted; the completed chunks are saved in {out}: rerun with --resume to continue",
               file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except OSError as err:
         raise JaxMoEInputError("out", out, f"could not be written ({err})") from None
     summary = result.summary
@@ -323,13 +328,27 @@ def _stdout_gone() -> int:
     return 0
 
 
+def _leave_now(code: int) -> None:
+    """End the process now with `code` if threads still run that would hold its exit: `fit_curve`'s background
+    compiles, which cannot be stopped (a Ctrl-C while compiling would otherwise wait for them, tens of seconds).
+    What an interrupted sweep keeps is on disk by then: chunk files and provenance written, the lock released."""
+    me = threading.current_thread()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not me):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit code (0 ok, also when stdout's reader has gone; 2 bad input;
-    130 an interrupted sweep)."""
+    130 an interrupted sweep). Without `argv` (the program itself: `jaxmoe`, `python -m jaxmoe`) an interrupted
+    sweep ends the process at once (`_leave_now`); called with `argv`, it returns like any other command."""
     try:
         args = build_parser().parse_args(argv)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
+        if code == INTERRUPTED and argv is None:
+            _leave_now(code)
         return code
     except BrokenPipeError:
         return _stdout_gone()

@@ -7,8 +7,10 @@ these tests compile nothing; the real processes only print (presets, cases, a re
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -207,3 +209,37 @@ def test_output_into_a_closed_pipe_exits_quietly(folder):
         err = proc.stderr.read()
         assert proc.wait(timeout=120) == 0 and err == "", (proc.args, err)
     assert os.path.exists(os.path.join(folder, "results.csv"))  # the report was written before printing
+
+
+# ---------------------------------------------------------------- Ctrl-C while compiling
+def test_ctrl_c_while_compiling_exits_at_once_keeping_the_chunks(tmp_path, monkeypatch):
+    """A real `jaxmoe sweep --resume` of a folder holding chunk 0 (a fake one), interrupted while it compiles
+    chunk 1 (a shape no cache holds): exit 130 within seconds (it used to wait ~20 s or more for the compile
+    threads), chunk 0 kept as it was, the lock released."""
+    out = tmp_path / "out"
+
+    def stop_at_1(config, setting, chunk, errors_fn=None):
+        if chunk.index == 1:
+            raise KeyboardInterrupt
+        return _fake_run_chunk(config, setting, chunk)
+
+    monkeypatch.setattr(runner, "run_chunk", stop_at_1)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_sweep(_config(), str(out), report=False)
+    before = (out / "chunks" / NAMES[0]).read_bytes()
+    env = {k: v for k, v in ENV.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    proc = subprocess.Popen([sys.executable, "-m", "jaxmoe", "sweep", "--preset", "softmax-ridge", "--sizes",
+                             "100,200,400", "--replicates", "2", "--out", str(out), "--resume", "--no-progress"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.perf_counter()
+    while not (out / "sweep.lock").exists():  # taken just before the fits: then it compiles for seconds
+        assert proc.poll() is None and time.perf_counter() - t0 < 120, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    t_int = time.perf_counter()
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and time.perf_counter() - t_int < 5, (time.perf_counter() - t_int, stderr)
+    assert "Traceback" not in stderr and "jaxmoe: interrupted; the completed chunks are saved in" in stderr
+    assert sorted(os.listdir(out / "chunks")) == NAMES[:1] and (out / "chunks" / NAMES[0]).read_bytes() == before
+    assert not (out / "sweep.lock").exists()

@@ -228,22 +228,28 @@ def run_plan(plan: CurvePlan) -> CurveFit:
     t_start = time.perf_counter()
     mesh = Mesh(np.array(plan.options.devices), ("fits",))
     by_fit = NamedSharding(mesh, PartitionSpec("fits"))
-    with jax.enable_x64(plan.x64), concurrent.futures.ThreadPoolExecutor(min(2, os.cpu_count() or 1)) as pool:
-        compile_ = functools.partial(_compile_in_background, pool, plan.x64)
-        keys = fit_keys(jax.random.PRNGKey(plan.seed), jnp.asarray([n for n, _ in plan.jobs]),
-                        jnp.asarray([r for _, r in plan.jobs]))
-        starts_future = compile_(_starts_fn(plan), keys)
-        key = jax.ShapeDtypeStruct(keys.shape[1:], keys.dtype)
-        futures = [compile_(build_chunk_solver(plan, bucket, mesh), *chunk_avals(plan, bucket, key, by_fit))
-                   for bucket in plan.buckets]
-        t0 = time.perf_counter()
-        compiled, compile_total = starts_future.result()
-        compile_wait = time.perf_counter() - t0
-        starts, exact = (np.asarray(a) for a in compiled(keys))
-        inputs = _Inputs(np.asarray(keys), starts, exact, {job: i for i, job in enumerate(plan.jobs)})
-        results: dict[tuple[int, int], ChunkResult] = {}
-        buckets = [_run_bucket(plan, bucket, future, inputs, by_fit, results)
-                   for bucket, future in zip(plan.buckets, futures)]
+    pool = concurrent.futures.ThreadPoolExecutor(min(2, os.cpu_count() or 1))
+    try:
+        with jax.enable_x64(plan.x64):
+            compile_ = functools.partial(_compile_in_background, pool, plan.x64)
+            keys = fit_keys(jax.random.PRNGKey(plan.seed), jnp.asarray([n for n, _ in plan.jobs]),
+                            jnp.asarray([r for _, r in plan.jobs]))
+            starts_future = compile_(_starts_fn(plan), keys)
+            key = jax.ShapeDtypeStruct(keys.shape[1:], keys.dtype)
+            futures = [compile_(build_chunk_solver(plan, bucket, mesh), *chunk_avals(plan, bucket, key, by_fit))
+                       for bucket in plan.buckets]
+            t0 = time.perf_counter()
+            compiled, compile_total = starts_future.result()
+            compile_wait = time.perf_counter() - t0
+            starts, exact = (np.asarray(a) for a in compiled(keys))
+            inputs = _Inputs(np.asarray(keys), starts, exact, {job: i for i, job in enumerate(plan.jobs)})
+            results: dict[tuple[int, int], ChunkResult] = {}
+            buckets = [_run_bucket(plan, bucket, future, inputs, by_fit, results)
+                       for bucket, future in zip(plan.buckets, futures)]
+    except BaseException:  # Ctrl-C or an error: leave the compiles in progress, run nothing more
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     compile_total += sum(b["compile_seconds"] for b in buckets)
     compile_wait += sum(b["compile_wait_seconds"] for b in buckets)
     return _assemble(plan, results, _curve_info(plan, results, buckets, time.perf_counter() - t_start,
