@@ -52,7 +52,7 @@ def test_registry_names_every_family_and_finds_it_from_its_parameters():
         family_of((1, 2))
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", ["sigmoid"])  # the other families: tests/models_test.py
 def test_structured_jacobian_matches_jacfwd(name):
     model = MODELS[name]
     with jax.enable_x64(True):
@@ -237,7 +237,6 @@ def test_a_users_family_from_a_config(user_folder):
 
 def test_check_model_tests_the_condition_of_the_models_family():
     assert jaxmoe.check_model(jaxmoe.get_preset("softmax-ridge").model, d=2).verdict == "independent"
-    assert jaxmoe.check_model(jaxmoe.get_preset("softmax-linear").model, d=2).verdict == "dependent"
     assert jaxmoe.check_model(jaxmoe.get_preset("dts-linear-router").model, d=2).verdict == "dependent"
     with pytest.raises(JaxMoEInputError, match=r"^model='SigmoidGatingMoE': its family has no identifiability"):
         jaxmoe.check_model(MODELS["sigmoid"])

@@ -129,24 +129,12 @@ class DenseToSparseMoE(FlatMoE):
     config_keys: ClassVar[tuple[str, ...]] = ("router",)
 
     def __post_init__(self):
-        object.__setattr__(self, "expert", get_expert(self.expert))
+        super().__post_init__()
         object.__setattr__(self, "router", get_router(self.router))
-        require_positive_int("k", self.k)
-        require_positive_int("d", self.d)
 
     def param_shapes(self) -> DenseToSparseParams:
         return DenseToSparseParams((self.k,), shape_tree(self.router.param_shapes(self.d), (self.k,)),
                                    shape_tree(self.expert.param_shapes(self.d), (self.k,)), ())
-
-    def with_k(self, k: int) -> "DenseToSparseMoE":
-        return dataclasses.replace(self, k=k)
-
-    def _box_bounds(self):
-        s = self.param_shapes()
-        (b0l, b1l), (b0h, b1h) = self.box.gate_bounds((s.beta0, s.beta1))
-        el, eh = self.box.expert_bounds(s.eta)
-        lo, hi = self.box.tau
-        return DenseToSparseParams(b0l, b1l, el, jnp.asarray(lo)), DenseToSparseParams(b0h, b1h, eh, jnp.asarray(hi))
 
     def fix_gauge(self, params, pin: bool = False):
         """A common shift of beta0 always leaves f unchanged; a common shift of beta1 only for a linear router."""

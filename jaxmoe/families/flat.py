@@ -18,6 +18,7 @@ dict keys in sorted order); the weights of the mixing measure are $e^{\beta_{0i}
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -28,15 +29,32 @@ from jaxmoe.families import cells as vc
 from jaxmoe.families.base import (
     MoEFamily,
     atoms,
+    shape_tree,
     jacobian_columns,
     per_atom_jacobian,
     scale_leaves,
     split_assignment,
     split_level,
 )
+from jaxmoe.models.experts import get_expert
 from jaxmoe.models.gates import Router, linear_router
+from jaxmoe.validation import require_positive_int
 
-__all__ = ["FlatMoE"]
+__all__ = ["FlatMoE", "linear_gate_parts", "linear_gate_d1"]
+
+
+def linear_gate_parts(params):
+    r"""Weights $e^{\beta_0}$, gate blocks $\beta_1$ and atoms $\omega = (\beta_1, \eta)$ of a linear-gate measure."""
+    gate = jnp.asarray(params.beta1)
+    return jnp.exp(jnp.asarray(params.beta0)), gate, jnp.concatenate([gate, vc.flat(params.eta, 1)], axis=-1)
+
+
+def linear_gate_d1(fitted, truth):
+    """The D1 form (eq. 6) of two linear-gate measures (already checked and normalised)."""
+    w, gate, omega = linear_gate_parts(fitted)
+    ws, gs, os_ = linear_gate_parts(truth)
+    eta, eta_s = vc.flat(fitted.eta, 1), vc.flat(truth.eta, 1)
+    return vc.cell_loss(w, ws, omega, os_, [gate, eta], [gs, eta_s], "d1")[0]
 
 
 class FlatMoE(MoEFamily):
@@ -44,6 +62,31 @@ class FlatMoE(MoEFamily):
 
     expert: Any
     k: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "expert", get_expert(self.expert))
+        require_positive_int("k", self.k)
+        require_positive_int("d", self.d)
+
+    def param_shapes(self):
+        """(beta0 (k,), beta1 (k, d), eta (k, ...)): a linear router's shapes; a family with another router or a
+        temperature says its own."""
+        return self.params_type((self.k,), (self.k, self.d), shape_tree(self.expert.param_shapes(self.d), (self.k,)))
+
+    def with_k(self, k: int):
+        return dataclasses.replace(self, k=k)
+
+    def _box_bounds(self):
+        """Gate fields in [-gate, gate], `eta` in [-expert, expert], a temperature `tau` in box.tau."""
+        shapes = self.param_shapes()
+        lo, hi = {}, {}
+        for name in type(shapes)._fields:
+            s = getattr(shapes, name)
+            if name == "tau":
+                lo[name], hi[name] = jnp.asarray(self.box.tau[0]), jnp.asarray(self.box.tau[1])
+            else:
+                lo[name], hi[name] = (self.box.expert_bounds if name == "eta" else self.box.gate_bounds)(s)
+        return type(shapes)(**lo), type(shapes)(**hi)
 
     @property
     def num_atoms(self) -> int:
@@ -132,6 +175,13 @@ class FlatMoE(MoEFamily):
         """(sup error, cell size) per true atom over the points x (already normalised `fitted`)."""
         return vc.sup_cells(fn, fitted.eta, jax.tree_util.tree_map(jnp.asarray, truth.eta),
                             cls.atom_vectors(fitted), cls.atom_vectors(truth), x)
+
+    @classmethod
+    def parameter_errors(cls, fitted, truth, **options) -> vc.ParameterErrors:
+        r"""Cell errors with weights $e^{\beta_0}$ on gate blocks $\beta_1$ and expert blocks $\eta$ (no temperature)."""
+        return vc.cell_errors(jnp.exp(jnp.asarray(fitted.beta0)), jnp.exp(jnp.asarray(truth.beta0)),
+                              jnp.asarray(fitted.beta1), jnp.asarray(truth.beta1),
+                              vc.flat(fitted.eta, 1), vc.flat(truth.eta, 1), jnp.nan)
 
     @classmethod
     def input_dim(cls, params) -> int | None:

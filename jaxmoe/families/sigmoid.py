@@ -29,7 +29,7 @@ from jaxtyping import Array, Float
 from jaxmoe.validation import require_positive_int
 from jaxmoe.families import cells as vc
 from jaxmoe.families.base import ParameterBox, check_distinct, flat_atoms, prepare_pair, shape_tree
-from jaxmoe.families.flat import FlatMoE
+from jaxmoe.families.flat import FlatMoE, linear_gate_d1, linear_gate_parts
 from jaxmoe.models.experts import Expert, get_expert
 
 __all__ = ["SigmoidParams", "SigmoidGatingMoE", "voronoi_loss_sigmoid"]
@@ -45,20 +45,11 @@ class SigmoidParams(NamedTuple):
     eta: dict  # each leaf (k, *expert shape)
 
 
-def _parts(params: SigmoidParams):
-    gate = jnp.asarray(params.beta1)
-    return jnp.exp(jnp.asarray(params.beta0)), gate, jnp.concatenate([gate, vc.flat(params.eta, 1)], axis=-1)
-
-
 def voronoi_loss_sigmoid(fitted: SigmoidParams, truth: SigmoidParams, *, translation: str = "none") -> Float[Array, ""]:
     r"""The D1 form (eq. 6) for sigmoid gating: mass terms on $e^{\beta_0}$, first powers of the parameter
     differences in exactly fitted cells and squares in over-fitted ones. No rate is claimed for it.
     `translation` is accepted for a uniform interface; both values compare the estimate as it is."""
-    fitted = prepare_pair(SigmoidGatingMoE, fitted, truth, translation)
-    w, gate, omega = _parts(fitted)
-    ws, gs, os_ = _parts(truth)
-    eta, eta_s = vc.flat(fitted.eta, 1), vc.flat(truth.eta, 1)
-    return vc.cell_loss(w, ws, omega, os_, [gate, eta], [gs, eta_s], "d1")[0]
+    return linear_gate_d1(prepare_pair(SigmoidGatingMoE, fitted, truth, translation), truth)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,23 +65,6 @@ class SigmoidGatingMoE(FlatMoE):
     params_type: ClassVar[type] = SigmoidParams
     leading_axes: ClassVar[dict] = {"beta0": 1, "beta1": 1, "eta": 1}
     LOSSES: ClassVar[dict] = {"sigmoid": voronoi_loss_sigmoid}
-
-    def __post_init__(self):
-        object.__setattr__(self, "expert", get_expert(self.expert))
-        require_positive_int("k", self.k)
-        require_positive_int("d", self.d)
-
-    def param_shapes(self) -> SigmoidParams:
-        return SigmoidParams((self.k,), (self.k, self.d), shape_tree(self.expert.param_shapes(self.d), (self.k,)))
-
-    def with_k(self, k: int) -> "SigmoidGatingMoE":
-        return dataclasses.replace(self, k=k)
-
-    def _box_bounds(self):
-        s = self.param_shapes()
-        (b0l, b1l), (b0h, b1h) = self.box.gate_bounds((s.beta0, s.beta1))
-        el, eh = self.box.expert_bounds(s.eta)
-        return SigmoidParams(b0l, b1l, el), SigmoidParams(b0h, b1h, eh)
 
     def logits(self, params: SigmoidParams, x: Float[Array, "d n"]) -> Float[Array, "k n"]:
         return params.beta1 @ x + params.beta0[:, None]
@@ -114,12 +88,6 @@ class SigmoidGatingMoE(FlatMoE):
     @classmethod
     def normalize_translation(cls, fitted, truth, **options):
         return fitted  # no symmetry to divide out
-
-    @classmethod
-    def parameter_errors(cls, fitted, truth, **options) -> vc.ParameterErrors:
-        return vc.cell_errors(jnp.exp(jnp.asarray(fitted.beta0)), jnp.exp(jnp.asarray(truth.beta0)),
-                              jnp.asarray(fitted.beta1), jnp.asarray(truth.beta1),
-                              vc.flat(fitted.eta, 1), vc.flat(truth.eta, 1), jnp.nan)
 
     def curve_losses(self) -> dict[str, str]:
         return {"voronoi_sigmoid": "sigmoid"}

@@ -32,7 +32,7 @@ from jaxmoe.families.base import (
     translation_tangents,
     zero_last,
 )
-from jaxmoe.families.flat import FlatMoE
+from jaxmoe.families.flat import FlatMoE, linear_gate_d1, linear_gate_parts
 from jaxmoe.models.experts import Expert, expert_key, get_expert
 from jaxmoe.models.gates import gated_sum
 
@@ -47,11 +47,6 @@ class SoftmaxParams(NamedTuple):
     eta: dict  # each leaf (k, *expert shape)
 
 
-def _parts(params: SoftmaxParams):
-    gate = jnp.asarray(params.beta1)
-    return jnp.exp(jnp.asarray(params.beta0)), gate, jnp.concatenate([gate, vc.flat(params.eta, 1)], axis=-1)
-
-
 def voronoi_loss_d1(fitted: SoftmaxParams, truth: SoftmaxParams, *, translation: str = "normalize") -> Float[Array, ""]:
     r"""D1 (eq. 6), for strongly identifiable experts (Theorem 1: $D_1(\hat G_n, G^*) = O_P(\sqrt{\log n / n})$).
 
@@ -60,11 +55,7 @@ def voronoi_loss_d1(fitted: SoftmaxParams, truth: SoftmaxParams, *, translation:
       + \sum_{|A_j|>1} \sum_{i \in A_j} e^{\beta_{0i}} (\|\Delta\beta_{1ij}\|^2 + \|\Delta\eta_{ij}\|^2)$$
 
     Translation-invariant in `fitted` (`jaxmoe.losses.voronoi`); vmap over fits with `in_axes=(0, None)`."""
-    fitted = prepare_pair(SoftmaxMoE, fitted, truth, translation)
-    w, gate, omega = _parts(fitted)
-    ws, gs, os_ = _parts(truth)
-    eta, eta_s = vc.flat(fitted.eta, 1), vc.flat(truth.eta, 1)
-    return vc.cell_loss(w, ws, omega, os_, [gate, eta], [gs, eta_s], "d1")[0]
+    return linear_gate_d1(prepare_pair(SoftmaxMoE, fitted, truth, translation), truth)
 
 
 def voronoi_loss_d2r(fitted: SoftmaxParams, truth: SoftmaxParams, r: float = 1.0, *,
@@ -77,8 +68,8 @@ def voronoi_loss_d2r(fitted: SoftmaxParams, truth: SoftmaxParams, r: float = 1.0
     (for the linear expert the leaves are a and b: $\|\Delta a\|^r + |\Delta b|^r$). `r` is static under jit."""
     r = vc.check_r(r)
     fitted = prepare_pair(SoftmaxMoE, fitted, truth, translation)
-    w, gate, omega = _parts(fitted)
-    ws, gs, os_ = _parts(truth)
+    w, gate, omega = linear_gate_parts(fitted)
+    ws, gs, os_ = linear_gate_parts(truth)
     return vc.cell_loss(w, ws, omega, os_, [gate] + vc.leaf_blocks(fitted.eta, 1),
                         [gs] + vc.leaf_blocks(truth.eta, 1), "power", r)[0]
 
@@ -100,23 +91,6 @@ class SoftmaxMoE(FlatMoE):
     leading_axes: ClassVar[dict] = {"beta0": 1, "beta1": 1, "eta": 1}
     LOSSES: ClassVar[dict] = {"d1": voronoi_loss_d1, "d2r": voronoi_loss_d2r}
     PDE: ClassVar[str] = "(9)"
-
-    def __post_init__(self):
-        object.__setattr__(self, "expert", get_expert(self.expert))
-        require_positive_int("k", self.k)
-        require_positive_int("d", self.d)
-
-    def param_shapes(self) -> SoftmaxParams:
-        return SoftmaxParams((self.k,), (self.k, self.d), shape_tree(self.expert.param_shapes(self.d), (self.k,)))
-
-    def with_k(self, k: int) -> "SoftmaxMoE":
-        return dataclasses.replace(self, k=k)
-
-    def _box_bounds(self):
-        s = self.param_shapes()
-        (b0l, b1l), (b0h, b1h) = self.box.gate_bounds((s.beta0, s.beta1))
-        el, eh = self.box.expert_bounds(s.eta)
-        return SoftmaxParams(b0l, b1l, el), SoftmaxParams(b0h, b1h, eh)
 
     def fix_gauge(self, params, pin: bool = False):
         return params._replace(beta0=zero_last(params.beta0, 0, pin), beta1=zero_last(params.beta1, 0, pin))
@@ -153,12 +127,6 @@ class SoftmaxMoE(FlatMoE):
         b0, b1 = vc.normalize_gate(jnp.asarray(fitted.beta0), jnp.asarray(fitted.beta1),
                                    jnp.asarray(truth.beta0), jnp.asarray(truth.beta1))
         return fitted._replace(beta0=b0, beta1=b1)
-
-    @classmethod
-    def parameter_errors(cls, fitted, truth, **options) -> vc.ParameterErrors:
-        return vc.cell_errors(jnp.exp(jnp.asarray(fitted.beta0)), jnp.exp(jnp.asarray(truth.beta0)),
-                              jnp.asarray(fitted.beta1), jnp.asarray(truth.beta1),
-                              vc.flat(fitted.eta, 1), vc.flat(truth.eta, 1), jnp.nan)
 
     def curve_losses(self) -> dict[str, str]:
         """Metric name -> key in `LOSSES` of the loss a rate curve reports."""
