@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jaxmoe import cli
 from jaxmoe.sweeps.config import DEFAULT_REPLICATES, DEFAULT_SIZES
 
 DEFAULT_OUT = "demo_output"
@@ -28,8 +29,6 @@ def main(argv=None) -> int:
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: on for a terminal)")
     args = parser.parse_args(argv)
-    from jaxmoe import cli
-
     sweep = ["sweep", "--preset", args.preset, "--out", args.out, "--sizes", args.sizes,
              "--replicates", args.replicates, "--seed", args.seed, "--overwrite"]
     if args.progress is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 class JaxMoEInputError(ValueError):
     """Bad input to jaxmoe. The message names the field, the value and what is allowed."""
@@ -26,13 +28,7 @@ def require(ok: bool, field: str, value: Any, allowed: str) -> None:
 
 
 def require_positive_int(field: str, value: Any, minimum: int = 1) -> int:
-    ok = isinstance(value, (int,)) and not isinstance(value, bool) and value >= minimum
-    if not ok:
-        try:  # accept numpy integers
-            import numpy as np
-
-            ok = isinstance(value, np.integer) and int(value) >= minimum
-        except Exception:  # pragma: no cover
-            ok = False
+    """`value` as an int, if it is a (Python or NumPy) integer >= `minimum` (booleans are not)."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and int(value) >= minimum
     require(ok, field, value, f"must be an integer >= {minimum}")
     return int(value)
