@@ -128,7 +128,7 @@ def test_engine_settings_are_fit_curves_defaults_and_not_hashed():
     assert tuned.fit_kwargs()["lanes"] == 3 and tuned.fit_kwargs()["block_size"] == 0
     legacy = config_from_dict({"preset": "softmax-ridge", "solver": {"memory_gib": 1.5, "lanes": 0}})
     assert legacy.spec["engine"]["memory_gib"] == 1.5 and legacy.spec["engine"]["lanes"] is None
-    assert legacy.hash == base.hash
+    assert legacy.hash != base.hash  # written in [solver], the old place, they are hashed as they were
 
 
 @pytest.mark.parametrize("engine, message", [
@@ -142,3 +142,15 @@ def test_bad_engine_settings_are_one_line(engine, message):
         config_from_dict({"preset": "softmax-ridge", "engine": engine})
     with pytest.raises(jaxmoe.JaxMoEInputError, match=r"^engine.lanes=4: is the LM work-queue width"):
         config_from_dict({"preset": "softmax-ridge", "solver": {"name": "adam"}, "engine": {"lanes": 4}})
+
+
+def test_a_config_written_before_the_engine_table_keeps_its_hash():
+    """Folders made before [engine] existed stored solver.memory_gib = 2.0 and solver.lanes = 0 in config.json;
+    re-read, that config must hash as it did (its chunks carry the hash), so report and --resume keep working."""
+    stored = preset_config("softmax-ridge").hashed()
+    stored["solver"] = {**stored["solver"], "memory_gib": 2.0, "lanes": 0}
+    old = config_from_dict(stored)
+    assert old.hash == "d4c0318ef7e2bbea"  # softmax-ridge's hash before the change (commit 3bb09cb)
+    assert old.fit_kwargs()["memory_gib"] == 2.0 and old.fit_kwargs()["lanes"] is None
+    assert config_from_dict(old.hashed()).hash == old.hash  # idempotent
+    assert preset_config("softmax-ridge").hash != old.hash  # a fresh config no longer restates the CPU defaults

@@ -52,7 +52,9 @@ chunk_size = 64                     # most fits per compiled call (default: as m
 Normalisation fills every default in (solver options included; `[solver]`'s defaults are `FitOptions`', the
 same object `fit_curve` takes), so the stored config is the exact one used and its hash changes whenever
 anything that can change a result changes, and only then: `[engine]` (speed), `labels` and `preset` are not
-hashed, so the same sweep resumes on another machine with other lanes or memory. Unknown keys are errors.
+hashed, so the same sweep resumes on another machine with other lanes or memory. A folder made before `[engine]`
+existed stored `memory_gib = 2.0` and `lanes = 0` in `[solver]`; written there, they are still read and hashed
+as they were, so such a folder reports as before and resumes from a config that keeps those two lines. Unknown keys are errors.
 Every error is a `JaxMoEInputError` naming the field (`section.key`), the value and what is allowed.
 """
 
@@ -336,6 +338,9 @@ def config_from_dict(raw: dict) -> SweepConfig:
     s = _check_keys("solver", raw.get("solver", {}))
     spec["solver"] = _read_solver(s, spec["model"]["k_fit"] > spec["model"]["k_star"])
     spec["engine"] = _read_engine(_check_keys("engine", raw.get("engine", {})), s, spec["solver"]["name"])
+    for key in ("memory_gib", "lanes"):  # a config written before [engine]: hashed as it was, so its folder still
+        if key in s:                     # reports and resumes (its chunks carry that hash)
+            spec["solver"][key] = spec["engine"][key] if key == "memory_gib" else int(s[key])
     labels = raw.get("labels", {})
     _check_keys("labels", labels)
     spec["labels"] = {k: str(labels.get(k, "")) for k in SECTIONS["labels"]}
