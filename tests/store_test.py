@@ -20,8 +20,9 @@ import pytest
 import jaxmoe
 from jaxmoe import JaxMoEInputError
 from jaxmoe.cli import main
+from sweep_fakes import fake_run_chunk
 from jaxmoe.sweeps import runner, store
-from jaxmoe.sweeps.store import FIT_FIELDS, LOCK_FILE, FolderLock, atomic_write_bytes, atomic_write_json
+from jaxmoe.sweeps.store import LOCK_FILE, FolderLock, atomic_write_bytes, atomic_write_json
 
 SIZES = (100, 200, 400)  # three chunks (one size each): enough for a slope in the report
 ARGV = ["sweep", "--preset", "softmax-ridge", "--sizes", "100,200,400", "--replicates", "2", "--no-progress"]
@@ -162,23 +163,6 @@ def test_heartbeat_and_lost_lock(tmp_path):
 
 
 # ---------------------------------------------------------------- run_sweep holds it
-def _fake_run_chunk(config, setting, chunk, errors_fn=None):
-    """A valid chunk without fitting: what `run_chunk` returns, with made-up values."""
-    shape = (len(chunk.sizes), config.replicates)
-    arrays = {"sizes": np.asarray(chunk.sizes)}
-    for name in FIT_FIELDS:
-        arrays[name] = np.ones(shape)
-    arrays.update(status=np.zeros(shape, np.int32), iterations=np.ones(shape, np.int32),
-                  converged=np.ones(shape, bool), reached_minimum=np.zeros(shape, bool),
-                  empty_cells=np.zeros(shape, np.int32))
-    arrays["metric/l2_error"] = np.outer(np.asarray(chunk.sizes, float) ** -0.5, [1.0, 1.1])
-    for path, leaf in jax.tree_util.tree_flatten_with_path(setting.fitted_model().zeros())[0]:
-        arrays[store.param_field(path)] = np.zeros(shape + np.shape(leaf))
-    info = {"index": chunk.index, "sizes": list(chunk.sizes), "config_hash": config.hash, "seconds": 0.01,
-            "compile_seconds": 0.0, "fit_info": {}, "finished_at": store.now(), "pid": os.getpid()}
-    return arrays, info
-
-
 def test_run_sweep_holds_the_lock_and_releases_it(tmp_path, monkeypatch, capsys):
     out = str(tmp_path / "out")
     seen = []
@@ -191,7 +175,7 @@ def test_run_sweep_holds_the_lock_and_releases_it(tmp_path, monkeypatch, capsys)
             assert main(["report", out, "--json", "--no-plots"]) == 0
             seen.append(json.loads(capsys.readouterr().out))
             assert os.path.exists(_lock_path(out))
-        return _fake_run_chunk(config, setting, chunk)
+        return fake_run_chunk(config, setting, chunk)
 
     monkeypatch.setattr(runner, "run_chunk", run_chunk)
     result = runner.run_sweep(_config(), out, report=True)
@@ -209,14 +193,14 @@ def test_lock_released_when_run_sweep_raises(tmp_path, monkeypatch, error):
     def run_chunk(config, setting, chunk, errors_fn=None):
         if chunk.index == 1:
             raise error
-        return _fake_run_chunk(config, setting, chunk)
+        return fake_run_chunk(config, setting, chunk)
 
     monkeypatch.setattr(runner, "run_chunk", run_chunk)
     with pytest.raises(type(error)):
         runner.run_sweep(_config(), out, report=False)
     assert not os.path.exists(_lock_path(out))
     assert sorted(os.listdir(os.path.join(out, "chunks"))) == ["chunk-000-n100-100.npz"]  # saved, kept
-    monkeypatch.setattr(runner, "run_chunk", _fake_run_chunk)
+    monkeypatch.setattr(runner, "run_chunk", fake_run_chunk)
     assert runner.run_sweep(_config(), out, resume=True, report=False).reused == [0]
 
 
@@ -227,7 +211,7 @@ def test_concurrent_runs_of_one_config_compute_once(tmp_path, monkeypatch):
 
     def slow(config, setting, chunk, errors_fn=None):
         time.sleep(0.2)
-        return _fake_run_chunk(config, setting, chunk)
+        return fake_run_chunk(config, setting, chunk)
 
     monkeypatch.setattr(runner, "run_chunk", slow)
 

@@ -12,15 +12,15 @@ import subprocess
 import sys
 import time
 
-import jax
 import numpy as np
 import pytest
 
 import jaxmoe
 from jaxmoe import JaxMoEInputError
 from jaxmoe.cli import main
+from sweep_fakes import fake_run_chunk
 from jaxmoe.sweeps import runner, store
-from jaxmoe.sweeps.store import FIT_FIELDS, chunk_checksum, load_chunk
+from jaxmoe.sweeps.store import chunk_checksum, load_chunk
 
 SIZES = (100, 200, 400)  # three chunks (one size each)
 NAMES = ["chunk-000-n100-100.npz", "chunk-001-n200-200.npz", "chunk-002-n400-400.npz"]
@@ -31,27 +31,10 @@ def _config():
     return jaxmoe.preset_config("softmax-ridge").replace(sizes=list(SIZES), replicates=2)
 
 
-def _fake_run_chunk(config, setting, chunk, errors_fn=None):
-    """A valid chunk without fitting: what `run_chunk` returns, with made-up values (depending on the sizes)."""
-    shape = (len(chunk.sizes), config.replicates)
-    arrays = {"sizes": np.asarray(chunk.sizes)}
-    for name in FIT_FIELDS:
-        arrays[name] = np.full(shape, 1.0 / chunk.sizes[0])
-    arrays.update(status=np.zeros(shape, np.int32), iterations=np.ones(shape, np.int32),
-                  converged=np.ones(shape, bool), reached_minimum=np.zeros(shape, bool),
-                  empty_cells=np.zeros(shape, np.int32))
-    arrays["metric/l2_error"] = np.outer(np.asarray(chunk.sizes, float) ** -0.5, [1.0, 1.1])
-    for path, leaf in jax.tree_util.tree_flatten_with_path(setting.fitted_model().zeros())[0]:
-        arrays[store.param_field(path)] = np.zeros(shape + np.shape(leaf))
-    info = {"index": chunk.index, "sizes": list(chunk.sizes), "config_hash": config.hash, "seconds": 0.01,
-            "compile_seconds": 0.0, "fit_info": {}, "finished_at": store.now(), "pid": os.getpid()}
-    return arrays, info
-
-
 @pytest.fixture
 def folder(tmp_path, monkeypatch):
     """A complete sweep folder of fake chunks (no report yet)."""
-    monkeypatch.setattr(runner, "run_chunk", _fake_run_chunk)
+    monkeypatch.setattr(runner, "run_chunk", fake_run_chunk)
     out = str(tmp_path / "out")
     runner.run_sweep(_config(), out, report=False)
     return out
@@ -67,7 +50,7 @@ def test_chunk_files_carry_a_checksum_of_unchanged_arrays(folder):
     setting = config.setting()
     for chunk in store.plan_chunks(config):
         arrays, info = load_chunk(_chunk(folder, chunk.index))
-        expected, _ = _fake_run_chunk(config, setting, chunk)
+        expected, _ = fake_run_chunk(config, setting, chunk)
         assert arrays.keys() == expected.keys()  # the arrays are what was saved, no field added
         for k in expected:
             np.testing.assert_array_equal(arrays[k], expected[k], err_msg=k)
@@ -172,7 +155,7 @@ def test_sweep_too_big_for_memory_is_refused_before_any_work(tmp_path, monkeypat
 
 # ---------------------------------------------------------------- run_sweep(dict)
 def test_run_sweep_accepts_a_config_dict(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "run_chunk", _fake_run_chunk)
+    monkeypatch.setattr(runner, "run_chunk", fake_run_chunk)
     out = str(tmp_path / "out")
     raw = {"preset": "softmax-ridge", "sweep": {"sizes": list(SIZES), "replicates": 2}}
     result = jaxmoe.run_sweep(raw, out, report=False)
@@ -221,7 +204,7 @@ def test_ctrl_c_while_compiling_exits_at_once_keeping_the_chunks(tmp_path, monke
     def stop_at_1(config, setting, chunk, errors_fn=None):
         if chunk.index == 1:
             raise KeyboardInterrupt
-        return _fake_run_chunk(config, setting, chunk)
+        return fake_run_chunk(config, setting, chunk)
 
     monkeypatch.setattr(runner, "run_chunk", stop_at_1)
     with pytest.raises(KeyboardInterrupt):

@@ -188,6 +188,21 @@ class FlatMoE(MoEFamily):
         """d as the gate parameters show it (None where they do not: a non-linear router's pytree)."""
         return jnp.shape(params.beta1)[-1]
 
+    # ---- configs: a family with keys of its own (a router, groups) overrides these
+    def config_entries(self) -> dict:
+        """This model's own [model] config keys and values (beyond family, expert, d, k*, k_fit, box)."""
+        return {}
+
+    @classmethod
+    def read_config(cls, table: dict) -> dict:
+        """Validate and normalise this family's own keys of a [model] table."""
+        return {}
+
+    @classmethod
+    def from_config(cls, expert, k_star: int, d: int, box, entries: dict):
+        """The true model of a config: k* atoms."""
+        return cls(expert, k_star, d, box)
+
     def error_metrics(self, errors, k_star: int) -> dict:
         """The per-fit parameter errors a sweep stores, by metric name."""
         metrics = {"exact_error": errors.exact_error}

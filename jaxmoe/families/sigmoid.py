@@ -98,14 +98,3 @@ class SigmoidGatingMoE(FlatMoE):
     def identifiability_case(self) -> dict | None:
         return None  # THEORY.md states no identifiability condition for sigmoid gating
 
-    # ---- configs
-    def config_entries(self) -> dict:
-        return {}
-
-    @classmethod
-    def read_config(cls, table: dict) -> dict:
-        return {}
-
-    @classmethod
-    def from_config(cls, expert, k_star: int, d: int, box: ParameterBox, entries: dict) -> "SigmoidGatingMoE":
-        return cls(expert, k_star, d, box)

@@ -139,14 +139,3 @@ class SoftmaxMoE(FlatMoE):
         """`check_independence` arguments of this family's condition: Definition 1 (strong identifiability)."""
         return {"router": None}
 
-    # ---- configs
-    def config_entries(self) -> dict:
-        return {}
-
-    @classmethod
-    def read_config(cls, table: dict) -> dict:
-        return {}
-
-    @classmethod
-    def from_config(cls, expert, k_star: int, d: int, box: ParameterBox, entries: dict) -> "SoftmaxMoE":
-        return cls(expert, k_star, d, box)
