@@ -63,15 +63,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxmoe.validation import require
 from jaxmoe.estimation.chunk import ChunkResult
-from jaxmoe.estimation.options import (  # noqa: F401 -- re-exported: the sweep config imports them from here
-    EXACT_INIT_NOISE,
-    EXACT_RESTARTS,
-    INIT_NAMES,
-    OVERFIT_INIT_NOISE,
-    OVERFIT_RESTARTS,
-    FitOptions,
-    default_starts,
-)
+from jaxmoe.estimation.options import FitOptions
 from jaxmoe.estimation.plan import BucketPlan, CurvePlan, bucket_sizes, build_chunk_solver, chunk_avals, plan_curve
 from jaxmoe.estimation.sampling import draw_padded, fit_keys, fit_starts
 from jaxmoe.estimation.status import STATUS_NAMES, is_converged

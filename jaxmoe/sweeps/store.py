@@ -59,7 +59,7 @@ import jaxlib
 import numpy as np
 
 from jaxmoe.validation import JaxMoEInputError, require
-from jaxmoe.estimation.curve import bucket_sizes
+from jaxmoe.estimation.plan import bucket_sizes
 from jaxmoe.sweeps.config import SweepConfig, differences
 
 __all__ = [
