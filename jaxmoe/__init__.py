@@ -7,6 +7,7 @@ gating: one module each, owning everything family-specific), `data`, `presets` (
 """
 
 from jaxmoe import identifiability
+from jaxmoe.runtime import cache_folder, enable_compilation_cache, use_all_cores
 from jaxmoe.validation import JaxMoEInputError
 from jaxmoe.data import TruncatedNormalInputs, UniformInputs, get_input_law, sample_data
 from jaxmoe.estimation import *  # noqa: F401,F403
@@ -41,3 +42,5 @@ from jaxmoe.sweeps import (
 )
 
 __version__ = "0.1.0"
+
+enable_compilation_cache()  # on by default, in the user's cache folder (jaxmoe/runtime.py; JAXMOE_COMPILATION_CACHE=0: off)

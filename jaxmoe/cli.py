@@ -345,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep ends the process at once (`_leave_now`); called with `argv`, it returns like any other command."""
     try:
         args = build_parser().parse_args(argv)
+        jaxmoe.use_all_cores()  # one CPU device per core, before JAX starts (jaxmoe/runtime.py)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
         if code == INTERRUPTED and argv is None:

@@ -15,7 +15,8 @@ from jaxmoe.estimation import problem, status
 INFO_KEYS = ["solver", "k", "init", "schedule", "restarts", "init_noise", "reference", "precision", "seed",
              "replicates", "work", "padded_work", "waste_ratio", "seconds", "compile_seconds",
              "compile_total_seconds", "min_rtol", "min_atol", "chunk_sizes", "devices", "buckets",
-             "iterations_total", "sample_iterations", "executed_sample_iterations", "work_ratio"]
+             "iterations_total", "sample_iterations", "executed_sample_iterations", "work_ratio",
+             "programs_compiled", "programs_loaded"]
 STUDY = dict(sample_sizes=[120, 150], replicates=2, seed=3, k=2)  # k = k*: one start by default, one bucket
 
 
@@ -123,20 +124,35 @@ def test_curve_info_is_typed_and_a_mapping(default_fit):
     assert info.k == info["k"] == 2 and info.get("reference") is False and info.get("missing", 7) == 7
     assert "waste_ratio" in info and "missing" not in info
     assert dict(info.items()) == dict(info) and isinstance(dict(info)["buckets"], list)
-    assert info.chunk_sizes == {150: 4} and info.buckets[0]["length"] == 150
+    assert info.chunk_sizes == {1024: 4} and info.buckets[0]["length"] == 1024  # two 512-sample blocks
+    assert info.programs_compiled + info.programs_loaded == 1
     with pytest.raises(KeyError):
         info["missing"]
     assert default_fit.summary()["waste_ratio"] == info.waste_ratio
 
 
 def test_plan_is_decided_before_any_work(ridge):
+    # CPU default (the queue, 512-sample blocks): sample counts are run-time values, one bucket for all sizes,
+    # padded to whole blocks (at least two).
     plan = jaxmoe.plan_curve(ridge, [1000, 100, 110], 3, seed=1, options=jaxmoe.FitOptions(chunk_size=4))
-    assert [b.length for b in plan.buckets] == [1000, 110]  # largest first
+    assert [b.length for b in plan.buckets] == [1024]
     assert plan.sizes.tolist() == [1000, 100, 110] and plan.jobs[0] == (100, 0) and len(plan.jobs) == 9
+    assert plan.buckets[0].chunk_size == 3 and plan.buckets[0].chunks == 3  # 9 fits, <= 4: three equal chunks
+    assert plan.options.restarts == 32 and plan.num_params == 12
+    longer = jaxmoe.plan_curve(ridge, [100], 1, options=jaxmoe.FitOptions(padded_length=3000))
+    assert [b.length for b in longer.buckets] == [3072]
+    # One block (as on an accelerator): sizes bucketed by bucket_ratio, each bucket its own shape, largest first.
+    plan = jaxmoe.plan_curve(ridge, [1000, 100, 110], 3, seed=1,
+                             options=jaxmoe.FitOptions(chunk_size=4, block_size=0, padded_length=5000))
+    assert [b.length for b in plan.buckets] == [1000, 110]  # padded_length is ignored there (it would cost work)
     small = plan.buckets[1]
     assert small.jobs == tuple((n, r) for n in (100, 110) for r in range(3))
     assert small.chunk_size == 3 and small.chunks == 2  # 6 fits in chunks of <= 4: two equal chunks
-    assert plan.options.restarts == 32 and plan.num_params == 12
+    # An explicit ratio buckets run-time sizes too (each bucket padded to whole blocks).
+    plan = jaxmoe.plan_curve(ridge, [1000, 100], 1, options=jaxmoe.FitOptions(bucket_ratio=1.25))
+    assert [b.length for b in plan.buckets] == [1024, 1024]
+    with pytest.raises(jaxmoe.JaxMoEInputError, match="padded_length=50: must be >= the largest sample size"):
+        jaxmoe.plan_curve(ridge, [100], 1, options=jaxmoe.FitOptions(padded_length=50))
 
 
 def test_queue_runs_any_solver_with_a_fresh_state(ridge):

@@ -1,6 +1,7 @@
 r"""One chunk of a rate study, on one device (under `shard_map`): draw the data, solve every job, keep the best.
 
-A chunk holds F fits of one bucket (one padded length L) and M starts each. Its jobs are the F x M
+A chunk holds F fits of one bucket (one padded length L) and M starts each, given by (seed, n, r) only: their
+keys, data and starts are drawn inside the chunk's program, so a curve needs no other. Its jobs are the F x M
 (fit, start) pairs, plus, with `reference=True`, one long refinement per fit started at the exact split of
 the truth. Two schedules run them:
 
@@ -26,7 +27,7 @@ from jaxtyping import Array, Float, Int
 from jaxmoe.estimation.levenberg_marquardt import LMConfig
 from jaxmoe.estimation.problem import least_squares_problem, ravel
 from jaxmoe.estimation.queue import solve_queue
-from jaxmoe.estimation.sampling import fit_data
+from jaxmoe.estimation.sampling import fit_data, fit_keys, fit_starts
 from jaxmoe.estimation.solvers import levenberg_marquardt_solver, run_solver
 
 __all__ = ["ChunkResult", "solve_chunk"]
@@ -54,6 +55,7 @@ class _Jobs(NamedTuple):
     ref_objective: Float[Array, "F"] | None
     fit_iterations: Int[Array, "F"]
     lane_steps: Int[Array, ""]
+    lane_samples: Float[Array, ""]  # samples evaluated, summed over lane-steps
 
 
 def _queue_jobs(data, starts, exact, *, model, solver, restarts, reference, ref_iter, lanes, block_size) -> _Jobs:
@@ -68,7 +70,7 @@ def _queue_jobs(data, starts, exact, *, model, solver, restarts, reference, ref_
         job_fit = jnp.concatenate([job_fit, jnp.arange(num_fits)])
         budget = jnp.concatenate([budget, jnp.full((num_fits,), ref_iter)])
     res = solve_queue(model, x, y, mask, jobs, job_fit, budget, lanes=lanes, solver=solver, block_size=block_size)
-    lane_steps = res.steps * min(lanes, jobs.shape[0])
+    lane_steps, lane_samples = res.steps * lanes, res.lane_samples * lanes
     fits = num_fits * restarts
     fit_iterations = jnp.sum(res.iterations[:fits].reshape(num_fits, restarts), axis=1)
     if reference:
@@ -77,7 +79,7 @@ def _queue_jobs(data, starts, exact, *, model, solver, restarts, reference, ref_
     theta, objective, iterations, status = jax.tree_util.tree_map(
         lambda a: a[:fits].reshape((num_fits, restarts) + a.shape[1:]), per_job)
     ref_objective = res.objective[fits:] if reference else None
-    return _Jobs(theta, objective, iterations, status, ref_objective, fit_iterations, lane_steps)
+    return _Jobs(theta, objective, iterations, status, ref_objective, fit_iterations, lane_steps, lane_samples)
 
 
 def _lockstep_jobs(data, starts, exact, *, model, solver, reference, ref_iter, block_size) -> _Jobs:
@@ -102,7 +104,7 @@ def _lockstep_jobs(data, starts, exact, *, model, solver, reference, ref_iter, b
         lane_steps = lane_steps + jnp.max(ref_states.iteration) * num_fits
         fit_iterations = fit_iterations + ref_states.iteration
     return _Jobs(states.theta, states.objective, iterations, states.status, ref_objective, fit_iterations,
-                 lane_steps)
+                 lane_steps, lane_steps * x.shape[-1])
 
 
 def _keep_best(jobs: _Jobs, objective_truth, model) -> ChunkResult:
@@ -124,15 +126,25 @@ def _keep_best(jobs: _Jobs, objective_truth, model) -> ChunkResult:
                        jobs.fit_iterations)
 
 
-def solve_chunk(keys, ns, starts, exact, *, setting, model, solver, length: int, restarts: int, reference: bool,
-                ref_iter: int, schedule: str, lanes: int, block_size: int) -> tuple[ChunkResult, Int[Array, "1"]]:
-    """All fits of a chunk (of one device's share of it, under `shard_map`): keys (F, ...), ns (F,), starts
-    (F, M, p), exact (F, p). Returns the fits and the lane-steps run, as a (1,) array (one per device)."""
-    x, y, mask, objective_truth = jax.vmap(functools.partial(fit_data, setting=setting, length=length))(keys, ns)
+def solve_chunk(seed, ns, rs, *, setting, model, solver, length: int, starts: dict, reference: bool,
+                ref_iter: int, schedule: str, lanes: int, block_size: int) -> tuple[ChunkResult, Float[Array, "1 2"]]:
+    """All fits of a chunk (of one device's share of it, under `shard_map`): fit i is (ns[i], rs[i]) of the
+    study with `seed` (a scalar, the same on every device). Its key, data and starts are drawn here
+    (`sampling.fit_keys`, `fit_data`, `fit_starts` with the `starts` options), so that one compiled program
+    does everything a fit needs. Returns the fits and the work, as a (1, 2) array (one row per device):
+    lane-steps run and samples the lanes evaluated (`queue.QueueResult.lane_samples`)."""
+    keys = fit_keys(jax.random.PRNGKey(seed), ns, rs)
+    # One fit at a time (`lax.map`, not `vmap`): XLA vectorises an (F, L) array's arithmetic by its shape, and
+    # y drawn for F = 6 fits differed by an ulp from y drawn 2 by 2 (measured); a fit's data and starts must
+    # not depend on how many fits share its chunk or device.
+    data = functools.partial(fit_data, setting=setting, length=length)
+    x, y, mask, objective_truth = jax.lax.map(lambda a: data(*a), (keys, ns))
+    start, exact = jax.lax.map(functools.partial(fit_starts, setting=setting, model=model, **starts), keys)
     if schedule == "queue":
-        jobs = _queue_jobs((x, y, mask), starts, exact, model=model, solver=solver, restarts=restarts,
+        jobs = _queue_jobs((x, y, mask), start, exact, model=model, solver=solver, restarts=starts["restarts"],
                            reference=reference, ref_iter=ref_iter, lanes=lanes, block_size=block_size)
     else:
-        jobs = _lockstep_jobs((x, y, mask), starts, exact, model=model, solver=solver, reference=reference,
+        jobs = _lockstep_jobs((x, y, mask), start, exact, model=model, solver=solver, reference=reference,
                               ref_iter=ref_iter, block_size=block_size)
-    return _keep_best(jobs, objective_truth, model), jnp.reshape(jobs.lane_steps, (1,)).astype(jnp.int32)
+    work = jnp.stack([jnp.asarray(jobs.lane_steps, x.dtype), jnp.asarray(jobs.lane_samples, x.dtype)])
+    return _keep_best(jobs, objective_truth, model), work.reshape(1, 2)

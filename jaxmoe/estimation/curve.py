@@ -7,8 +7,14 @@ How the work is laid out (see experiments/README.md for the measurements behind 
   padded length L (partitionable threefry). A fit's data and start are therefore the same whatever the
   bucketing or chunking: results are a pure function of (setting, sizes, replicates, seed, solver), up to
   round-off in fits that stop at the iteration limit (their last steps are path-sensitive). (`sampling.py`)
-- **Buckets.** Sorted sizes are grouped while max/min <= `bucket_ratio`; each bucket is padded to its largest
-  size with a mask (one compiled shape per bucket). The padded-work ratio sum(L) / sum(n) is reported.
+- **One program per curve.** With the work queue and sample blocks (the CPU default) a fit's sample count is
+  a run-time value: its normal equations loop over the blocks that hold its n samples only
+  (`problem.dynamic_blocks`), so every size of the curve runs in one compiled program, padded to the largest
+  size rounded up to whole blocks; a fit costs its own n rounded up to 64 samples, and `info["waste_ratio"]`
+  reports that padding. `info["programs_compiled"]` counts the XLA programs the call compiled (1 for any number
+  of sizes), `programs_loaded` those it loaded from the persistent cache. Without blocks (accelerators) or in
+  lockstep, sorted sizes are grouped while max/min <= `bucket_ratio` (default 1.25) and each bucket is its
+  own shape.
 - **Chunks.** Within a bucket, fits run in chunks of at most `chunk_size` fits, sized to `memory_gib`; the
   last chunk is padded with repeats of its last fit (counted as waste, then dropped) so each bucket
   compiles once. (`plan.py`)
@@ -19,21 +25,21 @@ How the work is laid out (see experiments/README.md for the measurements behind 
 - **Restarts.** With `restarts = M > 1`, each fit runs M starts as extra lanes and keeps the one with the
   lowest finite objective: `init="near_truth"` splits the truth M times (restart m gives the extra atoms
   to true atoms m, m+1, ...), `"random"` draws M uniform starts, `"mixed"` one near-truth and M-1 random.
-  Starts depend on a fit's key only, so every fit's starts are drawn in one call compiled once per curve.
+  Starts depend on a fit's key only; each chunk draws its fits' starts inside its program.
   Defaults (`default_starts`): 1 start for k = k*; for an over-fitted k, 32 near-truth splits with noise 0.3,
   since fewer or narrower starts stop in a higher local minimum in about half of the fits. (`options.py`)
-- **Compilation.** Each bucket is one compiled shape. Tracing and compiling run in background threads, ahead
-  of the bucket that needs it, while earlier buckets execute (largest bucket first, so its long run hides the other
-  compiles); `info["compile_seconds"]` is the compile time the run waited for (so `seconds - compile_seconds`
-  is the run time), `info["compile_total_seconds"]` the sum of all compile times, overlapped or not.
-  Across calls and processes, JAX's persistent cache removes compile time for shapes seen before:
-  `jax.config.update("jax_compilation_cache_dir", "/path/to/cache")` before the first fit
-  (experiments/speed_and_scale.md has the measurements).
+- **Compilation.** Each chunk shape is compiled once (in a background thread, while earlier buckets run where
+  there are several); the chunk's program draws its fits' keys, data and starts itself, so nothing else is
+  compiled for the fits. `info["compile_seconds"]` is the compile time the run waited for (so
+  `seconds - compile_seconds` is the run time), `info["compile_total_seconds"]` the sum of all compile times.
+  Across calls and processes JAX's persistent cache loads programs seen before instead of compiling them:
+  jaxmoe turns it on when imported, in the user's cache folder (`jaxmoe/runtime.py`;
+  `JAXMOE_COMPILATION_CACHE=0` turns it off, `JAXMOE_CACHE_DIR` moves it).
 - **Devices.** The fits of a chunk are sharded over `devices` (default: all local devices, `jax.local_devices()`)
   with `shard_map`: each device runs its own work queue over its share of the chunk (a chunk is padded to a
-  multiple of the device count), so a multi-device host needs no change in user code and gives the same fits
-  (tests/sharding_test.py: 4 CPU devices vs 1). On a CPU host, each core can be a device:
-  `XLA_FLAGS=--xla_force_host_platform_device_count=<cores>` before JAX starts.
+  multiple of the device count). On a CPU host `jaxmoe.use_all_cores()`, called before JAX starts (the CLI
+  does), makes each core a device; the fits are then the same bit for bit whatever the core count
+  (tests/sharding_test.py: 2, 3 and 4 devices; one device agrees to round-off).
   **Several hosts** (`jax.distributed`): start one process per host with `jax.distributed.initialize(...)`
   and run a different share of the study in each, e.g. `fit_curve(setting, sizes, replicates, seed=seed)`
   with disjoint `sizes` per process (`jax.process_index()` picks the share), since fit (n, r)'s data and
@@ -41,8 +47,8 @@ How the work is laid out (see experiments/README.md for the measurements behind 
   `fit_curve` itself shards only over its process's local devices (not tested across hosts here).
 
 The code follows the same steps: `FitOptions` (options.py) owns the defaults and their checks; `plan_curve`
-(plan.py) validates and lays out the buckets and chunks (a `CurvePlan`, no device work); `run_plan` draws
-every fit's key and starts, compiles each bucket's `build_chunk_solver` in the background and runs its chunks;
+(plan.py) validates and lays out the buckets and chunks (a `CurvePlan`, no device work); `run_plan` compiles
+each chunk shape's `build_chunk_solver` in the background and runs the chunks;
 each chunk returns a `ChunkResult`, and the fits come back as a `CurveFit` whose `info` is a `CurveInfo`.
 """
 
@@ -64,8 +70,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxmoe.validation import require
 from jaxmoe.estimation.chunk import ChunkResult
 from jaxmoe.estimation.options import FitOptions
-from jaxmoe.estimation.plan import BucketPlan, CurvePlan, bucket_sizes, build_chunk_solver, chunk_avals, plan_curve
-from jaxmoe.estimation.sampling import draw_padded, fit_keys, fit_starts
+from jaxmoe.estimation.compiles import ProgramCount, count_programs
+from jaxmoe.estimation.plan import (BucketPlan, CurvePlan, bucket_sizes, build_chunk_solver, chunk_avals,
+                                    evaluated_samples, plan_curve)
+from jaxmoe.estimation.sampling import draw_padded
 from jaxmoe.estimation.status import STATUS_NAMES, is_converged
 
 __all__ = ["CurveFit", "CurveInfo", "bucket_sizes", "draw_padded", "fit_curve", "run_plan"]
@@ -89,7 +97,8 @@ class CurveInfo(collections.abc.Mapping):
     seed: int
     replicates: int
     work: int  # sum of n over fits
-    padded_work: int  # sum of L over fits run, chunk padding included
+    padded_work: int  # samples one evaluation of each fit run costs, summed (chunk padding included): its n
+    # rounded up to whole blocks with run-time sample counts (`plan.runtime_sizes`), else its bucket's L
     waste_ratio: float  # padded_work / work
     seconds: float
     compile_seconds: float  # compile time the run waited for
@@ -101,8 +110,11 @@ class CurveInfo(collections.abc.Mapping):
     buckets: list
     iterations_total: int  # every job's iterations (every start and the reference)
     sample_iterations: int  # sum over jobs of n x iterations
-    executed_sample_iterations: int  # lane-steps x L: what the machine ran, idle and frozen lanes included
+    executed_sample_iterations: int  # samples the lanes evaluated, summed over lane-steps: what the machine
+    # ran, idle and frozen lanes included (a step costs the longest active fit of its lanes, or L)
     work_ratio: float  # executed_sample_iterations / sample_iterations
+    programs_compiled: int  # XLA programs compiled during the call (`compiles.count_programs`): 1 per chunk shape
+    programs_loaded: int  # programs loaded from the persistent compilation cache instead
 
     def __getitem__(self, key: str) -> Any:
         if key not in _INFO_KEYS:
@@ -167,7 +179,7 @@ def fit_curve(setting, sample_sizes, replicates: int, seed: int = 0, *, options:
     Returns a `CurveFit`; failed or non-finite fits are flagged in `status`/`converged`, never dropped.
     The options are `options` (a `FitOptions`; default `FitOptions()`) with `overrides` (its field names:
     solver, k, init, restarts, init_noise, init_scale, reference, reference_iterations, min_rtol, min_atol,
-    bucket_ratio, chunk_size, memory_gib, precision, schedule, lanes, devices, block_size) applied;
+    bucket_ratio, padded_length, chunk_size, memory_gib, precision, schedule, lanes, devices, block_size) applied;
     `FitOptions` and options.py document each and its default. In short: `restarts` and `init_noise` default
     to 1 start with noise 0.1 for k = k*, and to the best of 32 near-truth splits with noise 0.3 for an
     over-fitted k (`default_starts`); `schedule` "auto" runs the work queue for a solver with a fresh state
@@ -176,23 +188,15 @@ def fit_curve(setting, sample_sizes, replicates: int, seed: int = 0, *, options:
 
     Besides the fits, `info` (a `CurveInfo`) reports the work: `waste_ratio` (padded samples / sum of n,
     bucketing and chunk padding), `sample_iterations` (sum over jobs of n x iterations, every start and the
-    reference included), `executed_sample_iterations` (lane-steps x padded length: what the machine ran, frozen
-    and idle queue lanes included) and their ratio `work_ratio`; `seconds`, `compile_seconds` (compile time the
+    reference included), `executed_sample_iterations` (samples the lanes evaluated: what the machine ran, frozen
+    and idle queue lanes included) and their ratio `work_ratio`; `programs_compiled` / `programs_loaded` (XLA
+    programs compiled, or loaded from the persistent cache, during the call); `seconds`, `compile_seconds` (compile time the
     run waited for), `compile_total_seconds` (all compiling, some of it overlapped with running) and
     per-bucket figures in `buckets`.
     """
     require(options is None or isinstance(options, FitOptions), "options", options, "must be a FitOptions or None")
     options = (FitOptions() if options is None else options).replace(**overrides)
     return run_plan(plan_curve(setting, sample_sizes, replicates, seed, options))
-
-
-class _Inputs(NamedTuple):
-    """Every fit's key and starts (row i: fit `plan.jobs[i]`), on the host."""
-
-    keys: np.ndarray
-    starts: np.ndarray
-    exact: np.ndarray
-    row_of: dict
 
 
 def _compile_in_background(pool, x64: bool, fn, *args) -> concurrent.futures.Future:
@@ -206,80 +210,80 @@ def _compile_in_background(pool, x64: bool, fn, *args) -> concurrent.futures.Fut
     return pool.submit(run)
 
 
-def _starts_fn(plan: CurvePlan):
-    """Every fit's starts from its key, in one call (`vmap` of `fit_starts`)."""
-    o = plan.options
-    return jax.jit(jax.vmap(functools.partial(
-        fit_starts, setting=plan.setting, model=plan.model, init=o.init, restarts=o.restarts,
-        noise=float(o.init_noise), scale=float(o.init_scale))))
+def _chunk_programs(plan: CurvePlan, mesh: Mesh, pool) -> list[concurrent.futures.Future]:
+    """One compile per distinct chunk shape (padded length, fits per chunk, lanes): buckets that share one
+    (every bucket, with run-time sample counts) share its program. A future per bucket, in run order."""
+    futures: dict[tuple, concurrent.futures.Future] = {}
+    for bucket in plan.buckets:
+        shape = (bucket.length, bucket.chunk_size, bucket.lanes)
+        if shape not in futures:
+            futures[shape] = _compile_in_background(pool, plan.x64, build_chunk_solver(plan, bucket, mesh),
+                                                    *chunk_avals(plan, bucket, mesh))
+    return [futures[(b.length, b.chunk_size, b.lanes)] for b in plan.buckets]
 
 
 def run_plan(plan: CurvePlan) -> CurveFit:
-    """Run a `CurvePlan`: keys and starts of every fit, then every bucket's chunks (compiled in the background,
-    ahead of the bucket that needs them), and assemble the `CurveFit`."""
+    """Run a `CurvePlan`: every bucket's chunks (their program compiled in the background, ahead of the bucket
+    that needs it; each chunk draws its fits' keys, data and starts itself) and assemble the `CurveFit`."""
     t_start = time.perf_counter()
     mesh = Mesh(np.array(plan.options.devices), ("fits",))
-    by_fit = NamedSharding(mesh, PartitionSpec("fits"))
     pool = concurrent.futures.ThreadPoolExecutor(min(2, os.cpu_count() or 1))
     try:
-        with jax.enable_x64(plan.x64):
-            compile_ = functools.partial(_compile_in_background, pool, plan.x64)
-            keys = fit_keys(jax.random.PRNGKey(plan.seed), jnp.asarray([n for n, _ in plan.jobs]),
-                            jnp.asarray([r for _, r in plan.jobs]))
-            starts_future = compile_(_starts_fn(plan), keys)
-            key = jax.ShapeDtypeStruct(keys.shape[1:], keys.dtype)
-            futures = [compile_(build_chunk_solver(plan, bucket, mesh), *chunk_avals(plan, bucket, key, by_fit))
-                       for bucket in plan.buckets]
-            t0 = time.perf_counter()
-            compiled, compile_total = starts_future.result()
-            compile_wait = time.perf_counter() - t0
-            starts, exact = (np.asarray(a) for a in compiled(keys))
-            inputs = _Inputs(np.asarray(keys), starts, exact, {job: i for i, job in enumerate(plan.jobs)})
+        with jax.enable_x64(plan.x64), count_programs() as programs:
+            futures = _chunk_programs(plan, mesh, pool)
             results: dict[tuple[int, int], ChunkResult] = {}
-            buckets = [_run_bucket(plan, bucket, future, inputs, by_fit, results)
+            seen: set = set()
+            buckets = [_run_bucket(plan, bucket, future, mesh, results, seen)
                        for bucket, future in zip(plan.buckets, futures)]
     except BaseException:  # Ctrl-C or an error: leave the compiles in progress, run nothing more
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
-    compile_total += sum(b["compile_seconds"] for b in buckets)
-    compile_wait += sum(b["compile_wait_seconds"] for b in buckets)
+    compile_total = sum(b["compile_seconds"] for b in buckets)
+    compile_wait = sum(b["compile_wait_seconds"] for b in buckets)
     return _assemble(plan, results, _curve_info(plan, results, buckets, time.perf_counter() - t_start,
-                                                compile_wait, compile_total))
+                                                compile_wait, compile_total, programs))
 
 
-def _run_bucket(plan: CurvePlan, bucket: BucketPlan, future, inputs: _Inputs, by_fit, results: dict) -> dict:
+def _run_bucket(plan: CurvePlan, bucket: BucketPlan, future, mesh: Mesh, results: dict, seen: set) -> dict:
     """Run every chunk of `bucket` (its compiled function from `future`); store each fit's `ChunkResult` in
-    `results`; return the bucket's figures."""
+    `results`; return the bucket's figures (a program shared with an earlier bucket counts its compile once:
+    `seen`)."""
     t0 = time.perf_counter()
     compiled, seconds = future.result()
     waited = time.perf_counter() - t0
+    seconds = 0.0 if id(future) in seen else seconds
+    seen.add(id(future))
     t_run = time.perf_counter()
-    lane_steps = sample_iterations = 0
+    lane_steps = lane_samples = sample_iterations = padded_work = 0
     size = bucket.chunk_size
+    int_dtype = np.int64 if plan.x64 else np.int32
+    seed = jax.device_put(np.asarray(plan.seed, int_dtype), NamedSharding(mesh, PartitionSpec()))
     for start in range(0, len(bucket.jobs), size):
         chunk = list(bucket.jobs[start:start + size])
         padded = chunk + [chunk[-1]] * (size - len(chunk))  # repeats of the last fit, dropped below
-        rows = np.asarray([inputs.row_of[job] for job in padded])
-        ns = np.asarray([n for n, _ in padded], dtype=np.int64 if plan.x64 else np.int32)
-        args = jax.device_put((inputs.keys[rows], ns, inputs.starts[rows], inputs.exact[rows]), by_fit)
-        out, steps = jax.block_until_ready(compiled(*args))
+        ns, rs = (np.asarray(a, dtype=int_dtype) for a in zip(*padded))
+        padded_work += sum(evaluated_samples(plan, bucket, n) for n, _ in padded)
+        args = jax.device_put((ns, rs), NamedSharding(mesh, PartitionSpec("fits")))
+        out, work = jax.block_until_ready(compiled(seed, *args))
         out = jax.tree_util.tree_map(np.asarray, out)
-        lane_steps += int(np.sum(steps))
+        work = np.asarray(work)
+        lane_steps += int(np.sum(work[:, 0]))
+        lane_samples += int(np.sum(work[:, 1]))
         for i, job in enumerate(chunk):
             results[job] = jax.tree_util.tree_map(lambda a: a[i], out)
             sample_iterations += job[0] * int(out.fit_iterations[i])
     return dict(length=bucket.length, fits=len(bucket.jobs), chunk_size=size, chunks=bucket.chunks,
                 lanes=bucket.lanes, compile_seconds=seconds, compile_wait_seconds=waited,
                 run_seconds=time.perf_counter() - t_run, lane_steps=lane_steps, sample_iterations=sample_iterations,
-                executed_sample_iterations=lane_steps * bucket.length)
+                executed_sample_iterations=lane_samples, padded_work=padded_work)
 
 
 def _curve_info(plan: CurvePlan, results: dict, buckets: list[dict], seconds: float, compile_wait: float,
-                compile_total: float) -> CurveInfo:
+                compile_total: float, programs: ProgramCount) -> CurveInfo:
     o = plan.options
     work = int(np.sum(plan.sizes)) * plan.replicates
-    padded_work = sum(b["length"] * b["chunk_size"] * b["chunks"] for b in buckets)
+    padded_work = sum(b["padded_work"] for b in buckets)
     sample_iterations = sum(b["sample_iterations"] for b in buckets)
     executed = sum(b["executed_sample_iterations"] for b in buckets)
     return CurveInfo(
@@ -291,7 +295,8 @@ def _curve_info(plan: CurvePlan, results: dict, buckets: list[dict], seconds: fl
         devices=len(o.devices), buckets=sorted(buckets, key=lambda b: b["length"]),
         iterations_total=int(sum(int(np.sum(r.fit_iterations)) for r in results.values())),
         sample_iterations=sample_iterations, executed_sample_iterations=executed,
-        work_ratio=executed / max(sample_iterations, 1))
+        work_ratio=executed / max(sample_iterations, 1), programs_compiled=programs.compiled,
+        programs_loaded=programs.loaded)
 
 
 def _assemble(plan: CurvePlan, results: dict, info: CurveInfo) -> CurveFit:

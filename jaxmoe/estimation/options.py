@@ -25,7 +25,6 @@ defaults as plain JSON-able values, for schemas that must agree with `fit_curve`
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Sequence
 
 import jax
@@ -37,6 +36,7 @@ from jaxmoe.estimation.solvers import Solver, get_solver
 
 __all__ = [
     "EXACT_INIT_NOISE",
+    "DEFAULT_BUCKET_RATIO",
     "EXACT_RESTARTS",
     "INIT_NAMES",
     "OVERFIT_INIT_NOISE",
@@ -56,6 +56,7 @@ PRECISION_NAMES = ("float32", "float64")
 # Starts per fit, and the near-truth perturbation, by default (the measurements are in the module docstring).
 EXACT_RESTARTS, OVERFIT_RESTARTS = 1, 32
 EXACT_INIT_NOISE, OVERFIT_INIT_NOISE = 0.1, 0.3
+DEFAULT_BUCKET_RATIO = 1.25  # where sizes need a compiled shape each: those within 1.25x share one
 
 
 def default_starts(overfitted: bool) -> tuple[int, float]:
@@ -64,13 +65,13 @@ def default_starts(overfitted: bool) -> tuple[int, float]:
 
 
 def default_lanes(num_devices: int = 1, platform: str = "cpu") -> int:
-    """Queue width per device. CPU: 2 lanes per core, shared among the devices (on the 2-core CPU, 4 lanes were
-    best at n = 10^4, where the time goes; 2 lanes were best at n <= 1000, by < 40%; 16 lanes lost everywhere;
-    experiments/README.md). GPU/TPU: 512 lanes (H100, standard sweep: LM run 2.4 s with 32 lanes, 1.9 s with
-    128, 1.7 s with 512; experiments/results/h100/probe_lanes.json)."""
-    if platform != "cpu":
-        return 512
-    return max(1, 2 * (os.cpu_count() or 1) // num_devices)
+    """Queue width per device. CPU: 2, whatever the core and device count, so that a fit's arithmetic (compiled
+    for the lanes' batch shape) is the same on every machine; with one device per core (`jaxmoe.use_all_cores`,
+    the CLI's default) that is 2 lanes per core (on the 2-core CPU, 4 lanes per core were best at n = 10^4, 2
+    at n <= 1000, by < 40%; 16 lost everywhere; experiments/README.md). GPU/TPU: 512 lanes (H100, standard
+    sweep: LM run 2.4 s with 32 lanes, 1.9 s with 128, 1.7 s with 512; experiments/results/h100/probe_lanes.json).
+    `num_devices` is kept for callers that pass it; the width does not depend on it."""
+    return 2 if platform == "cpu" else 512
 
 
 def default_memory_gib(device) -> float:
@@ -115,7 +116,11 @@ class FitOptions:
     reference_iterations: int = 3000
     min_rtol: float = 1e-6  # reached_minimum: objective <= reference * (1 + min_rtol) + min_atol
     min_atol: float = 1e-12
-    bucket_ratio: float = 1.25  # sizes share a padded shape while max / min <= bucket_ratio
+    # Sizes share a padded shape while max / min <= bucket_ratio; None: one shape for all sizes where fits take
+    # their sample count at run time (the queue with sample blocks, `plan.runtime_sizes`), else
+    # DEFAULT_BUCKET_RATIO.
+    bucket_ratio: float | None = None
+    padded_length: int | None = None  # pad every fit's data to at least this length (one program for many calls)
     chunk_size: int | None = None  # most fits per chunk; None: what memory_gib allows
     memory_gib: float | None = None  # per-device working set; None: default_memory_gib
     precision: str = "float64"  # one of PRECISION_NAMES
@@ -156,8 +161,10 @@ class FitOptions:
 
     def _check_layout(self) -> None:
         """How the work is laid out: buckets, chunks, memory, lanes, blocks (devices: `__post_init__`)."""
-        require(_is_real(self.bucket_ratio) and self.bucket_ratio >= 1.0, "bucket_ratio", self.bucket_ratio,
-                "must be >= 1")
+        require(self.bucket_ratio is None or (_is_real(self.bucket_ratio) and self.bucket_ratio >= 1.0),
+                "bucket_ratio", self.bucket_ratio, "must be None (automatic) or a number >= 1")
+        require(self.padded_length is None or (_is_int(self.padded_length) and self.padded_length >= 1),
+                "padded_length", self.padded_length, "must be None or an integer >= 1")
         if self.chunk_size is not None:
             require_positive_int("chunk_size", self.chunk_size)
         require(self.memory_gib is None or (_is_real(self.memory_gib) and self.memory_gib > 0), "memory_gib",

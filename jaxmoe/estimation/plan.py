@@ -2,8 +2,12 @@ r"""The plan of a rate study's fits: buckets of sizes, chunks of fits within mem
 
 `plan_curve` validates everything and decides the layout before any work (no device computation):
 
-- **Buckets.** Sorted sizes are grouped while max/min <= `bucket_ratio` (`bucket_sizes`); each bucket is
-  padded to its largest size L with a mask: one compiled shape per bucket.
+- **Buckets.** With the work queue and sample blocks (the CPU default) a fit's sample count is a run-time
+  value (`problem.dynamic_blocks`): all sizes are one bucket, padded to L = the largest size rounded up to
+  whole blocks (or `padded_length`), and one program fits the whole curve. Otherwise (one block, as on an
+  accelerator, or lockstep) sorted sizes are grouped while max/min <= `bucket_ratio` (`bucket_sizes`); each
+  bucket is padded to its largest size L with a mask: one compiled shape per bucket. An explicit
+  `bucket_ratio` groups sizes in both cases.
 - **Chunks.** A bucket's fits run in chunks of at most `chunk_capacity` fits per device, the most whose
   working set fits `memory_gib` (and at most `chunk_size` in all); chunks are made equal (the last one wastes
   least) and a multiple of the device count (every device gets the same number of fits). The last chunk is
@@ -23,12 +27,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxmoe.validation import require, require_positive_int
 from jaxmoe.estimation.chunk import solve_chunk
-from jaxmoe.estimation.options import FitOptions
-from jaxmoe.estimation.problem import ravel
+from jaxmoe.estimation.options import DEFAULT_BUCKET_RATIO, FitOptions
+from jaxmoe.estimation.problem import active_samples, dynamic_blocks, ravel
 
 __all__ = [
     "BucketPlan",
@@ -38,7 +42,10 @@ __all__ = [
     "check_study",
     "chunk_avals",
     "chunk_capacity",
+    "evaluated_samples",
+    "padded_length",
     "plan_curve",
+    "runtime_sizes",
 ]
 
 
@@ -110,8 +117,34 @@ def _equal_chunks(num_jobs: int, capacity: int, chunk_size: int | None) -> int:
     return -(-num_jobs // -(-num_jobs // size))
 
 
+def runtime_sizes(options: FitOptions) -> bool:
+    """Whether fits take their sample count at run time (module docstring): the queue with sample blocks."""
+    return options.schedule == "queue" and options.block_size > 0
+
+
+def padded_length(largest: int, options: FitOptions) -> int:
+    """L of a bucket whose largest size is `largest`. With run-time sizes: at least `options.padded_length`,
+    rounded up to at least two whole blocks (`problem.dynamic_blocks`); otherwise `largest` (padding would
+    cost work there, so `padded_length` is ignored)."""
+    length = largest
+    if runtime_sizes(options):
+        length = max(largest, options.padded_length or 0)
+        length = max(2, -(-length // options.block_size)) * options.block_size
+        assert dynamic_blocks(length, options.block_size)
+    return int(length)
+
+
+def evaluated_samples(plan: CurvePlan, bucket: BucketPlan, n: int) -> int:
+    """Samples one evaluation of a size-n fit of `bucket` costs: n rounded up to whole fine blocks with run-time
+    sizes (`problem.active_samples`), else the bucket's padded length."""
+    o = plan.options
+    if runtime_sizes(o) and dynamic_blocks(bucket.length, o.block_size):
+        return int(active_samples(int(n), o.block_size))
+    return bucket.length
+
+
 def _plan_bucket(bucket: np.ndarray, replicates: int, p: int, model, setting, options: FitOptions) -> BucketPlan:
-    length = int(bucket.max())
+    length = padded_length(int(bucket.max()), options)
     jobs = tuple((int(n), r) for n in bucket for r in range(replicates))
     num_devices = len(options.devices)
     cap, width = chunk_capacity(length, p, model.num_atoms, setting.d, options.restarts, options.schedule,
@@ -143,29 +176,35 @@ def plan_curve(setting, sample_sizes, replicates: int, seed: int = 0, options: F
         p = int(ravel(model.zeros())[0].size)
     ascending = np.sort(sizes)
     jobs = tuple((int(n), r) for n in ascending for r in range(replicates))
-    buckets = [_plan_bucket(b, replicates, p, model, setting, options)
-               for b in bucket_sizes(ascending, options.bucket_ratio)]
+    ratio = options.bucket_ratio if options.bucket_ratio is not None else (
+        np.inf if runtime_sizes(options) else DEFAULT_BUCKET_RATIO)
+    require(options.padded_length is None or options.padded_length >= ascending[-1], "padded_length",
+            options.padded_length, f"must be >= the largest sample size ({int(ascending[-1])})")
+    buckets = [_plan_bucket(b, replicates, p, model, setting, options) for b in bucket_sizes(ascending, ratio)]
     buckets.sort(key=lambda b: -b.length)  # largest first (module docstring)
     return CurvePlan(setting, model, options, sizes, replicates, seed, jobs, tuple(buckets), p)
 
 
 def build_chunk_solver(plan: CurvePlan, bucket: BucketPlan, mesh: Mesh):
     """The jitted chunk function of `bucket`: `solve_chunk` under `shard_map` over `mesh`'s "fits" axis.
-    Arguments (keys, ns, starts, exact), each sharded by fit; returns (`ChunkResult`, lane-steps per device)."""
+    Arguments (seed, ns, rs): the seed replicated, the fits' (n, r) sharded by fit; returns (`ChunkResult`, the
+    work per device)."""
     o = plan.options
+    starts = dict(init=o.init, restarts=o.restarts, noise=float(o.init_noise), scale=float(o.init_scale))
     solve = functools.partial(
-        solve_chunk, setting=plan.setting, model=plan.model, solver=o.solver, length=bucket.length,
-        restarts=o.restarts, reference=bool(o.reference), ref_iter=int(o.reference_iterations),
-        schedule=o.schedule, lanes=bucket.lanes, block_size=o.block_size)
-    return jax.jit(jax.shard_map(solve, mesh=mesh, in_specs=(PartitionSpec("fits"),) * 4,
-                                 out_specs=(PartitionSpec("fits"), PartitionSpec("fits")), check_vma=False))
+        solve_chunk, setting=plan.setting, model=plan.model, solver=o.solver, length=bucket.length, starts=starts,
+        reference=bool(o.reference), ref_iter=int(o.reference_iterations), schedule=o.schedule, lanes=bucket.lanes,
+        block_size=o.block_size)
+    by_fit = PartitionSpec("fits")
+    return jax.jit(jax.shard_map(solve, mesh=mesh, in_specs=(PartitionSpec(), by_fit, by_fit),
+                                 out_specs=(by_fit, by_fit), check_vma=False))
 
 
-def chunk_avals(plan: CurvePlan, bucket: BucketPlan, key, sharding) -> list[jax.ShapeDtypeStruct]:
-    """Abstract (keys, ns, starts, exact) of one chunk of `bucket`, for ahead-of-time compilation: `key` is
-    one fit's key (its shape and dtype); ns and parameters in the precision's default int and float types."""
-    size, p = bucket.chunk_size, plan.num_params
-    float_dtype, int_dtype = jnp.result_type(float), jnp.result_type(int)
-    shapes = [((size,) + key.shape, key.dtype), ((size,), int_dtype), ((size, plan.options.restarts, p), float_dtype),
-              ((size, p), float_dtype)]
-    return [jax.ShapeDtypeStruct(shape, dtype, sharding=sharding) for shape, dtype in shapes]
+def chunk_avals(plan: CurvePlan, bucket: BucketPlan, mesh: Mesh) -> list[jax.ShapeDtypeStruct]:
+    """Abstract (seed, ns, rs) of one chunk of `bucket`, for ahead-of-time compilation, in the precision's
+    default int type: the seed replicated over `mesh`, ns and rs sharded by fit."""
+    int_dtype = jnp.result_type(int)
+    replicated, by_fit = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("fits"))
+    return [jax.ShapeDtypeStruct((), int_dtype, sharding=replicated),
+            jax.ShapeDtypeStruct((bucket.chunk_size,), int_dtype, sharding=by_fit),
+            jax.ShapeDtypeStruct((bucket.chunk_size,), int_dtype, sharding=by_fit)]

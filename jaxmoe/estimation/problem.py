@@ -12,6 +12,12 @@ a block's Jacobian stays in cache between being formed and being multiplied, ins
 written to memory and read back, and one product of the augmented block [J r] with itself gives all three
 (measured together 2-3x faster per evaluation at n >= 10^4 on the 2-core CPU, experiments/speed_and_scale.md).
 The sums differ from the unblocked ones by round-off only.
+
+**Sample count at run time.** With `active_length` (a traced integer: the mask is zero from there on, as
+`sampling.draw_padded` makes it) the loop runs over the blocks that hold samples only: whole blocks of
+`block_size`, then fine blocks of `block_size // 8` for the rest, so a fit of n samples costs about n, not the
+padded length L, and every size of a curve shares one compiled program (L a multiple of `block_size`). The
+blocks depend on n alone, so a fit's sums are the same whatever L pads it.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from jaxmoe.estimation.status import (  # noqa: F401 -- re-exported: solvers and callers import them from here
     CONVERGED_FTOL,
@@ -95,6 +101,7 @@ def default_block_size(platform: str | None = None) -> int:
 def least_squares_problem(
     model, x: Float[Array, "d n"], y: Float[Array, "n"], mask: Float[Array, "n"] | None = None, gauge: bool = True,
     block_size: int | None = None, num_samples: Float[Array, ""] | None = None,
+    active_length: Int[Array, ""] | None = None,
 ) -> tuple[LeastSquaresProblem, Callable]:
     """Build the problem of fitting `model` to (x, y); returns it with the `unravel` map theta -> params.
 
@@ -103,6 +110,8 @@ def least_squares_problem(
     `block_size`: samples per block of `normal_equations` (None: `default_block_size()`; 0: one block,
     unblocked).
     `num_samples`: sum(mask) if already known (it is then not recomputed each evaluation).
+    `active_length`: samples from this index on are masked out (a prefix mask); `normal_equations` then loops
+    over the blocks before it only (module docstring). Needs L a multiple of `block_size` (else ignored).
     """
     lo, hi = model.bounds(gauge)
     lower, unravel = ravel(lo)
@@ -133,6 +142,9 @@ def least_squares_problem(
     block_size = default_block_size() if block_size is None else int(block_size)
 
     def normal_equations(theta):
+        if active_length is not None and dynamic_blocks(x.shape[-1], block_size):
+            return _active_block_sums(block_normal, unravel(theta), (x, y, mask), block_size, lower.shape[0],
+                                      active_length)
         return _blockwise_sums(block_normal, unravel(theta), x, y, mask, block_size, lower.shape[0])
 
     return LeastSquaresProblem(residuals, lower.astype(y.dtype), upper.astype(y.dtype), residuals_and_jacobian,
@@ -161,6 +173,47 @@ def _blockwise_sums(block_normal, params, x, y, mask, block_size: int, p: int):
     if tail < length:  # the last, shorter block
         acc = jax.tree_util.tree_map(jnp.add, acc, block_normal(params, x[:, tail:], y[tail:], mask[tail:]))
     return acc
+
+
+def dynamic_blocks(length: int, block_size: int) -> bool:
+    """Whether a padded length `length` runs a run-time number of blocks (module docstring): blocks are on and
+    `length` is a whole number (>= 2) of them."""
+    return block_size > 0 and length % block_size == 0 and length // block_size >= 2
+
+
+def fine_block_size(block_size: int) -> int:
+    """Length of the blocks that cover the rest of n after its whole blocks (a divisor of `block_size`)."""
+    return block_size // 8 if block_size % 8 == 0 else block_size
+
+
+def active_samples(n, block_size: int):
+    """Samples the run-time block loop evaluates for a fit of n samples: n rounded up to whole fine blocks."""
+    fine = fine_block_size(block_size)
+    return -(-n // fine) * fine
+
+
+def _active_block_sums(block_normal, params, data, block_size: int, p: int, n):
+    """`block_normal` summed over the blocks holding the first n samples: n // block_size whole blocks, then
+    fine blocks up to n (trip counts are run-time values: `fori_loop` with traced bounds)."""
+    x, y, mask = data
+    fine = fine_block_size(block_size)
+
+    def add_block(size):
+        def body(start, acc):
+            part = block_normal(params, jax.lax.dynamic_slice_in_dim(x, start, size, axis=1),
+                                jax.lax.dynamic_slice_in_dim(y, start, size),
+                                jax.lax.dynamic_slice_in_dim(mask, start, size))
+            return jax.tree_util.tree_map(jnp.add, acc, part)
+        return body
+
+    zero = (jnp.zeros((), y.dtype), jnp.zeros((p,), y.dtype), jnp.zeros((p, p), y.dtype))
+    n = n.astype(jnp.int32)
+    whole = n // block_size
+    acc = jax.lax.fori_loop(0, whole, lambda i, a: add_block(block_size)(i * block_size, a), zero)
+    base = whole * block_size
+    rest = -(-(n - base) // fine)
+    # The fine blocks stay inside L: base + rest * fine <= whole * block_size + block_size <= L.
+    return jax.lax.fori_loop(0, rest, lambda i, a: add_block(fine)(base + i * fine, a), acc)
 
 
 def projected_gradient_norm(theta, grad, problem: LeastSquaresProblem):

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from jaxmoe.validation import require
-from jaxmoe.estimation.problem import least_squares_problem
+from jaxmoe.estimation.problem import active_samples, default_block_size, dynamic_blocks, least_squares_problem
 from jaxmoe.estimation.solvers import Solver, levenberg_marquardt_solver
 from jaxmoe.estimation.status import MAX_ITER, RUNNING
 
@@ -32,6 +32,9 @@ class QueueResult(NamedTuple):
     # Solver steps every lane executed (lanes x steps lane-steps in all, frozen and idle lanes included): the
     # work done, against sum(iterations) the work needed.
     steps: Int[Array, ""] = 0
+    # Samples one lane evaluated, summed over steps: with run-time sample counts a step costs the largest
+    # active length among the lanes (they run the block loop together); else the padded length L.
+    lane_samples: Float[Array, ""] = 0.0
 
 
 def solve_queue(model, x: Float[Array, "F d L"], y: Float[Array, "F L"], mask: Float[Array, "F L"],
@@ -41,19 +44,29 @@ def solve_queue(model, x: Float[Array, "F d L"], y: Float[Array, "F L"], mask: F
     `solver` (any `Solver` with `fresh`; default LM); returns per-job final theta, objective, iterations, status
     and the number of steps run. Lanes are checked and refilled every `steps_per_refill` steps (a stopped lane
     is frozen meanwhile): the refill's gathers and scatters cost about as much as a step at small n, so they are
-    amortised. `block_size`: samples per normal-equation block (None: `problem.default_block_size()`)."""
+    amortised. `block_size`: samples per normal-equation block (None: `problem.default_block_size()`).
+    Masks must be prefixes (1 for the first n samples, as `sampling.draw_padded` makes them): with L a whole
+    number of blocks, each fit's normal equations then cost its own n, not L (`problem.active_samples`)."""
     solver = levenberg_marquardt_solver() if solver is None else solver
     require(solver.fresh is not None, "solver", solver.name,
             "has no fresh state (Solver.fresh): the work queue cannot re-load its lanes; use schedule='lockstep'")
     num_jobs, p = starts.shape
-    lanes = min(lanes, num_jobs)
+    # The width stays `lanes` even with fewer jobs (the extra lanes idle): a lane's arithmetic is compiled for
+    # the batch shape, so a fit must not get another width from having few companions in its chunk.
     counts = jnp.sum(mask, axis=1)  # each fit's n (exact: a sum of 0/1 values)
+    block_size = default_block_size() if block_size is None else int(block_size)
+    length = x.shape[-1]
+    dynamic = dynamic_blocks(length, block_size)
+    lengths = jnp.round(counts).astype(jnp.int32)
+    evaluated = (active_samples(lengths, block_size) if dynamic else jnp.full_like(lengths, length)).astype(x.dtype)
 
     def problem_of(fit, data=None):
         x1, y1, m1 = (x[fit], y[fit], mask[fit]) if data is None else data
-        return least_squares_problem(model, x1, y1, m1, block_size=block_size, num_samples=counts[fit])[0]
+        return least_squares_problem(model, x1, y1, m1, block_size=block_size, num_samples=counts[fit],
+                                     active_length=lengths[fit] if dynamic else None)[0]
 
     def fresh(job):
+        job = jnp.minimum(job, num_jobs - 1)  # an idle lane holds a copy of the last job, never recorded
         return solver.fresh(starts[job], problem_of(job_fit[job]))
 
     lane_job = jnp.arange(lanes)
@@ -61,7 +74,7 @@ def solve_queue(model, x: Float[Array, "F d L"], y: Float[Array, "F L"], mask: F
     out = _unfinished(num_jobs, p, starts.dtype)
 
     def step(carry):
-        states, lane_job, next_job, out, steps = carry
+        states, lane_job, next_job, out, steps, samples = carry
         active = lane_job < num_jobs
         job = jnp.minimum(lane_job, num_jobs - 1)
         budget = job_max_iter[job]
@@ -78,12 +91,14 @@ def solve_queue(model, x: Float[Array, "F d L"], y: Float[Array, "F L"], mask: F
         done = active & ((states.status != RUNNING) | spent)
         out = _record(out, states, done, job, num_jobs)
         new_job, reload = _assign(done, lane_job, next_job, num_jobs)
-        states = _select(reload, jax.vmap(fresh)(jnp.minimum(new_job, num_jobs - 1)), states)
-        return states, new_job, next_job + jnp.sum(done), out, steps + steps_per_refill
+        states = _select(reload, jax.vmap(fresh)(new_job), states)
+        samples = samples + steps_per_refill * jnp.max(evaluated[fit])
+        return states, new_job, next_job + jnp.sum(done), out, steps + steps_per_refill, samples
 
-    carry = (states, lane_job, jnp.asarray(lanes), out, jnp.asarray(0, jnp.int32))
-    _, _, _, out, steps = jax.lax.while_loop(lambda c: jnp.any(c[1] < num_jobs), step, carry)
-    return out._replace(steps=steps)
+    carry = (states, lane_job, jnp.asarray(min(lanes, num_jobs)), out, jnp.asarray(0, jnp.int32),
+             jnp.zeros((), x.dtype))
+    _, _, _, out, steps, samples = jax.lax.while_loop(lambda c: jnp.any(c[1] < num_jobs), step, carry)
+    return out._replace(steps=steps, lane_samples=samples)
 
 
 def _unfinished(num_jobs: int, p: int, dt) -> QueueResult:
@@ -105,7 +120,7 @@ def _record(out: QueueResult, states, done: Bool[Array, "B"], job: Int[Array, "B
     return QueueResult(out.theta.at[slot].set(states.theta, mode="drop"),
                        out.objective.at[slot].set(states.objective, mode="drop"),
                        out.iterations.at[slot].set(states.iteration, mode="drop"),
-                       out.status.at[slot].set(status, mode="drop"), out.steps)
+                       out.status.at[slot].set(status, mode="drop"), out.steps, out.lane_samples)
 
 
 def _assign(done: Bool[Array, "B"], lane_job: Int[Array, "B"], next_job: Int[Array, ""], num_jobs: int):

@@ -39,7 +39,7 @@ init_noise = 0.3                    # default: 0.1 when k_fit == k_star, else 0.
 init_scale = 3.0
 reference = false                   # also run a long refinement from the truth (reached-minimum check)
 precision = "float64"
-bucket_ratio = 1.25                 # sizes within this ratio share a compiled shape (and a chunk)
+bucket_ratio = 1.25                 # sizes within this ratio share a chunk (file); on CPU every chunk one program
 options = { max_iter = 300 }        # the solver's own options (LMConfig fields for lm)
 
 [engine]                            # speed only, not hashed; absent: fit_curve's per-device defaults
@@ -75,7 +75,7 @@ from jaxmoe.validation import JaxMoEInputError, require
 from jaxmoe.data import TruncatedNormalInputs, get_input_law
 from jaxmoe.estimation import solvers
 from jaxmoe.estimation.levenberg_marquardt import LMConfig
-from jaxmoe.estimation.options import INIT_NAMES, PRECISION_NAMES, FitOptions
+from jaxmoe.estimation.options import DEFAULT_BUCKET_RATIO, INIT_NAMES, PRECISION_NAMES, FitOptions
 from jaxmoe.estimation.solvers import SOLVER_NAMES, get_solver
 from jaxmoe.families import FAMILIES, ParameterBox, get_family
 from jaxmoe.models.experts import EXPERT_NAMES, expert_key, get_expert
@@ -154,7 +154,10 @@ class SweepConfig:
         s = self.spec["solver"]
         return dict(solver=get_solver(s["name"], **s["options"]), init=s["init"], restarts=s["restarts"],
                     init_noise=s["init_noise"], init_scale=s["init_scale"], reference=s["reference"],
-                    precision=s["precision"], bucket_ratio=s["bucket_ratio"], **self.spec["engine"])
+                    precision=s["precision"], bucket_ratio=s["bucket_ratio"],
+                    # Every chunk padded to the whole curve's length: with run-time sample counts (the CPU
+                    # default) all chunks then run one compiled program; the fits do not depend on it.
+                    padded_length=int(max(self.sizes)), **self.spec["engine"])
 
     def replace(self, **overrides) -> "SweepConfig":
         """A new config with command-line overrides (`sizes`, `replicates`, `seed`, `k_fit`, `sigma`,
@@ -362,7 +365,9 @@ def _read_solver(s: dict, overfitted: bool) -> dict:
         "init_scale": _float("solver.init_scale", s.get("init_scale", defaults["init_scale"]), 0.0, strict=True),
         "reference": _bool("solver.reference", s.get("reference", defaults["reference"])),
         "precision": _str("solver.precision", s.get("precision", defaults["precision"]), PRECISION_NAMES),
-        "bucket_ratio": _float("solver.bucket_ratio", s.get("bucket_ratio", defaults["bucket_ratio"]), 1.0),
+        # A sweep's chunks (files) are its size buckets, so its ratio is always a number (fit_curve's None,
+        # "automatic", would make one chunk of the whole curve).
+        "bucket_ratio": _float("solver.bucket_ratio", s.get("bucket_ratio", DEFAULT_BUCKET_RATIO), 1.0),
         "options": _solver_options(name, s.get("options", {})),
     }
 
