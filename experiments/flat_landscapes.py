@@ -318,7 +318,7 @@ def cmd_analyse(args):
     with open(args.out, "w") as f:
         json.dump(dict(restarts=args.restarts, rows=rows), f, indent=1)
     shown = set(args.show.split(";"))
-    print("| preset | variant | max_iter | rule | stop on rule | within 0.1 s2/n | within 0.1, same 4 starts | "
+    print("| preset | variant | max_iter | rule | stop on rule | within 0.1 s2/n | within 0.1, same starts | "
           "within 1 | max gap | it med/p90 (kept) | job it mean |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
