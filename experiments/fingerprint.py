@@ -49,6 +49,21 @@ def fingerprint() -> dict[str, np.ndarray]:
     return arrays
 
 
+def _difference(a: np.ndarray, b: np.ndarray) -> str:
+    """Max absolute and relative difference of two arrays of one shape (NaN where only one is NaN counts)."""
+    if a.shape != b.shape:
+        return f"shape {a.shape} vs {b.shape}"
+    a, b = a.astype(float), b.astype(float)
+    nan_mismatch = int(np.sum(np.isnan(a) != np.isnan(b)))
+    both = ~np.isnan(a) & ~np.isnan(b)
+    if not both.any():
+        return f"{nan_mismatch} NaN mismatches"
+    diff = np.abs(a[both] - b[both])
+    rel = diff / np.maximum(np.abs(a[both]), np.finfo(float).tiny)
+    return (f"max abs difference {diff.max():.3g}, max relative {rel.max():.3g}, {int(np.sum(diff > 0))} of "
+            f"{a.size} differ" + (f", {nan_mismatch} NaN mismatches" if nan_mismatch else ""))
+
+
 def compare(old: str, new: str) -> int:
     a, b = np.load(old), np.load(new)
     bad = 0
@@ -59,8 +74,7 @@ def compare(old: str, new: str) -> int:
             continue
         same = a[name].shape == b[name].shape and np.array_equal(a[name], b[name], equal_nan=a[name].dtype.kind == "f")
         if not same:
-            diff = np.nanmax(np.abs(a[name].astype(float) - b[name].astype(float))) if a[name].shape == b[name].shape else "shape"
-            print(f"{name}: DIFFERS (max abs difference {diff})")
+            print(f"{name}: DIFFERS ({_difference(a[name], b[name])})")
             bad += 1
     print(f"{len(set(a.files) | set(b.files)) - bad} arrays identical, {bad} differ")
     return 1 if bad else 0

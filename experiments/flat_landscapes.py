@@ -94,7 +94,7 @@ def variant_update(state: lm.LMState, problem, config: lm.LMConfig, kind: str) -
         delta = jnp.where(state.fresh, 0.0, delta + 0.5 * acc)
     candidate = problem.project(state.theta + delta)
     step = candidate - state.theta
-    f_new, grad_new, gram_new = lm._linearise(problem, candidate, config)
+    f_new, grad_new, gram_new = lm.linearise(problem, candidate, config)
     predicted = -(2.0 * jnp.dot(step, state.grad) + step @ state.gram @ step)
     actual = state.objective - f_new
     rho = actual / jnp.where(predicted > 0, predicted, jnp.inf)

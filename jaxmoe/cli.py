@@ -341,11 +341,13 @@ def _leave_now(code: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit code (0 ok, also when stdout's reader has gone; 2 bad input;
-    130 an interrupted sweep). Without `argv` (the program itself: `jaxmoe`, `python -m jaxmoe`) an interrupted
-    sweep ends the process at once (`_leave_now`); called with `argv`, it returns like any other command."""
+    130 an interrupted sweep). Without `argv` (the program itself: `jaxmoe`, `python -m jaxmoe`) each CPU core is
+    made a device (`jaxmoe.use_all_cores`) and an interrupted sweep ends the process at once (`_leave_now`);
+    called with `argv`, it leaves the process's devices alone and returns like any other command."""
     try:
         args = build_parser().parse_args(argv)
-        jaxmoe.use_all_cores()  # one CPU device per core, before JAX starts (jaxmoe/runtime.py)
+        if argv is None:  # the program itself: one CPU device per core, before JAX starts (jaxmoe/runtime.py)
+            jaxmoe.use_all_cores()
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
         if code == INTERRUPTED and argv is None:

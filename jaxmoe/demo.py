@@ -14,6 +14,7 @@ import argparse
 import sys
 
 from jaxmoe import cli
+from jaxmoe.runtime import use_all_cores
 from jaxmoe.sweeps.config import DEFAULT_REPLICATES, DEFAULT_SIZES
 
 DEFAULT_OUT = "demo_output"
@@ -33,6 +34,8 @@ def main(argv=None) -> int:
              "--replicates", args.replicates, "--seed", args.seed, "--overwrite"]
     if args.progress is not None:
         sweep.append("--progress" if args.progress else "--no-progress")
+    if argv is None:  # the program itself, as `jaxmoe sweep` would (cli.main with argv leaves devices alone)
+        use_all_cores()
     return cli.main(sweep)
 
 

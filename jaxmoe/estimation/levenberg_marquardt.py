@@ -62,7 +62,7 @@ class LMState(NamedTuple):
     fresh: Bool[Array, ""] = False
 
 
-def _linearise(problem: LeastSquaresProblem, theta, config: LMConfig):
+def linearise(problem: LeastSquaresProblem, theta, config: LMConfig):
     """Objective ||r||^2, half its gradient J^T r, and half its (Gauss-Newton or exact) Hessian."""
     if config.hessian == "exact":
         half = lambda t: 0.5 * problem.objective(t)
@@ -73,7 +73,7 @@ def _linearise(problem: LeastSquaresProblem, theta, config: LMConfig):
 
 def init(theta: Float[Array, "p"], problem: LeastSquaresProblem, config: LMConfig = LMConfig()) -> LMState:
     theta = problem.project(theta)
-    objective, grad, gram = _linearise(problem, theta, config)
+    objective, grad, gram = linearise(problem, theta, config)
     dt = theta.dtype
     return LMState(theta, objective, gram, grad, jnp.abs(jnp.diag(gram)), jnp.asarray(config.init_damping, dt),
                    jnp.asarray(2.0, dt), jnp.asarray(0, jnp.int32), jnp.asarray(RUNNING, jnp.int32),
@@ -107,7 +107,7 @@ def update(state: LMState, problem: LeastSquaresProblem, config: LMConfig = LMCo
     delta = jnp.where(state.fresh, 0.0, delta)
     candidate = problem.project(state.theta + delta)
     step = candidate - state.theta
-    f_new, grad_new, gram_new = _linearise(problem, candidate, config)
+    f_new, grad_new, gram_new = linearise(problem, candidate, config)
     predicted = -(2.0 * jnp.dot(step, state.grad) + step @ state.gram @ step)
     actual = state.objective - f_new
     rho = actual / jnp.where(predicted > 0, predicted, jnp.inf)
