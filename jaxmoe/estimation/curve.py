@@ -190,9 +190,9 @@ def fit_curve(setting, sample_sizes, replicates: int, seed: int = 0, *, options:
     bucketing and chunk padding), `sample_iterations` (sum over jobs of n x iterations, every start and the
     reference included), `executed_sample_iterations` (samples the lanes evaluated: what the machine ran, frozen
     and idle queue lanes included) and their ratio `work_ratio`; `programs_compiled` / `programs_loaded` (XLA
-    programs compiled, or loaded from the persistent cache, during the call); `seconds`, `compile_seconds` (compile time the
-    run waited for), `compile_total_seconds` (all compiling, some of it overlapped with running) and
-    per-bucket figures in `buckets`.
+    programs compiled, or loaded from the persistent cache, during the call); `seconds`, `compile_seconds`
+    (compile time the run waited for), `compile_total_seconds` (all compiling, some of it overlapped with
+    running) and per-bucket figures in `buckets`.
     """
     require(options is None or isinstance(options, FitOptions), "options", options, "must be a FitOptions or None")
     options = (FitOptions() if options is None else options).replace(**overrides)
