@@ -173,7 +173,7 @@ def plan_curve(setting, sample_sizes, replicates: int, seed: int = 0, options: F
     options = (FitOptions() if options is None else options).validated(setting)
     model = setting.fitted_model(options.k)
     with jax.enable_x64(options.precision == "float64"):
-        p = int(ravel(model.zeros())[0].size)
+        p = int(jax.eval_shape(lambda: ravel(model.zeros())[0]).size)  # shapes only: planning compiles nothing
     ascending = np.sort(sizes)
     jobs = tuple((int(n), r) for n in ascending for r in range(replicates))
     ratio = options.bucket_ratio if options.bucket_ratio is not None else (
