@@ -243,3 +243,15 @@ def test_one_block_gives_the_same_fits_as_blocks(ridge):
     whole = jaxmoe.fit_curve(ridge, **kwargs, block_size=0)
     np.testing.assert_array_equal(blocked.status, whole.status)
     np.testing.assert_allclose(whole.objective, blocked.objective, rtol=1e-9)
+
+
+def test_a_later_call_reuses_the_compiled_program(ridge):
+    """A second fit_curve call with the same statics (solver made anew, as get_solver does each time) runs the
+    program the first compiled: nothing compiled or loaded, the same fits; another sigma is another program."""
+    first = jaxmoe.fit_curve(ridge, [120], 2, seed=9, k=2, solver=jaxmoe.get_solver("lm"))
+    again = jaxmoe.fit_curve(ridge, [120], 2, seed=9, k=2, solver=jaxmoe.get_solver("lm"))
+    assert again.info["programs_compiled"] == again.info["programs_loaded"] == 0
+    np.testing.assert_array_equal(again.objective, first.objective)
+    other = jaxmoe.fit_curve(ridge.replace(sigma=0.05), [120], 2, seed=9, k=2)
+    assert other.info["programs_compiled"] + other.info["programs_loaded"] == 1
+    assert not np.array_equal(other.objective, first.objective)

@@ -72,7 +72,7 @@ from jaxmoe.estimation.chunk import ChunkResult
 from jaxmoe.estimation.options import FitOptions
 from jaxmoe.estimation.compiles import ProgramCount, count_programs
 from jaxmoe.estimation.plan import (BucketPlan, CurvePlan, bucket_sizes, build_chunk_solver, chunk_avals,
-                                    evaluated_samples, plan_curve)
+                                    chunk_program_key, evaluated_samples, plan_curve)
 from jaxmoe.estimation.sampling import draw_padded
 from jaxmoe.estimation.status import STATUS_NAMES, is_converged
 
@@ -210,16 +210,37 @@ def _compile_in_background(pool, x64: bool, fn, *args) -> concurrent.futures.Fut
     return pool.submit(run)
 
 
+# Compiled chunk programs of earlier calls in this process, by `plan.chunk_program_key` (most recent last): a
+# later call with the same statics (a sweep's next chunk, a notebook's next curve) neither retraces nor loads.
+_PROGRAMS: collections.OrderedDict = collections.OrderedDict()
+_PROGRAMS_KEPT = 8
+
+
 def _chunk_programs(plan: CurvePlan, mesh: Mesh, pool) -> list[concurrent.futures.Future]:
-    """One compile per distinct chunk shape (padded length, fits per chunk, lanes): buckets that share one
-    (every bucket, with run-time sample counts) share its program. A future per bucket, in run order."""
-    futures: dict[tuple, concurrent.futures.Future] = {}
-    for bucket in plan.buckets:
-        shape = (bucket.length, bucket.chunk_size, bucket.lanes)
-        if shape not in futures:
-            futures[shape] = _compile_in_background(pool, plan.x64, build_chunk_solver(plan, bucket, mesh),
-                                                    *chunk_avals(plan, bucket, mesh))
-    return [futures[(b.length, b.chunk_size, b.lanes)] for b in plan.buckets]
+    """One compile per distinct chunk program: buckets that share one (every bucket, with run-time sample
+    counts) share it, and a program an earlier call compiled is reused. A future per bucket, in run order."""
+    futures: dict = {}
+    keys = [chunk_program_key(plan, bucket, mesh) or ("unshared", id(bucket)) for bucket in plan.buckets]
+    for key, bucket in zip(keys, plan.buckets):
+        if key in futures:
+            continue
+        if key in _PROGRAMS:
+            _PROGRAMS.move_to_end(key)
+            futures[key] = concurrent.futures.Future()
+            futures[key].set_result((_PROGRAMS[key], 0.0))
+        else:
+            futures[key] = _compile_in_background(pool, plan.x64, build_chunk_solver(plan, bucket, mesh),
+                                                  *chunk_avals(plan, bucket, mesh))
+            if key[0] != "unshared":
+                futures[key].add_done_callback(functools.partial(_keep_program, key))
+    return [futures[key] for key in keys]
+
+
+def _keep_program(key, future: concurrent.futures.Future) -> None:
+    if not future.cancelled() and future.exception() is None:
+        _PROGRAMS[key] = future.result()[0]
+        while len(_PROGRAMS) > _PROGRAMS_KEPT:
+            _PROGRAMS.popitem(last=False)
 
 
 def run_plan(plan: CurvePlan) -> CurveFit:

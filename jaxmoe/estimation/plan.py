@@ -21,6 +21,7 @@ compiled for ahead of time.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, NamedTuple
 
@@ -42,6 +43,7 @@ __all__ = [
     "check_study",
     "chunk_avals",
     "chunk_capacity",
+    "chunk_program_key",
     "evaluated_samples",
     "padded_length",
     "plan_curve",
@@ -198,6 +200,34 @@ def build_chunk_solver(plan: CurvePlan, bucket: BucketPlan, mesh: Mesh):
     by_fit = PartitionSpec("fits")
     return jax.jit(jax.shard_map(solve, mesh=mesh, in_specs=(PartitionSpec(), by_fit, by_fit),
                                  out_specs=(by_fit, by_fit), check_vma=False))
+
+
+def chunk_program_key(plan: CurvePlan, bucket: BucketPlan, mesh: Mesh) -> tuple | None:
+    """What a compiled chunk program is a function of (`build_chunk_solver`'s statics: the setting with its
+    truth's values, the fitted model, solver, starts, chunk shape, devices, precision), as a hashable tuple, so a
+    later `fit_curve` call can reuse the program; None where a part has no stable hash (then it is rebuilt)."""
+    o, st = plan.options, plan.setting
+    truth = tuple((np.asarray(leaf).dtype.str, np.shape(leaf), np.asarray(leaf).tobytes())
+                  for leaf in jax.tree_util.tree_leaves(st.truth))
+    setting = tuple((f.name, getattr(st, f.name)) for f in dataclasses.fields(st) if f.name != "truth")
+    solver = (o.solver.name, o.solver.max_iter) + tuple(_callable_key(f) for f in (o.solver.init, o.solver.update,
+                                                                                  o.solver.fresh))
+    key = (type(st), setting, truth, plan.model, solver, o.init, o.restarts, float(o.init_noise),
+           float(o.init_scale), bool(o.reference), int(o.reference_iterations), o.schedule, o.block_size,
+           bucket.length, bucket.chunk_size, bucket.lanes, tuple(d.id for d in mesh.devices.flat), plan.x64)
+    try:
+        hash(key)
+    except TypeError:  # e.g. a user's model holding an array
+        return None
+    return key
+
+
+def _callable_key(fn):
+    """A `functools.partial` by its function and arguments (get_solver makes new partials of the same update
+    each call); anything else by itself."""
+    if isinstance(fn, functools.partial):
+        return (fn.func, fn.args, tuple(sorted(fn.keywords.items())))
+    return fn
 
 
 def chunk_avals(plan: CurvePlan, bucket: BucketPlan, mesh: Mesh) -> list[jax.ShapeDtypeStruct]:
