@@ -4,7 +4,7 @@ do not depend on how many there are.
 JAX fixes the device count when it starts, so each device count is a subprocess that calls
 `jaxmoe.use_all_cores()` with `JAXMOE_CPU_DEVICES=N` first (what the CLI does with one device per core). XLA
 compiles a sharded program the same way for any N >= 2 (and Eigen's threads are off there): the fits agree bit
-for bit across 2, 3 and 4 devices. The parent process (one device, Eigen threaded) compiles a one-device
+for bit across 2 and 4 devices here (3 as well, checked once by hand: a child per count costs ~20 s of suite). The parent process (one device, Eigen threaded) compiles a one-device
 program, whose fits agree to round-off (measured: 1e-17 absolute on objectives near 0.01, the same statuses
 and iterations); `use_all_cores` never leaves a run on one device for that reason.
 """
@@ -52,7 +52,7 @@ def _child(devices: str) -> dict:
 
 @pytest.fixture(scope="module")
 def runs():
-    return {n: _child(n) for n in ("2", "3", "4")}
+    return {n: _child(n) for n in ("2", "4")}
 
 
 def test_use_all_cores_sets_the_device_count_and_fits_are_sharded_over_them(runs):
@@ -67,7 +67,7 @@ def test_use_all_cores_sets_the_device_count_and_fits_are_sharded_over_them(runs
 
 
 def test_fits_are_bit_for_bit_whatever_the_device_count(runs):
-    for n in ("3", "4"):
+    for n in ("4",):
         for field in ("objective", "status", "iterations", "params"):
             assert runs[n][field] == runs["2"][field], (n, field)
 
