@@ -39,7 +39,7 @@ How the work is laid out (see experiments/README.md for the measurements behind 
   with `shard_map`: each device runs its own work queue over its share of the chunk (a chunk is padded to a
   multiple of the device count). On a CPU host `jaxmoe.use_all_cores()`, called before JAX starts (the CLI
   does), makes each core a device; the fits are then the same bit for bit whatever the core count
-  (tests/sharding_test.py: 2, 3 and 4 devices; one device agrees to round-off).
+  (tests/sharding_test.py: 2 and 4 devices, 3 checked by hand; one device agrees to round-off).
   **Several hosts** (`jax.distributed`): start one process per host with `jax.distributed.initialize(...)`
   and run a different share of the study in each, e.g. `fit_curve(setting, sizes, replicates, seed=seed)`
   with disjoint `sizes` per process (`jax.process_index()` picks the share), since fit (n, r)'s data and

@@ -62,8 +62,9 @@ def solve_queue(model, x: Float[Array, "F d L"], y: Float[Array, "F L"], mask: F
 
     def problem_of(fit, data=None):
         x1, y1, m1 = (x[fit], y[fit], mask[fit]) if data is None else data
+        # (`active_length` is ignored where L is not a whole number of blocks: `problem.dynamic_blocks`.)
         return least_squares_problem(model, x1, y1, m1, block_size=block_size, num_samples=counts[fit],
-                                     active_length=lengths[fit] if dynamic else None)[0]
+                                     active_length=lengths[fit])[0]
 
     def fresh(job):
         job = jnp.minimum(job, num_jobs - 1)  # an idle lane holds a copy of the last job, never recorded
