@@ -3,10 +3,11 @@
 Layout: `models` (experts, routers, gates), `families` (softmax, dense-to-sparse, hierarchical, sigmoid
 gating: one module each, owning everything family-specific), `data`, `presets` (Table 1 truths),
 `estimation` (least squares, solvers, `fit_curve`), `losses` (Voronoi losses, errors, rates),
-`identifiability` (PDE residuals, Definitions 1-2), `sweeps` (config files, resumable sweeps, reports), `cli`. See README.md and THEORY.md for the maths.
+`identifiability` (PDE residuals, Definitions 1-2), `bounds` (inverse-bound profiles, two-point lower bounds), `sweeps` (config files, resumable sweeps, reports), `cli`. See README.md and THEORY.md for the maths.
 """
 
 from jaxmoe import identifiability
+from jaxmoe.bounds import InverseBoundProfile, TwoPointCurve, inverse_bound, two_point_curve
 from jaxmoe.runtime import cache_folder, enable_compilation_cache, use_all_cores
 from jaxmoe.validation import JaxMoEInputError
 from jaxmoe.data import TruncatedNormalInputs, UniformInputs, get_input_law, sample_data

@@ -1,0 +1,310 @@
+r"""The local inverse bound $\omega(\varepsilon) = \inf\{\|f_G - f_{G^*}\|_{L^2(\mu)} : G \text{ with } k
+\text{ atoms in } \Theta,\ D(G, G^*) \ge \varepsilon\}$ (THEORY.md §8), computed for any family and truth.
+
+**Parametrisation.** $G$ is the split truth (`near_truth_split` with no noise: the extra atoms of the
+over-fitted cells sit on a true atom, weights split) plus offsets $\delta$ on the free coordinates of the
+gauged box (`offset_map`: the last atom's gate pinned as the fits pin it), projected onto $\Theta$. The loss
+$D$ is the family's (`LOSSES`), which recomputes the Voronoi cells at every evaluation and normalises the
+softmax translation, so neither a cell re-labelling nor a translation can fake a large $D$ at $f_G = f^*$.
+
+**Optimisation.** For each $\varepsilon$ (descending: continuation, each start carried from the previous
+$\varepsilon$ and rescaled along itself until $D = \varepsilon$ by bisection) and each start (a random
+direction, or a random combination of the flattest directions of the Jacobian of $f$ at the split truth;
+starts cycle over which true atom gets the extra atoms), L-BFGS minimises
+$\log \|f_G - f^*\|^2 + \lambda\, \max(0, \log\varepsilon - \log D)^2$ (relative, scale-free), keeping the best
+iterate with $D \ge (1 - 10^{-3})\varepsilon$ (so the profile at $\varepsilon$ is the infimum over
+$D \ge (1 - 10^{-3})\varepsilon$). Every kept point is a real $G \in \Theta$, so
+$\|f_G - f^*\|$ is an **upper** bound on $\omega(D(G, G^*))$; the profile is their lower envelope over
+$D \ge \varepsilon$, monotone by construction. Whether the infimum was reached is measured by the spread
+across starts and the per-start status, not assumed.
+
+**Float64 floor.** $f_G - f^*$ is a difference of two float64 evaluations; its round-off is measured at each
+kept $G$ as $\|f_G - f_{TG}\|$ with $T$ an exact symmetry of the family (`symmetry_tangents`: a translation
+or scaling; with none, $k\, u\, \|f^*\|$, u the unit round-off). An $\varepsilon$ is resolvable only where
+$\omega \ge 100 \times$ floor and a start ended there with a finite, feasible point.
+
+**Local exponent.** $m$ = the least-squares slope of $\log\omega$ on $\log\varepsilon$ over the smallest
+resolvable decade of $\varepsilon$ (at least 8 points, else None): $\omega \sim \varepsilon^m$, $m = 1$ for the
+strongly identifiable rows (Theorems 1, 4, 5); growing without bound for the linear rows (Theorems 2, 3, 6).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxmoe.bounds.quadrature import quadrature
+from jaxmoe.families.cells import check_r
+from jaxmoe.validation import require, require_positive_int
+
+__all__ = ["InverseBoundProfile", "inverse_bound", "default_eps", "local_exponent", "START_STATUS"]
+
+START_STATUS = ("converged", "max_iter", "infeasible", "nonfinite")  # per (eps, start); the first two are kept
+FEASIBLE = 1e-3  # kept points have D >= (1 - FEASIBLE) eps
+RESOLVE = 100.0  # omega must be this many floors above the float64 floor
+
+
+class InverseBoundProfile(NamedTuple):
+    """omega(eps) (lower envelope) with, per eps: the best start's omega and D, the spread across kept
+    starts (log10 of q90 / min), the number of kept starts, the float64 floor, resolvability, the quadrature
+    error; `start_status` (eps, starts) codes into `START_STATUS`; `symmetry_loss` {symmetry: D moved along it}."""
+
+    loss: str
+    r: float | None
+    eps: np.ndarray
+    omega: np.ndarray
+    omega_found: np.ndarray
+    loss_found: np.ndarray
+    spread: np.ndarray
+    kept_starts: np.ndarray
+    floor: np.ndarray
+    resolvable: np.ndarray
+    quadrature_error: np.ndarray
+    start_status: np.ndarray
+    exponent: float | None
+    symmetry_loss: dict
+
+    @property
+    def at_floor(self) -> np.ndarray:
+        """eps whose omega is within `RESOLVE` floors of 0: a G with D >= eps and f_G = f* to round-off."""
+        return np.isfinite(self.omega) & (self.omega < RESOLVE * self.floor)
+
+    @property
+    def not_identifiable(self) -> list[str]:
+        """Exact symmetries of f along which the loss changes (D > 1e-6 at f_G = f*)."""
+        return [name for name, moved in self.symmetry_loss.items() if moved > 1e-6]
+
+
+def default_eps(largest: float = 1.0, smallest: float = 1e-6, per_decade: int = 8) -> np.ndarray:
+    """Log-spaced eps from `largest` down to `smallest`, `per_decade` points a decade (the local exponent
+    needs >= 8 in its decade)."""
+    decades = np.log10(largest / smallest)
+    return np.geomspace(largest, smallest, int(round(decades * per_decade)) + 1)
+
+
+def _loss_fn(model, truth, loss: str, r):
+    losses = type(model).LOSSES
+    require(loss in losses, "loss", loss, f"must be one of {sorted(losses)} for family {model.name!r}")
+    if r is None:
+        return lambda g: losses[loss](g, truth)
+    r = check_r(r)
+    return lambda g: losses[loss](g, truth, r)
+
+
+def _bases(model, truth, k_star: int, starts: int):
+    """Flat split truths (one per start, cycling the offset), the free coordinates and `unravel`."""
+    lo, hi = model.bounds(gauge=True)
+    free = np.flatnonzero(np.asarray(jax.flatten_util.ravel_pytree(lo)[0] < jax.flatten_util.ravel_pytree(hi)[0]))
+    flats = []
+    for o in range(min(starts, k_star)):
+        split = model.near_truth_split(jax.random.PRNGKey(0), truth, k_star, noise=0.0, offset=o)
+        flats.append(jax.flatten_util.ravel_pytree(model.fix_gauge(split))[0])
+    _, unravel = jax.flatten_util.ravel_pytree(model.fix_gauge(split))
+    index = np.arange(starts) % len(flats)
+    return jnp.stack(flats)[index], jnp.asarray(free), unravel
+
+
+class _Problem(NamedTuple):
+    model: object
+    unravel: object
+    free: object
+    qx: object
+    qw: object
+    fstar: object
+    D: object
+
+    def params(self, base, delta):
+        return self.model.project(self.unravel(base.at[self.free].add(delta)))
+
+    def sq(self, base, delta):
+        e = self.model(self.params(base, delta), self.qx) - self.fstar
+        return jnp.sum(self.qw * e * e)
+
+    def loss(self, base, delta):
+        return self.D(self.params(base, delta))
+
+
+def _rescale(prob, base, direction, eps):
+    """t * direction with D(t * direction) ~ eps: bisection on log t in [1e-14, 30]."""
+    u = direction / jnp.maximum(jnp.linalg.norm(direction), 1e-300)
+
+    def body(_, lohi):
+        lo, hi = lohi
+        mid = 0.5 * (lo + hi)
+        big = prob.loss(base, jnp.exp(mid) * u) > eps
+        return jnp.where(big, lo, mid), jnp.where(big, mid, hi)
+
+    _, hi = jax.lax.fori_loop(0, 60, body, (jnp.log(1e-14), jnp.log(30.0)))
+    return jnp.exp(hi) * u
+
+
+def _minimise(prob, base, delta0, eps, iterations: int, penalty: float):
+    """L-BFGS on the penalised log objective; the best feasible iterate and whether it still moved late."""
+    def objective(d):
+        gap = jax.nn.relu(jnp.log(eps) - jnp.log(prob.loss(base, d)))
+        return jnp.log(prob.sq(base, d) + 1e-300) + penalty * gap ** 2
+
+    opt = optax.lbfgs(memory_size=20)
+    value_grad = optax.value_and_grad_from_state(objective)
+    late = iterations - max(iterations // 10, 1)
+
+    def step(carry, i):
+        d, state, best, best_sq, late_sq = carry
+        v, g = value_grad(d, state=state)
+        upd, state = opt.update(g, state, d, value=v, grad=g, value_fn=objective)
+        d = optax.apply_updates(d, upd)
+        s, ok = prob.sq(base, d), prob.loss(base, d) >= (1 - FEASIBLE) * eps
+        better = ok & jnp.isfinite(s) & (s < best_sq)
+        best, best_sq = jnp.where(better, d, best), jnp.where(better, s, best_sq)
+        late_sq = jnp.where(i == late, best_sq, late_sq)
+        return (d, state, best, best_sq, late_sq), None
+
+    s0 = prob.sq(base, delta0)
+    ok0 = (prob.loss(base, delta0) >= (1 - FEASIBLE) * eps) & jnp.isfinite(s0)
+    init = (delta0, opt.init(delta0), delta0, jnp.where(ok0, s0, jnp.inf), jnp.inf)
+    (_, _, best, best_sq, late_sq), _ = jax.lax.scan(step, init, jnp.arange(iterations))
+    status = jnp.where(jnp.isfinite(best_sq), jnp.where(best_sq >= late_sq * (1 - 1e-3), 0, 1), 2)
+    return best, best_sq, status
+
+
+def _floor(prob, base, delta, tangents_fn, k: int):
+    """Round-off of one evaluation of f at G: ||f_G - f_TG|| for an exact symmetry T (module docstring)."""
+    g = prob.params(base, delta)
+    tangents = tangents_fn(g)
+    f = prob.model(g, prob.qx)
+    if not tangents:
+        return k * jnp.finfo(f.dtype).eps * jnp.sqrt(jnp.sum(prob.qw * prob.fstar ** 2))
+    twin = g
+    for t in tangents.values():
+        twin = jax.tree_util.tree_map(lambda a, b: a + 0.25 * b, twin, t)
+    e = prob.model(twin, prob.qx) - f
+    return jnp.sqrt(2.0 * jnp.sum(prob.qw * e * e))
+
+
+def _flat_directions(prob, base, count: int):
+    """The `count` right singular vectors of the Jacobian of f (at the quadrature nodes) with the smallest
+    singular values at the split truth: the directions along which f changes least."""
+    jac = jax.jacfwd(lambda d: jnp.sqrt(prob.qw) * prob.model(prob.params(base, d), prob.qx))(
+        jnp.zeros(prob.free.shape[0], base.dtype))
+    _, _, vt = jnp.linalg.svd(jac, full_matrices=True)
+    return vt[-count:]
+
+
+def _check_eps(eps) -> np.ndarray:
+    eps = np.asarray(eps, dtype=float).reshape(-1)
+    require(eps.size >= 1 and bool(np.all(np.isfinite(eps) & (eps > 0))), "eps", eps.tolist(),
+            "must be finite numbers > 0")
+    return np.sort(eps)[::-1]
+
+
+def inverse_bound(setting, *, loss: str, r: float | None = None, eps=None, starts: int = 16, key=None,
+                  iterations: int = 400, nodes: int = 96, penalty: float = 1e3, k: int | None = None
+                  ) -> InverseBoundProfile:
+    """The profile omega(eps) of `setting` (a `jaxmoe.Setting`: model, truth, input law, fitted k) for the
+    family loss `loss` (a key of the family's `LOSSES`; `r` for the power-r losses). Float64 throughout.
+    `k`: fitted atoms (default `setting.k_fit`, >= k*). Module docstring: the method and its guarantees."""
+    eps = _check_eps(default_eps() if eps is None else eps)
+    starts = require_positive_int("starts", starts)
+    iterations = require_positive_int("iterations", iterations)
+    require(np.isfinite(penalty) and penalty > 0, "penalty", penalty, "must be finite and > 0")
+    k = setting.k_fit if k is None else require_positive_int("k", k)
+    require(k >= setting.k_star, "k", k, f"must be >= k* = {setting.k_star}")
+    key = jax.random.PRNGKey(0) if key is None else key
+    with jax.enable_x64(True):
+        return _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k)
+
+
+def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k):
+    model = setting.fitted_model(k)
+    truth = setting.truth_params()
+    truth = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), truth)
+    D = _loss_fn(model, truth, loss, r)
+    quad = quadrature(setting.inputs, setting.d, nodes)
+    qx, qw = jnp.asarray(quad.x), jnp.asarray(quad.w)
+    bases, free, unravel = _bases(model, truth, setting.k_star, starts)
+    prob = _Problem(model, unravel, free, qx, qw, setting.model(truth, qx), D)
+    directions = _start_directions(prob, bases, key, starts)
+    best, best_sq, status = jax.jit(lambda b, u, e: _sweep(prob, b, u, e, iterations, penalty))(
+        bases, directions, jnp.asarray(eps))
+    found_d = jax.vmap(jax.vmap(prob.loss, (None, 0)))(bases, best)
+    floors = jax.vmap(jax.vmap(lambda b, d: _floor(prob, b, d, model.symmetry_tangents, k), (None, 0)))(bases, best)
+    fine = quadrature(setting.inputs, setting.d, 2 * nodes)
+    return _summarise(loss, r, eps, np.asarray(best_sq), np.asarray(found_d), np.asarray(status),
+                      np.asarray(floors), _quadrature_errors(prob, bases, best, fine, setting, truth),
+                      _symmetry_loss(prob, bases[0], model), setting.d)
+
+
+def _start_directions(prob, bases, key, starts: int):
+    p = prob.free.shape[0]
+    flat = _flat_directions(prob, bases[0], min(3, p))
+    k_rand, k_mix = jax.random.split(key)
+    rand = jax.random.normal(k_rand, (starts, p))
+    mix = jax.random.normal(k_mix, (starts, flat.shape[0])) @ flat + 0.01 * rand
+    return jnp.where((jnp.arange(starts) % 2 == 1)[:, None], mix, rand)
+
+
+def _sweep(prob, bases, directions, eps, iterations, penalty):
+    """Per start (vmap), a scan over eps (descending) with continuation."""
+    def one(base, direction):
+        def step(prev, e):
+            d0 = _rescale(prob, base, prev, e)
+            d, s, st = _minimise(prob, base, d0, e, iterations, penalty)
+            d = jnp.where(jnp.isfinite(s), d, d0)
+            return jnp.where(jnp.linalg.norm(d) > 0, d, direction), (d, s, st)
+        _, out = jax.lax.scan(step, direction, eps)
+        return out
+    return jax.vmap(one)(bases, directions)
+
+
+def _quadrature_errors(prob, bases, best, fine, setting, truth):
+    """Per (start, eps): |omega(q nodes) - omega(2q nodes)| / omega(2q nodes)."""
+    fx = jnp.asarray(fine.x)
+    fine_prob = prob._replace(qx=fx, qw=jnp.asarray(fine.w), fstar=setting.model(truth, fx))
+    coarse = jax.vmap(jax.vmap(prob.sq, (None, 0)))(bases, best)
+    finer = jax.vmap(jax.vmap(fine_prob.sq, (None, 0)))(bases, best)
+    return np.asarray(jnp.abs(jnp.sqrt(coarse) - jnp.sqrt(finer)) / jnp.maximum(jnp.sqrt(finer), 1e-300))
+
+
+def _symmetry_loss(prob, base, model):
+    """D at the split truth moved by 0.25 along each exact symmetry (f unchanged there)."""
+    g = prob.params(base, jnp.zeros(prob.free.shape[0], base.dtype))
+    out = {}
+    for name, t in model.symmetry_tangents(g).items():
+        out[name] = float(prob.D(jax.tree_util.tree_map(lambda a, b: a + 0.25 * b, g, t)))
+    return out
+
+
+def _summarise(loss, r, eps, best_sq, found_d, status, floors, qerr, symmetry_loss, d):
+    omega_all = np.sqrt(np.where(status < 2, best_sq, np.inf))  # (starts, eps)
+    kept = np.sum(status < 2, axis=0)
+    pick = np.argmin(omega_all, axis=0)
+    cols = np.arange(eps.size)
+    found, found_d_best = omega_all[pick, cols], found_d[pick, cols]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q90 = np.array([np.quantile(c[np.isfinite(c)], 0.9) if np.isfinite(c).any() else np.nan
+                        for c in omega_all.T])
+        spread = np.log10(q90 / found)
+    envelope = np.array([np.min(omega_all[(found_d >= (1 - FEASIBLE) * e) & (status < 2)], initial=np.inf)
+                         for e in eps])
+    floor = floors[pick, cols]
+    resolvable = np.isfinite(envelope) & (envelope >= RESOLVE * floor) & (kept > 0)
+    prof = InverseBoundProfile(loss, r, eps, envelope, found, found_d_best, spread, kept, floor, resolvable,
+                               qerr[pick, cols], status.T, None, symmetry_loss)
+    return prof._replace(exponent=local_exponent(prof))
+
+
+def local_exponent(profile: InverseBoundProfile, min_points: int = 8) -> float | None:
+    """Slope of log omega on log eps over the smallest resolvable decade (None with < `min_points` there)."""
+    ok = profile.resolvable
+    if not ok.any():
+        return None
+    lo = np.min(profile.eps[ok])
+    sel = ok & (profile.eps <= 10 * lo)
+    if sel.sum() < min_points:
+        return None
+    return float(np.polyfit(np.log(profile.eps[sel]), np.log(profile.omega[sel]), 1)[0])

@@ -1,0 +1,102 @@
+"""The lower-bound lab (`jaxmoe.bounds`): closed-form profiles, the two-point curve's closed form, a ridge
+profile's exponent, symmetries that move the loss, bad input."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxmoe import JaxMoEInputError, Setting, SoftmaxMoE, SoftmaxParams, get_preset
+from jaxmoe.bounds import inverse_bound, quadrature, two_point_curve
+from jaxmoe.bounds.profile import InverseBoundProfile, local_exponent
+from jaxmoe.bounds.quadrature import quadrature_error
+from jaxmoe.data import TruncatedNormalInputs, UniformInputs
+
+
+def _one_linear_atom():
+    """k = k* = 1, linear expert: the gauge pins the gate, D2r = |da|^r + |db|^r and ||f - f*||^2 = da^2/3 + db^2,
+    so omega = min over D2r = eps: eps / 2 (da = 3 eps / 4, db = eps / 4) for r = 1; sqrt(eps / 3) (db = 0) for r = 2."""
+    model = SoftmaxMoE("linear", k=1, d=1)
+    truth = SoftmaxParams(np.zeros(1), np.zeros((1, 1)), {"a": np.array([[2.0]]), "b": np.array([1.0])})
+    return Setting("one-linear-atom", model, truth, k_fit=1)
+
+
+@pytest.mark.parametrize("r, closed_form", [(1.0, lambda e: e / 2), (2.0, lambda e: np.sqrt(e / 3))])
+def test_closed_form_omega_of_one_linear_atom(r, closed_form):
+    eps = np.array([0.5, 0.1, 0.02])
+    prof = inverse_bound(_one_linear_atom(), loss="d2r", r=r, eps=eps, starts=4, iterations=150)
+    # The penalty leaves D at most 1e-3 below eps (FEASIBLE), so omega is within 2e-3 of the closed form.
+    np.testing.assert_allclose(prof.omega, closed_form(prof.eps), rtol=2e-3)
+    assert prof.resolvable.all() and not prof.at_floor.any()
+    assert np.all(prof.omega <= prof.omega_found * (1 + 1e-12))  # the envelope is below every found point
+
+
+def test_quadrature_integrates_polynomials_exactly_and_sums_to_one():
+    q = quadrature(UniformInputs(-1.0, 3.0), 2, 6)
+    np.testing.assert_allclose(q.w.sum(), 1.0, rtol=1e-14)
+    # E x1^2 x2^4 on U[-1, 3]^2 = (28/12) * (244/20)
+    np.testing.assert_allclose(np.sum(q.w * q.x[0] ** 2 * q.x[1] ** 4), (28 / 12) * (244 / 20), rtol=1e-12)
+    tn = quadrature(TruncatedNormalInputs(0.5), 1, 64)
+    assert np.sum(tn.w * tn.x[0] ** 2) < 0.25  # truncation lowers the variance below std^2
+    assert quadrature_error(lambda x: np.exp(x[0]), UniformInputs(), 1, 8) < 1e-12
+
+
+def _synthetic_profile(c, m, eps):
+    omega = c * eps ** m
+    ones = np.ones_like(eps)
+    return InverseBoundProfile("d1", None, eps, omega, omega, eps, 0 * ones, ones.astype(int), 1e-30 * ones,
+                               np.ones(eps.size, bool), 0 * ones, np.zeros((eps.size, 1), int), None, {})
+
+
+@pytest.mark.parametrize("m", [1.0, 2.0])
+def test_two_point_maximiser_matches_its_closed_form(m):
+    c, sigma = 1e-3, 0.1
+    prof = _synthetic_profile(c, m, np.geomspace(10.0, 1e-8, 145))
+    n = np.geomspace(1e4, 1e10, 7)
+    curve = two_point_curve(prof, sigma, n)
+    eps_n = (sigma ** 2 / (n * c ** 2 * m)) ** (1 / (2 * m))
+    np.testing.assert_allclose(curve.eps_n, eps_n, rtol=5e-3)  # the fine grid's spacing
+    np.testing.assert_allclose(curve.lower_bound, eps_n / 4 * np.exp(-1 / (2 * m)), rtol=2e-3)
+    np.testing.assert_allclose(curve.local_slope, -1 / (2 * m), atol=5e-3)
+    assert local_exponent(prof) == pytest.approx(m, abs=1e-9)
+
+
+def test_ridge_profile_is_linear_in_eps_and_translations_leave_the_loss():
+    # Continuation from eps = 1 down (starts carried along): started at eps = 0.1 directly, 4 starts found
+    # omega too high there and the slope came out 1.3-1.4.
+    prof = inverse_bound(get_preset("softmax-ridge"), loss="d1", eps=np.geomspace(1.0, 0.001, 7), starts=8,
+                         iterations=200)
+    assert prof.resolvable.all() and np.all(np.diff(prof.omega) <= 0)
+    small = prof.eps <= 0.1
+    slope = np.polyfit(np.log(prof.eps[small]), np.log(prof.omega[small]), 1)[0]
+    assert 0.85 < slope < 1.15, slope  # omega ~ c eps (Theorem 1's inverse bound); measured 0.94
+    assert 1e-6 < prof.omega[-1] / prof.eps[-1] < 4e-6  # c ~ 2.1e-6 for this truth
+    assert prof.not_identifiable == [] and set(prof.symmetry_loss) == {"translation beta0",
+                                                                       "translation beta1[:, 0]"}
+
+
+def test_linear_router_scaling_moves_the_loss_and_is_named():
+    prof = inverse_bound(get_preset("dts-linear-router"), loss="temperature", r=1, eps=[0.1], starts=2,
+                         iterations=5)
+    assert prof.not_identifiable == ["scaling (beta1, beta0, tau)"]
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"loss": "d1", "eps": [0.1, -1.0]}, "eps"),
+    ({"loss": "d2r", "r": 0.5}, "r"),
+    ({"loss": "d4"}, "loss"),
+    ({"loss": "d1", "k": 1}, "k"),
+    ({"loss": "d1", "starts": 0}, "starts"),
+])
+def test_bad_input_names_the_field(kwargs, field):
+    with pytest.raises(JaxMoEInputError) as err:
+        inverse_bound(get_preset("softmax-ridge"), iterations=2, **kwargs)
+    assert str(err.value).startswith(f"{field}=")
+
+
+def test_two_point_bad_input():
+    prof = _synthetic_profile(1e-3, 1.0, np.geomspace(1, 1e-3, 9))
+    for kwargs, field in [({"sigma": -1.0}, "sigma"), ({"sigma": 0.1, "triangle_constant": 0.5}, "triangle_constant"),
+                          ({"sigma": 0.1, "sizes": [10.0]}, "sizes")]:
+        with pytest.raises(JaxMoEInputError) as err:
+            two_point_curve(prof, **kwargs)
+        assert str(err.value).startswith(f"{field}=")
