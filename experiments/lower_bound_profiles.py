@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from jaxmoe.bounds import inverse_bound, two_point_curve
+from jaxmoe.bounds import InverseBoundProfile, bound_verdict, inverse_bound, two_point_curve
 from jaxmoe.bounds.profile import default_eps
 from jaxmoe.presets import PRESET_NAMES, get_preset
 
@@ -29,7 +29,10 @@ def main():
     ap.add_argument("--starts", type=int, default=8)
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--out", default="experiments/results/lower_bound")
+    ap.add_argument("--verdicts-from", help="print the verdicts of a profiles.json written earlier; fit nothing")
     args = ap.parse_args()
+    if args.verdicts_from:
+        return print_verdicts(args.verdicts_from)
     os.makedirs(args.out, exist_ok=True)
     out = {}
     for name in PRESET_NAMES:
@@ -38,7 +41,9 @@ def main():
         t = time.time()
         prof = inverse_bound(setting, loss=loss, r=r, eps=default_eps(), starts=args.starts, iterations=args.iterations)
         seconds = time.time() - t
+        v = bound_verdict(prof)
         rec = {"loss": loss, "r": r, "seconds": round(seconds, 1), "exponent": prof.exponent,
+               "verdict": v.verdict, "why": v.why, "rate": v.rate,
                "not_identifiable": prof.not_identifiable, "symmetry_loss": prof.symmetry_loss,
                "profile": {f: np.asarray(getattr(prof, f)).tolist() for f in
                            ("eps", "omega", "loss_found", "spread", "kept_starts", "floor", "resolvable")},
@@ -57,6 +62,20 @@ def main():
     with open(os.path.join(args.out, "profiles.json.tmp"), "w") as fh:
         json.dump(out, fh, indent=1)
     os.replace(os.path.join(args.out, "profiles.json.tmp"), os.path.join(args.out, "profiles.json"))
+
+
+def print_verdicts(path):
+    """`bound_verdict` of each preset's profile as stored in `path` (the fields the verdict reads)."""
+    with open(path) as fh:
+        data = json.load(fh)
+    for name, rec in data.items():
+        pr = {k: np.asarray(v, dtype=float) for k, v in rec["profile"].items()}
+        n = pr["eps"].size
+        prof = InverseBoundProfile(rec["loss"], rec["r"], pr["eps"], pr["omega"], pr["omega"], pr["loss_found"],
+                                   pr["spread"], pr["kept_starts"], pr["floor"], pr["resolvable"].astype(bool),
+                                   np.zeros(n), np.zeros((n, 1), int), rec["exponent"], rec["symmetry_loss"])
+        v = bound_verdict(prof)
+        print(f"{name:22s} {v.verdict:24s} rate={v.rate} exponents={v.exponents} ({v.why})")
 
 
 if __name__ == "__main__":

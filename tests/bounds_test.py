@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxmoe import JaxMoEInputError, Setting, SoftmaxMoE, SoftmaxParams, get_preset
-from jaxmoe.bounds import inverse_bound, quadrature, two_point_curve
+from jaxmoe.bounds import bound_verdict, inverse_bound, quadrature, two_point_curve
 from jaxmoe.bounds.profile import InverseBoundProfile, local_exponent
 from jaxmoe.bounds.quadrature import quadrature_error
 from jaxmoe.data import TruncatedNormalInputs, UniformInputs
@@ -40,11 +40,12 @@ def test_quadrature_integrates_polynomials_exactly_and_sums_to_one():
     assert quadrature_error(lambda x: np.exp(x[0]), UniformInputs(), 1, 8) < 1e-12
 
 
-def _synthetic_profile(c, m, eps):
-    omega = c * eps ** m
+def _synthetic_profile(c, m, eps, omega=None, symmetry_loss=None, floor=1e-30):
+    omega = c * eps ** m if omega is None else omega
     ones = np.ones_like(eps)
-    return InverseBoundProfile("d1", None, eps, omega, omega, eps, 0 * ones, ones.astype(int), 1e-30 * ones,
-                               np.ones(eps.size, bool), 0 * ones, np.zeros((eps.size, 1), int), None, {})
+    return InverseBoundProfile("d1", None, eps, omega, omega, eps, 0 * ones, ones.astype(int), floor * ones,
+                               omega >= 100 * floor, 0 * ones, np.zeros((eps.size, 1), int), None,
+                               symmetry_loss or {})
 
 
 @pytest.mark.parametrize("m", [1.0, 2.0])
@@ -100,3 +101,23 @@ def test_two_point_bad_input():
         with pytest.raises(JaxMoEInputError) as err:
             two_point_curve(prof, **kwargs)
         assert str(err.value).startswith(f"{field}=")
+
+
+def test_verdicts_on_profiles_with_known_exponents():
+    eps = np.geomspace(1.0, 1e-4, 33)
+    poly = bound_verdict(_synthetic_profile(1e-3, 1.0, eps))
+    assert poly.verdict == "polynomial" and poly.rate == pytest.approx(-0.5, abs=0.01)
+    assert bound_verdict(_synthetic_profile(1e-3, 2.0, eps), m_theory=2.0).rate == pytest.approx(-0.25, abs=0.01)
+    # omega = exp(-1 / (r eps)): local exponent 1 / (r eps) grows without bound as eps -> 0
+    wide = np.geomspace(1.0, 0.01, 17)
+    slow = {r: _synthetic_profile(0, 0, wide, omega=np.exp(-1 / (r * wide)), floor=1e-300) for r in (1, 2, 3, 4)}
+    got = bound_verdict(slow)
+    assert got.verdict == "slower_than_polynomial" and got.rate is None, got
+    assert bound_verdict(_synthetic_profile(1e-3, 1.6, eps)).verdict == "inconclusive"
+    sym = bound_verdict(_synthetic_profile(1e-3, 1.0, eps, symmetry_loss={"scaling": 0.3}))
+    assert sym.verdict == "not_identifiable" and "scaling" in sym.why
+    flat = bound_verdict(_synthetic_profile(0, 0, eps, omega=np.full(eps.size, 1e-16), floor=1e-16))
+    assert flat.verdict == "not_identifiable" and "round-off" in flat.why
+    assert bound_verdict(_synthetic_profile(1e-3, 1.0, eps[:5])).verdict == "inconclusive"
+    with pytest.raises(JaxMoEInputError, match="^profiles="):
+        bound_verdict({})

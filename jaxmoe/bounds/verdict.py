@@ -1,0 +1,96 @@
+r"""The lower-bound verdict of a row from its inverse-bound profiles (one per r of a power-r loss, or one).
+
+Rule (issue 14, item 5, with one addition), on the local exponents $m_r$ (`local_exponent`: slope of
+$\log\omega$ on $\log\varepsilon$ over the smallest resolvable decade, at least 8 points):
+
+1. `not_identifiable` if an exact symmetry of $f$ moves the loss (`profile.not_identifiable`, named), **or** if
+   $\omega$ is at the float64 floor at some $\varepsilon$ in the top decade of the grid: a $G$ with
+   $f_G = f^*$ to round-off and $D \ge \varepsilon$ (the addition: softmax-linear's coincident-gate atoms,
+   `experiments/lower_bound.md`; a smooth decay from the top of the grid cannot reach the floor, 1e-14, within
+   one decade unless $m \ge 8$ there);
+2. `polynomial` if $|m_r - m_{\text{theory}}| \le 0.1$ for every r given;
+3. `slower_than_polynomial` if $m_r \ge 1.3$ for every r and $m_1$ rises by $\ge 0.5$ from the largest
+   resolvable decade to the smallest;
+4. otherwise `inconclusive` (also when some $m_r$ cannot be fitted: too few resolvable points).
+
+`rate`, for a polynomial verdict only: the slope of $\log\varepsilon_n$ on $\log n$ of the two-point curve over
+the n whose $\varepsilon_n$ lies in the decade the exponent was fitted on (the sizes are extended as far as
+needed, up to $10^{40}$), which $\omega \sim c\,\varepsilon^m$ puts at $-1/(2m)$.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from jaxmoe.bounds.profile import InverseBoundProfile, local_exponent
+from jaxmoe.bounds.two_point import two_point_curve
+from jaxmoe.validation import require
+
+__all__ = ["VERDICTS", "BoundVerdict", "bound_verdict"]
+
+VERDICTS = ("polynomial", "slower_than_polynomial", "not_identifiable", "inconclusive")
+POLYNOMIAL_TOL, SLOW_EXPONENT, SLOW_RISE = 0.1, 1.3, 0.5
+
+
+class BoundVerdict(NamedTuple):
+    verdict: str
+    why: str
+    exponents: dict  # r (None for a loss without r) -> m_r or None
+    rate: float | None
+
+
+def _top_decade_floor(profile: InverseBoundProfile) -> float | None:
+    top = profile.eps >= 0.1 * np.max(profile.eps)
+    hit = profile.at_floor & top
+    return float(np.max(profile.eps[hit])) if hit.any() else None
+
+
+def _first_decade_exponent(profile: InverseBoundProfile, min_points: int = 8) -> float | None:
+    ok = profile.resolvable
+    if not ok.any():
+        return None
+    hi = np.max(profile.eps[ok])
+    sel = ok & (profile.eps >= 0.1 * hi)
+    if sel.sum() < min_points:
+        return None
+    return float(np.polyfit(np.log(profile.eps[sel]), np.log(profile.omega[sel]), 1)[0])
+
+
+def _rate(profile: InverseBoundProfile, sigma: float) -> float | None:
+    ok = profile.resolvable
+    lo = np.min(profile.eps[ok])
+    curve = two_point_curve(profile, sigma, np.logspace(0, 40, 321))
+    window = (curve.eps_n <= 10 * lo) & (curve.eps_n > 1.01 * lo)  # not clamped at the grid's end
+    if window.sum() < 3:
+        return None
+    return float(np.polyfit(np.log(curve.n[window]), np.log(curve.eps_n[window]), 1)[0])
+
+
+def bound_verdict(profiles, m_theory: float = 1.0, sigma: float = 0.1) -> BoundVerdict:
+    """The verdict (module docstring) of `profiles`: one `InverseBoundProfile`, or {r: profile} for r = 1..4."""
+    if isinstance(profiles, InverseBoundProfile):
+        profiles = {profiles.r: profiles}
+    require(isinstance(profiles, dict) and len(profiles) > 0 and
+            all(isinstance(p, InverseBoundProfile) for p in profiles.values()),
+            "profiles", type(profiles).__name__, "must be an InverseBoundProfile or a non-empty {r: profile} dict")
+    exps = {r: local_exponent(p) for r, p in profiles.items()}
+    for r, p in profiles.items():
+        if p.not_identifiable:
+            return BoundVerdict("not_identifiable", f"the loss changes along {p.not_identifiable} (r={r})", exps, None)
+        at = _top_decade_floor(p)
+        if at is not None:
+            return BoundVerdict("not_identifiable", f"f_G = f* to round-off with D >= {at:.3g} (r={r})", exps, None)
+    if any(m is None for m in exps.values()):
+        return BoundVerdict("inconclusive", "fewer than 8 resolvable eps in the smallest decade", exps, None)
+    if all(abs(m - m_theory) <= POLYNOMIAL_TOL for m in exps.values()):
+        first = next(iter(profiles.values()))
+        return BoundVerdict("polynomial", f"|m - {m_theory}| <= {POLYNOMIAL_TOL}", exps, _rate(first, sigma))
+    r1 = min(profiles, key=lambda r: (r is not None, r))
+    rise = _first_decade_exponent(profiles[r1])
+    rise = None if rise is None else exps[r1] - rise
+    if all(m >= SLOW_EXPONENT for m in exps.values()) and rise is not None and rise >= SLOW_RISE:
+        return BoundVerdict("slower_than_polynomial", f"every m_r >= {SLOW_EXPONENT}, m rises by {rise:.2f}", exps,
+                            None)
+    return BoundVerdict("inconclusive", f"exponents {exps} fit neither rule (m rise {rise})", exps, None)
