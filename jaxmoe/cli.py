@@ -1,7 +1,8 @@
 """The `jaxmoe` command line (also `python -m jaxmoe`).
 
 Subcommands: `sweep` (a rate study from a TOML config or a preset, resumable; `jaxmoe.sweeps`), `report`
-(tables and plots of a sweep folder), `identify` (identifiability verdicts), `presets` (the Table 1 truths).
+(tables and plots of a sweep folder), `identify` (identifiability verdicts), `bound` (the inverse-bound profile,
+two-point lower bound and verdict of a truth; `jaxmoe.bounds`), `presets` (the Table 1 truths).
 One function per subcommand, `cmd_<name>(args) -> int`, registered in `build_parser()` by an
 `add_<name>_parser(subparsers)` function; to add one, write both and append the adder to `SUBCOMMANDS`.
 Parsing and printing live here, the work in the library. Bad input prints one line `jaxmoe: error: ...` on
@@ -165,6 +166,77 @@ def cmd_presets(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- bound
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number > 0")
+    return value
+
+
+def add_bound_parser(sub) -> None:
+    p = sub.add_parser("bound", help="inverse-bound profile omega(eps), two-point lower bound LB(n) and verdict",
+                       description="omega(eps) = inf ||f_G - f*|| over G with D(G, G*) >= eps (jaxmoe.bounds), the "
+                                   "two-point curve it gives and the verdict of the rule in jaxmoe/bounds/verdict.py.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("config", nargs="?", help="a sweep config (TOML): its truth, fitted k, noise and input law")
+    src.add_argument("--preset", help=f"one of {list(jaxmoe.PRESET_NAMES)}")
+    p.add_argument("--loss", help="a key of the family's LOSSES (default: the loss its rate curve reports)")
+    p.add_argument("--r", type=_positive_float, help="r of a power-r loss (>= 1)")
+    p.add_argument("--eps-max", type=_positive_float, default=1.0)
+    p.add_argument("--eps-min", type=_positive_float, default=1e-6)
+    p.add_argument("--per-decade", type=_positive_int, default=8)
+    p.add_argument("--starts", type=_positive_int, default=8)
+    p.add_argument("--iterations", type=_positive_int, default=200)
+    p.add_argument("--m-theory", type=_positive_float, default=1.0, help="the exponent the theory predicts (1)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_bound)
+
+
+def _bound_setting(args):
+    if args.preset is not None:
+        return jaxmoe.get_preset(args.preset)
+    if not os.path.isfile(args.config):
+        raise JaxMoEInputError("CONFIG", args.config, "no such file")
+    return sweeps.load_config(args.config).setting()
+
+
+def cmd_bound(args) -> int:
+    from jaxmoe.bounds.profile import default_eps
+
+    setting = _bound_setting(args)
+    model = setting.fitted_model()
+    loss = args.loss or next(iter(model.curve_losses().values()))
+    if args.eps_min >= args.eps_max:
+        raise JaxMoEInputError("--eps-min", args.eps_min, f"must be < --eps-max = {args.eps_max}")
+    eps = default_eps(args.eps_max, args.eps_min, args.per_decade)
+    prof = jaxmoe.inverse_bound(setting, loss=loss, r=args.r, eps=eps, starts=args.starts,
+                                iterations=args.iterations)
+    verdict = jaxmoe.bound_verdict(prof, m_theory=args.m_theory, sigma=setting.sigma)
+    curve = jaxmoe.two_point_curve(prof, setting.sigma) if prof.resolvable.any() else None
+    out = {"setting": setting.name, "verdict": verdict.verdict, "why": verdict.why, "rate": verdict.rate,
+           "exponent": prof.exponent, "loss": loss, "r": args.r, "floor": prof.floor,
+           "not_identifiable": prof.not_identifiable,
+           "profile": {"eps": prof.eps, "omega": prof.omega, "spread": prof.spread, "kept_starts": prof.kept_starts,
+                       "status": [jaxmoe.bounds.START_STATUS[int(s)] for s in prof.start_status.min(axis=1)],
+                       "resolvable": prof.resolvable, "at_floor": prof.at_floor},
+           "two_point": None if curve is None else {"n": curve.n, "eps_n": curve.eps_n, "local_slope": curve.local_slope,
+                                                    "lower_bound": curve.lower_bound}}
+    if args.json:
+        _print_json(out)
+        return 0
+    print(f"{setting.name}: loss {loss}" + (f", r = {args.r}" if args.r else "") + f", {eps.size} eps from "
+          f"{args.eps_max:g} to {args.eps_min:g}, {args.starts} starts")
+    print(f"verdict: {verdict.verdict} ({verdict.why}); rate {verdict.rate}; exponent {prof.exponent}")
+    print(f"resolvable eps: {int(prof.resolvable.sum())} of {eps.size}; at the float64 floor: {int(prof.at_floor.sum())}")
+    if curve is not None:
+        print(f"two-point: eps_n = {curve.eps_n[-1]:.3g} at n = {curve.n[-1]:.0e} (local slope {curve.local_slope[-1]:.3f})")
+    return 0
+
+
 # ---------------------------------------------------------------- sweep
 def _sizes(text: str) -> list[int]:
     try:
@@ -304,7 +376,8 @@ def cmd_report(args) -> int:
 
 
 # ---------------------------------------------------------------- entry point
-SUBCOMMANDS: list[Callable] = [add_sweep_parser, add_report_parser, add_identify_parser, add_presets_parser]
+SUBCOMMANDS: list[Callable] = [add_sweep_parser, add_report_parser, add_identify_parser, add_bound_parser,
+                               add_presets_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

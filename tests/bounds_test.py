@@ -1,7 +1,8 @@
 """The lower-bound lab (`jaxmoe.bounds`): closed-form profiles, the two-point curve's closed form, a ridge
 profile's exponent, symmetries that move the loss, bad input."""
 
-import jax.numpy as jnp
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -121,3 +122,35 @@ def test_verdicts_on_profiles_with_known_exponents():
     assert bound_verdict(_synthetic_profile(1e-3, 1.0, eps[:5])).verdict == "inconclusive"
     with pytest.raises(JaxMoEInputError, match="^profiles="):
         bound_verdict({})
+
+
+@pytest.mark.parametrize("source", [["--preset", "softmax-ridge"], [str(pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs" / "softmax-tanh.toml")]])
+def test_cli_bound_json_has_the_documented_fields(source, capsys):
+    import json
+
+    from jaxmoe.cli import main
+
+    code = main(["bound", *source, "--eps-max", "0.1", "--eps-min", "0.01", "--per-decade", "2",
+                 "--starts", "2", "--iterations", "5", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"verdict", "rate", "loss", "r", "floor", "profile", "two_point"} <= set(out)
+    assert out["loss"] == "d1" and len(out["profile"]["eps"]) == 3
+    assert {"eps", "omega", "spread", "status", "resolvable"} <= set(out["profile"])
+    assert {"n", "eps_n", "local_slope", "lower_bound"} <= set(out["two_point"])
+    assert out["verdict"] == "inconclusive"  # 3 eps: too few for an exponent
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["--preset", "softmax-ridge", "--eps-min", "1", "--eps-max", "0.1"], "--eps-min"),
+    (["--preset", "softmax-ridge", "--loss", "d4"], "loss"),
+    (["--preset", "softmax-linear", "--loss", "d2r", "--r", "0.5"], "r"),
+    (["--preset", "nope"], "preset"),
+    (["no-such.toml"], "CONFIG"),
+])
+def test_cli_bound_bad_input_is_one_line_and_exit_2(argv, field, capsys):
+    from jaxmoe.cli import main
+
+    assert main(["bound", *argv, "--iterations", "2", "--starts", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"jaxmoe: error: {field}="), err
