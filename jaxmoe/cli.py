@@ -205,14 +205,12 @@ def _bound_setting(args):
 
 
 def cmd_bound(args) -> int:
-    from jaxmoe.bounds.profile import default_eps
-
     setting = _bound_setting(args)
     model = setting.fitted_model()
     loss = args.loss or next(iter(model.curve_losses().values()))
     if args.eps_min >= args.eps_max:
         raise JaxMoEInputError("--eps-min", args.eps_min, f"must be < --eps-max = {args.eps_max}")
-    eps = default_eps(args.eps_max, args.eps_min, args.per_decade)
+    eps = jaxmoe.bounds.default_eps(args.eps_max, args.eps_min, args.per_decade)
     prof = jaxmoe.inverse_bound(setting, loss=loss, r=args.r, eps=eps, starts=args.starts,
                                 iterations=args.iterations)
     verdict = jaxmoe.bound_verdict(prof, m_theory=args.m_theory, sigma=setting.sigma)

@@ -7,10 +7,10 @@
 - `verdict`: `bound_verdict`, the row's verdict from its local exponents (the rule in one place).
 """
 
-from jaxmoe.bounds.profile import START_STATUS, InverseBoundProfile, inverse_bound
+from jaxmoe.bounds.profile import START_STATUS, InverseBoundProfile, default_eps, inverse_bound
 from jaxmoe.bounds.quadrature import Quadrature, quadrature
 from jaxmoe.bounds.two_point import TwoPointCurve, two_point_curve
 from jaxmoe.bounds.verdict import VERDICTS, BoundVerdict, bound_verdict
 
-__all__ = ["START_STATUS", "InverseBoundProfile", "inverse_bound", "Quadrature", "quadrature", "TwoPointCurve", "two_point_curve",
+__all__ = ["START_STATUS", "InverseBoundProfile", "default_eps", "inverse_bound", "Quadrature", "quadrature", "TwoPointCurve", "two_point_curve",
            "VERDICTS", "BoundVerdict", "bound_verdict"]

@@ -98,8 +98,7 @@ def _loss_fn(model, truth, loss: str, r):
 
 def _bases(model, truth, k_star: int, starts: int):
     """Flat split truths (one per start, cycling the offset), the free coordinates and `unravel`."""
-    lo, hi = model.bounds(gauge=True)
-    free = np.flatnonzero(np.asarray(jax.flatten_util.ravel_pytree(lo)[0] < jax.flatten_util.ravel_pytree(hi)[0]))
+    free = model.free_coordinates()
     flats = []
     for o in range(min(starts, k_star)):
         split = model.near_truth_split(jax.random.PRNGKey(0), truth, k_star, noise=0.0, offset=o)
@@ -221,8 +220,7 @@ def inverse_bound(setting, *, loss: str, r: float | None = None, eps=None, start
 
 def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k):
     model = setting.fitted_model(k)
-    truth = setting.truth_params()
-    truth = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), truth)
+    truth = setting.truth_params()  # float64: called under enable_x64
     D = _loss_fn(model, truth, loss, r)
     quad = quadrature(setting.inputs, setting.d, nodes)
     qx, qw = jnp.asarray(quad.x), jnp.asarray(quad.w)
@@ -236,7 +234,7 @@ def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k):
     fine = quadrature(setting.inputs, setting.d, 2 * nodes)
     return _summarise(loss, r, eps, np.asarray(best_sq), np.asarray(found_d), np.asarray(status),
                       np.asarray(floors), _quadrature_errors(prob, bases, best, fine, setting, truth),
-                      _symmetry_loss(prob, bases[0], model), setting.d)
+                      _symmetry_loss(prob, bases[0], model))
 
 
 def _start_directions(prob, bases, key, starts: int):
@@ -279,7 +277,7 @@ def _symmetry_loss(prob, base, model):
     return out
 
 
-def _summarise(loss, r, eps, best_sq, found_d, status, floors, qerr, symmetry_loss, d):
+def _summarise(loss, r, eps, best_sq, found_d, status, floors, qerr, symmetry_loss):
     omega_all = np.sqrt(np.where(status < 2, best_sq, np.inf))  # (starts, eps)
     kept = np.sum(status < 2, axis=0)
     pick = np.argmin(omega_all, axis=0)
@@ -298,13 +296,16 @@ def _summarise(loss, r, eps, best_sq, found_d, status, floors, qerr, symmetry_lo
     return prof._replace(exponent=local_exponent(prof))
 
 
-def local_exponent(profile: InverseBoundProfile, min_points: int = 8) -> float | None:
-    """Slope of log omega on log eps over the smallest resolvable decade (None with < `min_points` there)."""
+def local_exponent(profile: InverseBoundProfile, min_points: int = 8, decade: str = "smallest") -> float | None:
+    """Slope of log omega on log eps over the smallest (or `decade="largest"`) resolvable decade of eps; None
+    with fewer than `min_points` resolvable points there."""
     ok = profile.resolvable
     if not ok.any():
         return None
-    lo = np.min(profile.eps[ok])
-    sel = ok & (profile.eps <= 10 * lo)
+    if decade == "smallest":
+        sel = ok & (profile.eps <= 10 * np.min(profile.eps[ok]))
+    else:
+        sel = ok & (profile.eps >= 0.1 * np.max(profile.eps[ok]))
     if sel.sum() < min_points:
         return None
     return float(np.polyfit(np.log(profile.eps[sel]), np.log(profile.omega[sel]), 1)[0])

@@ -47,17 +47,6 @@ def _top_decade_floor(profile: InverseBoundProfile) -> float | None:
     return float(np.max(profile.eps[hit])) if hit.any() else None
 
 
-def _first_decade_exponent(profile: InverseBoundProfile, min_points: int = 8) -> float | None:
-    ok = profile.resolvable
-    if not ok.any():
-        return None
-    hi = np.max(profile.eps[ok])
-    sel = ok & (profile.eps >= 0.1 * hi)
-    if sel.sum() < min_points:
-        return None
-    return float(np.polyfit(np.log(profile.eps[sel]), np.log(profile.omega[sel]), 1)[0])
-
-
 def _rate(profile: InverseBoundProfile, sigma: float) -> float | None:
     ok = profile.resolvable
     lo = np.min(profile.eps[ok])
@@ -88,7 +77,7 @@ def bound_verdict(profiles, m_theory: float = 1.0, sigma: float = 0.1) -> BoundV
         first = next(iter(profiles.values()))
         return BoundVerdict("polynomial", f"|m - {m_theory}| <= {POLYNOMIAL_TOL}", exps, _rate(first, sigma))
     r1 = min(profiles, key=lambda r: (r is not None, r))
-    rise = _first_decade_exponent(profiles[r1])
+    rise = local_exponent(profiles[r1], decade="largest")
     rise = None if rise is None else exps[r1] - rise
     if all(m >= SLOW_EXPONENT for m in exps.values()) and rise is not None and rise >= SLOW_RISE:
         return BoundVerdict("slower_than_polynomial", f"every m_r >= {SLOW_EXPONENT}, m rises by {rise:.2f}", exps,

@@ -294,12 +294,16 @@ class MoEFamily:
         router's scaling). The null space of the Jacobian that no data can resolve."""
         return {}
 
+    def free_coordinates(self) -> np.ndarray:
+        """Indices in the flat parameter vector of the coordinates the gauged box leaves free (lower < upper)."""
+        lo, hi = self.bounds(gauge=True)
+        return np.flatnonzero(np.asarray(jax.flatten_util.ravel_pytree(lo)[0] < jax.flatten_util.ravel_pytree(hi)[0]))
+
     def offset_map(self, base):
         r"""Parametrise $G$ as offsets from `base` (e.g. a split truth) with the gauge pinned as the fits pin it:
         returns (p_free, to_params) with `to_params(delta)` the parameters at `base` + delta on the free
         coordinates of the gauged box (`bounds(gauge=True)`); `to_params(0)` is `fix_gauge(base)`."""
-        lo, hi = self.bounds(gauge=True)
-        free = np.flatnonzero(np.asarray(jax.flatten_util.ravel_pytree(lo)[0] < jax.flatten_util.ravel_pytree(hi)[0]))
+        free = self.free_coordinates()
         flat, unravel = jax.flatten_util.ravel_pytree(self.fix_gauge(base))
 
         def to_params(delta):
