@@ -33,12 +33,15 @@ from jaxmoe.losses import *  # noqa: F401,F403
 from jaxmoe.models import *  # noqa: F401,F403
 from jaxmoe.presets import PRESET_NAMES, Setting, get_preset
 from jaxmoe.sweeps import (
+    GridConfig,
     SweepConfig,
     SweepResults,
     format_summary,
     load_config,
     load_results,
+    load_sweep,
     preset_config,
+    run_grid,
     run_sweep,
     write_report,
 )

@@ -301,7 +301,7 @@ def _sweep_config(args):
     if args.preset is not None:
         config, source = sweeps.preset_config(args.preset), None
     else:
-        config = sweeps.load_config(args.config)
+        config = sweeps.load_sweep(args.config)
         with open(args.config) as fh:
             source = fh.read()
     if args.sizes is not None:
@@ -312,19 +312,39 @@ def _sweep_config(args):
     return config, source
 
 
+def _dry_run(config, out: str, as_json: bool) -> int:
+    """Print the config (or the grid's cells) and the chunk plan; fit nothing."""
+    def chunks(c):
+        return [{"chunk": p.index, "sizes": list(p.sizes), "fits": p.fits} for p in sweeps.plan_chunks(c)]
+
+    if isinstance(config, sweeps.GridConfig):
+        cells = [{"cell": c.index, "dir": os.path.join(out, "cells", c.dirname), "values": c.values,
+                  "config_hash": c.config.hash, "chunks": chunks(c.config)} for c in config.cells]
+        if as_json:
+            _print_json({"out": out, "hash": config.hash, "factors": list(config.factors), "cells": cells})
+            return 0
+        print(f"grid {config.name} (hash {config.hash}): {len(cells)} cells over {', '.join(config.factors)} "
+              f"into {out}:")
+        for c, cell in zip(config.cells, cells):
+            fits = sum(p["fits"] for p in cell["chunks"])
+            print(f"  cell {c.index}: {c.label}; {len(cell['chunks'])} chunks, {fits} fits (hash {c.config.hash})")
+        return 0
+    plan = chunks(config)
+    if as_json:
+        _print_json({"out": out, "hash": config.hash, "config": config.to_dict(), "chunks": plan})
+    else:
+        print(json.dumps(config.to_dict(), indent=2))
+        print(f"config hash {config.hash}; {len(plan)} chunks into {out}:")
+        for c in plan:
+            print(f"  chunk {c['chunk']}: n = {c['sizes']}, {c['fits']} fits")
+    return 0
+
+
 def cmd_sweep(args) -> int:
     config, source = _sweep_config(args)
     out = args.out or os.path.join("sweeps", config.name)
     if args.dry_run:
-        plan = [{"chunk": c.index, "sizes": list(c.sizes), "fits": c.fits} for c in sweeps.plan_chunks(config)]
-        if args.json:
-            _print_json({"out": out, "hash": config.hash, "config": config.to_dict(), "chunks": plan})
-        else:
-            print(json.dumps(config.to_dict(), indent=2))
-            print(f"config hash {config.hash}; {len(plan)} chunks into {out}:")
-            for c in plan:
-                print(f"  chunk {c['chunk']}: n = {c['sizes']}, {c['fits']} fits")
-        return 0
+        return _dry_run(config, out, args.json)
     progress = (not args.json and sys.stderr.isatty()) if args.progress is None else args.progress
     try:
         result = sweeps.run_sweep(config, out, resume=args.resume, overwrite=args.overwrite, progress=progress,
@@ -339,7 +359,8 @@ def cmd_sweep(args) -> int:
     if args.json:
         _print_json({"out": out, "computed_chunks": result.computed, "reused_chunks": result.reused, **summary})
     else:
-        print(sweeps.format_summary(summary))
+        grid = isinstance(config, sweeps.GridConfig)
+        print((sweeps.format_grid_summary if grid else sweeps.format_summary)(summary))
         print(f"wrote {out}/: {', '.join(summary['files'])} ({len(result.computed)} chunks computed, "
               f"{len(result.reused)} reused, {result.seconds:.0f} s)")
     return 0
@@ -361,14 +382,16 @@ def cmd_report(args) -> int:
         raise JaxMoEInputError("DIR", args.dir, "no such folder")
     if not 0 < args.level < 1:
         raise JaxMoEInputError("--level", args.level, "must be in (0, 1)")
+    grid = sweeps.is_grid_folder(args.dir)
+    write = sweeps.write_grid_report if grid else sweeps.write_report
     try:
-        summary = sweeps.write_report(args.dir, num_bootstrap=args.bootstrap, level=args.level, plots=not args.no_plots)
+        summary = write(args.dir, num_bootstrap=args.bootstrap, level=args.level, plots=not args.no_plots)
     except OSError as err:
         raise JaxMoEInputError("DIR", args.dir, f"could not be written ({err})") from None
     if args.json:
         _print_json(summary)
     else:
-        print(sweeps.format_summary(summary))
+        print((sweeps.format_grid_summary if grid else sweeps.format_summary)(summary))
         print(f"wrote {args.dir}/: {', '.join(summary['files'])}")
     return 0
 

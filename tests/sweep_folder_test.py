@@ -164,7 +164,7 @@ def test_run_sweep_accepts_a_config_dict(tmp_path, monkeypatch):
     for bad in ([1, 2], "softmax-ridge.toml", None):
         with pytest.raises(JaxMoEInputError) as err:
             jaxmoe.run_sweep(bad, str(tmp_path / "bad"))
-        assert str(err.value) == f"config={bad!r}: must be a SweepConfig or a config dict"
+        assert str(err.value) == f"config={bad!r}: must be a SweepConfig, a GridConfig or a config dict"
     with pytest.raises(JaxMoEInputError, match="^sweep.replicates=0: "):
         jaxmoe.run_sweep({"preset": "softmax-ridge", "sweep": {"replicates": 0}}, str(tmp_path / "bad"))
     assert not os.path.exists(tmp_path / "bad")

@@ -160,28 +160,36 @@ class SweepConfig:
                     padded_length=int(max(self.sizes)), **self.spec["engine"])
 
     def replace(self, **overrides) -> "SweepConfig":
-        """A new config with command-line overrides (`sizes`, `replicates`, `seed`, `k_fit`, `sigma`,
+        """A new config with command-line overrides (`OVERRIDES`: `sizes`, `replicates`, `seed`, `k_fit`, `sigma`,
         `solver`, `restarts`, `init`, `name`); `None` leaves a value as is. The overrides are applied to the
         config as written and the result re-validated, so defaults that depend on an overridden value (the
         number of restarts on `k_fit`, the options on the solver) are derived again."""
-        raw = copy.deepcopy(self.raw)
-        where = {"sizes": "sweep", "replicates": "sweep", "seed": "sweep", "k_fit": "model", "sigma": "data",
-                 "restarts": "solver", "init": "solver"}
-        for key, value in overrides.items():
-            if value is None:
-                continue
-            if key == "name":
-                raw["name"] = value
-            elif key == "solver":
-                solver = raw.setdefault("solver", {})
-                if value != solver.get("name", "lm"):  # the old solver's options do not apply to the new one
-                    solver.pop("options", None)
-                solver["name"] = value
-            elif key in where:
-                raw.setdefault(where[key], {})[key] = value
-            else:
-                raise JaxMoEInputError("override", key, f"must be one of {sorted(where) + ['name', 'solver']}")
-        return config_from_dict(raw)
+        return config_from_dict(apply_overrides(self.raw, overrides))
+
+
+# Command-line overrides: the config field (dotted path) each one sets.
+OVERRIDES = {"sizes": "sweep.sizes", "replicates": "sweep.replicates", "seed": "sweep.seed", "k_fit": "model.k_fit",
+             "sigma": "data.sigma", "restarts": "solver.restarts", "init": "solver.init", "solver": "solver.name",
+             "name": "name"}
+
+
+def apply_overrides(raw: dict, overrides: dict) -> dict:
+    """A copy of the config as written (`raw`) with `overrides` (keys of `OVERRIDES`; `None`: unchanged) set.
+    A new solver drops the old one's options (they do not apply to it)."""
+    raw = copy.deepcopy(raw)
+    for key, value in overrides.items():
+        require(key in OVERRIDES, "override", key, f"must be one of {list(OVERRIDES)}")
+        if value is None:
+            continue
+        if key == "name":
+            raw["name"] = value
+            continue
+        section, field = OVERRIDES[key].split(".")
+        table = raw.setdefault(section, {})
+        if key == "solver" and value != table.get("name", "lm"):
+            table.pop("options", None)
+        table[field] = value
+    return raw
 
 
 def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -204,8 +212,9 @@ def _brief(value) -> str:
 
 
 # ---------------------------------------------------------------- loading
-def load_config(path: str) -> SweepConfig:
-    """Read and validate a TOML config file."""
+def read_toml(path: str) -> dict:
+    """A TOML config file as written (a dict), its `name` defaulting to the file's name; unreadable or
+    invalid TOML is a `JaxMoEInputError` naming the file."""
     try:
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
@@ -216,6 +225,14 @@ def load_config(path: str) -> SweepConfig:
     except OSError as err:
         raise JaxMoEInputError("config", path, f"cannot be read ({err.strerror})") from None
     raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    return raw
+
+
+def load_config(path: str) -> SweepConfig:
+    """Read and validate a TOML config file of one sweep (a file with a `[grid]`: `jaxmoe.sweeps.load_sweep`)."""
+    raw = read_toml(path)
+    require("grid" not in raw, "config", path, "has a [grid] (several sweeps, one per cell): read it with "
+            "jaxmoe.sweeps.load_sweep")
     return config_from_dict(raw)
 
 
@@ -294,6 +311,8 @@ def check_sizes(field: str, sizes) -> list[int]:
 def config_from_dict(raw: dict) -> SweepConfig:
     """Validate a config dict (as read from TOML) and fill every default in."""
 
+    require(not isinstance(raw, dict) or "grid" not in raw, "grid", "...", "a config with a [grid] is several "
+            "sweeps, one per cell: read it with jaxmoe.sweeps.grid_from_dict (or load_sweep for a file)")
     written = copy.deepcopy(_check_keys("", raw))
     raw = _expand_preset(copy.deepcopy(written))
     name = raw.get("name", "custom")

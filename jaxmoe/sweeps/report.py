@@ -26,7 +26,7 @@ import io
 import math
 import os
 import warnings
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import jax
 import numpy as np
@@ -36,6 +36,7 @@ from jaxmoe.estimation.problem import STATUS_NAMES
 from jaxmoe.families.base import SLOW
 from jaxmoe.losses.rates import compare_laws, loglog_slope
 from jaxmoe.sweeps.config import SweepConfig, config_from_dict
+from jaxmoe.sweeps.grid import is_grid_folder
 from jaxmoe.sweeps.store import (
     FIT_FIELDS,
     atomic_write_bytes,
@@ -74,6 +75,8 @@ class SweepResults(NamedTuple):
 def folder_config(out: str) -> SweepConfig:
     """The config stored in a sweep folder (re-validated; its hash must be the stored one)."""
     stored = read_folder_config(out)
+    require(stored is not None or not is_grid_folder(out), "DIR", out, "is a grid folder (grid.json): report it "
+            "with jaxmoe.sweeps.write_grid_report, or one cell's folder (cells/cell-XXX)")
     require(stored is not None, "DIR", out, "has no config.json: not a jaxmoe sweep folder")
     raw = {**stored["config"], "labels": stored.get("labels", {})}
     try:
@@ -122,11 +125,8 @@ def _num(value) -> str:
     return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else repr(value))
 
 
-def results_csv(res: SweepResults) -> str:
-    """The tidy table as CSV text (rows by n, replicate, metric)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
+def result_rows(res: SweepResults) -> Iterator[list]:
+    """The rows of the tidy table (by n, replicate, metric), in `COLUMNS` order."""
     f = res.fits
     reference = res.config.spec["solver"]["reference"]
     name = res.config.name
@@ -137,7 +137,15 @@ def results_csv(res: SweepResults) -> str:
                     _num(f["objective_reference"][i, r]) if reference else "",
                     bool(f["reached_minimum"][i, r]) if reference else "", int(f["empty_cells"][i, r])]
             for metric, values in res.metrics.items():
-                w.writerow([name, int(n), r, metric, _num(values[i, r])] + tail)
+                yield [name, int(n), r, metric, _num(values[i, r])] + tail
+
+
+def results_csv(res: SweepResults) -> str:
+    """The tidy table as CSV text (rows by n, replicate, metric)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    w.writerows(result_rows(res))
     return buf.getvalue()
 
 

@@ -31,11 +31,13 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxmoe.validation import JaxMoEInputError, require
+from jaxmoe.validation import require
 from jaxmoe.estimation.curve import fit_curve
 from jaxmoe.estimation.problem import ravel
 from jaxmoe.losses.curve import fit_metrics, parameter_errors_fn
-from jaxmoe.sweeps.config import SweepConfig, config_from_dict
+from jaxmoe.sweeps.config import SweepConfig
+from jaxmoe.sweeps.grid import GridConfig, as_sweep, cell_folder, claim_grid_folder
+from jaxmoe.sweeps.grid_report import write_grid_report
 from jaxmoe.sweeps.progress import Progress
 from jaxmoe.sweeps.report import write_report
 from jaxmoe.sweeps.store import (
@@ -52,8 +54,8 @@ from jaxmoe.sweeps.store import (
     save_chunk,
 )
 
-__all__ = ["ChunkPlan", "SweepResult", "chunk_memory_bytes", "check_memory", "machine_memory_bytes", "plan_chunks",
-           "run_chunk", "run_sweep"]
+__all__ = ["ChunkPlan", "SweepResult", "GridResult", "chunk_memory_bytes", "check_memory", "machine_memory_bytes",
+           "plan_chunks", "run_chunk", "run_sweep", "run_grid"]
 
 
 class SweepResult(NamedTuple):
@@ -108,16 +110,6 @@ def check_memory(config: SweepConfig, setting, available: int | None = None) -> 
                 f"and starts, {8 + itemsize * (s['restarts'] + 1) * p} bytes each, drawn at once); {have}")
 
 
-def as_config(config) -> SweepConfig:
-    """`config` as a `SweepConfig`: one, or a config dict (as `config_from_dict` takes it)."""
-    if isinstance(config, SweepConfig):
-        return config
-    if not isinstance(config, dict):
-        value = config if "\n" not in repr(config) else type(config).__name__
-        raise JaxMoEInputError("config", value, "must be a SweepConfig or a config dict")
-    return config_from_dict(config)
-
-
 def run_chunk(config: SweepConfig, setting, chunk: ChunkPlan, errors_fn=None) -> tuple[dict[str, np.ndarray], dict]:
     """Fit one chunk (`fit_curve` on its sizes, all replicates) and measure it; returns (arrays, info)."""
     t0 = time.perf_counter()
@@ -160,19 +152,24 @@ def _run_chunks(config: SweepConfig, setting, out: str, todo: list[ChunkPlan], p
         bar.update(info["seconds"], info["compile_seconds"], _label(chunk))
 
 
-def run_sweep(config: SweepConfig | dict, out: str, *, resume: bool = False, overwrite: bool = False,
+def run_sweep(config: SweepConfig | GridConfig | dict, out: str, *, resume: bool = False, overwrite: bool = False,
               progress: bool = False, report: bool = True, source_text: str | None = None,
-              num_bootstrap: int = 1000, log=None) -> SweepResult:
+              num_bootstrap: int = 1000, log=None, plots: bool = True) -> SweepResult | GridResult:
     """Run (or continue) the sweep `config` (a `SweepConfig` or a config dict) into the folder `out`; returns
-    a `SweepResult`. Refused before the folder is touched: a bad config, a chunk that cannot fit in memory
+    a `SweepResult`. A grid (a `GridConfig`, or a dict with a `grid` table) is `run_grid`'s, with the same
+    arguments. Refused before the folder is touched: a bad config, a chunk that cannot fit in memory
     (`check_memory`).
 
     The folder is locked for the whole run (`store.claim_folder`: a folder whose sweep is running is refused
     at once). Completed chunks found in `out` (same config, `resume=True`) are reused, the others fitted one
     by one and saved atomically as they finish. `progress`: a bar with ETA on stderr. `report`: write
-    `results.csv`, `summary.json` and the plots at the end (`report.write_report`). `log(line)`: where
-    warnings go (stderr)."""
-    config = as_config(config)
+    `results.csv`, `summary.json` and (`plots`) the plots at the end (`report.write_report`). `log(line)`:
+    where warnings go (stderr)."""
+    config = as_sweep(config)
+    kwargs = dict(resume=resume, overwrite=overwrite, progress=progress, report=report, source_text=source_text,
+                  num_bootstrap=num_bootstrap, log=log, plots=plots)
+    if isinstance(config, GridConfig):
+        return run_grid(config, out, **kwargs)
     log = log or (lambda line: print(line, file=sys.stderr))
     setting = config.setting()
     check_memory(config, setting)
@@ -183,5 +180,53 @@ def run_sweep(config: SweepConfig | dict, out: str, *, resume: bool = False, ove
         prov = Provenance(out, config, resume, sorted(done))
         _run_chunks(config, setting, out, todo, prov, lock, progress)
         prov.finish()
-        summary = write_report(out, num_bootstrap=num_bootstrap) if report else None
+        summary = write_report(out, num_bootstrap=num_bootstrap, plots=plots) if report else None
     return SweepResult(out, [c.index for c in todo], sorted(done), prov.run["seconds"], summary)
+
+
+class GridResult(NamedTuple):
+    """What `run_grid` did: the folder, each cell's `SweepResult` (in cell order), seconds, and the summary."""
+
+    out: str
+    cells: list
+    seconds: float
+    summary: dict | None
+
+    @property
+    def computed(self) -> list[tuple[int, int]]:
+        """(cell, chunk) pairs computed now."""
+        return [(i, c) for i, r in enumerate(self.cells) for c in r.computed]
+
+    @property
+    def reused(self) -> list[tuple[int, int]]:
+        """(cell, chunk) pairs reused from disk."""
+        return [(i, c) for i, r in enumerate(self.cells) for c in r.reused]
+
+
+def run_grid(grid: GridConfig | dict, out: str, *, resume: bool = False, overwrite: bool = False,
+             progress: bool = False, report: bool = True, source_text: str | None = None,
+             num_bootstrap: int = 1000, log=None, plots: bool = True) -> GridResult:
+    """Run (or continue) the grid `grid` into the folder `out` (layout: `jaxmoe.sweeps.grid`); returns a
+    `GridResult`. Every cell's memory is checked before the folder is touched; the grid folder is locked and
+    checked like a sweep's (`grid.claim_grid_folder`: another grid refused, this one needs `resume` or
+    `overwrite`), then each cell runs as an ordinary sweep (`run_sweep`) in its own folder, continuing
+    whatever that folder holds, and the grid's report is written at the end (`grid_report.write_grid_report`).
+    Each cell folder gets its `results.csv` and `summary.json`; its plot only from `jaxmoe report` on it (the
+    grid's figure has every cell: a figure per cell would cost about a second each)."""
+    grid = as_sweep(grid)
+    require(isinstance(grid, GridConfig), "config", grid.name, "has no [grid]: use run_sweep")
+    log = log or (lambda line: print(line, file=sys.stderr))
+    for cell in grid.cells:
+        check_memory(cell.config, cell.config.setting())
+    t0 = time.perf_counter()
+    with claim_grid_folder(out, grid, resume=resume, overwrite=overwrite, source_text=source_text, log=log) as lock:
+        results = []
+        for cell in grid.cells:
+            if progress:
+                log(f"cell {cell.index + 1} of {len(grid.cells)}: {cell.label}")
+            # The grid folder passed its rules: whatever a cell folder holds is this cell's (its hash is checked).
+            results.append(run_sweep(cell.config, cell_folder(out, cell), resume=True, progress=progress,
+                                     report=report, num_bootstrap=num_bootstrap, log=log, plots=False))
+            lock.beat()
+        summary = write_grid_report(out, num_bootstrap=num_bootstrap, plots=plots) if report else None
+    return GridResult(out, results, time.perf_counter() - t0, summary)
