@@ -33,7 +33,8 @@ groups of unequal length or naming a path that is not a factor, two cells that a
 **Folder** (`DIR`): `grid.json` (the grid as written, its hash, and per cell its values, folder and config
 hash), `config.source.toml`, `cells/cell-XXX/` (an ordinary sweep folder per cell: `config.json`, `chunks/`,
 `provenance.json`, its own lock and report; resumable on its own), `sweep.lock` (the grid's lock: one grid
-run per folder), and the grid's report (`report.write_grid_report`): `results.csv` (a `cell` column and one
+run per folder), and the grid's report (`grid_report.write_grid_report`): `results.csv` and `results.parquet`
+(`table`; a `cell` column and one
 column per factor, named by its path, before a sweep's columns), `summary.json` (a record per cell, slopes
 per cell) and `rate_curves.png` / `.pdf`. A factor's value in `results.csv` is the value itself where it is
 a number, string or boolean, and its position in the factor's list where it is a table or list (a truth,
@@ -69,8 +70,8 @@ __all__ = ["GRID_FILE", "CELL_DIR", "FACTOR_HEADS", "GridCell", "GridConfig", "g
 
 GRID_FILE = "grid.json"
 CELL_DIR = "cells"
-GRID_OUTPUT_FILES = (GRID_FILE, "config.source.toml", "results.csv", "summary.json", "rate_curves.png",
-                     "rate_curves.pdf")
+GRID_OUTPUT_FILES = (GRID_FILE, "config.source.toml", "results.csv", "results.parquet", "summary.json",
+                     "rate_curves.png", "rate_curves.pdf")
 # The config fields a factor may set (the first part of its path); why the others may not.
 FACTOR_HEADS = ("model", "truth", "data", "sweep", "solver", "preset")
 NOT_FACTORS = {"engine": "is speed only (not hashed: the same fits); set it in [engine] for every cell",

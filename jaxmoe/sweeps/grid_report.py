@@ -3,6 +3,7 @@ r"""Reports of a grid folder (`jaxmoe.sweeps.grid`): one table, one summary and 
 - `results.csv`: the rows of every cell's `results.csv` (`report.COLUMNS`), each led by the cell's id
   (`cell`) and one column per factor, named by its path (`data.sigma`), holding the cell's level (a table or
   list level, e.g. a whole truth, as its position in the factor's list: `grid.json` has the values).
+- `results.parquet`: the same with typed columns (`grid_columns`; schema in `jaxmoe.sweeps.table`).
 - `summary.json`: the grid (name, hash, factors, zip groups), `complete`, and per cell a record with its
   values, folder and the cell's own summary (`report.summarize`: fit counts, slopes with CIs, theory) or
   `null` for a cell with no completed chunk yet; `slopes`: one row per (cell, metric) with the slope of the
@@ -26,10 +27,11 @@ import numpy as np
 
 from jaxmoe.validation import require
 from jaxmoe.sweeps.grid import CELL_DIR, GRID_FILE, GridConfig, cell_folder, read_grid_folder
-from jaxmoe.sweeps.report import COLUMNS, format_summary, load_results, result_rows, summarize
+from jaxmoe.sweeps.report import COLUMNS, format_summary, load_results, result_rows, summarize, write_parquet_or_note
+from jaxmoe.sweeps.table import FRAMES, concat_columns, lead_columns, sweep_columns, to_frame
 from jaxmoe.sweeps.store import atomic_write_bytes, atomic_write_json
 
-__all__ = ["GridResults", "load_grid_results", "grid_results_csv", "summarize_grid", "plot_grid_curves",
+__all__ = ["GridResults", "load_grid_results", "grid_columns", "grid_results_csv", "summarize_grid", "plot_grid_curves",
            "write_grid_report", "format_grid_summary"]
 
 
@@ -44,8 +46,12 @@ class GridResults(NamedTuple):
         return all(res is not None and res.complete for res in self.cells)
 
 
-def load_grid_results(out: str) -> GridResults:
-    """Read every cell of the grid folder `out` (`report.load_results` per cell folder)."""
+def load_grid_results(out: str, frame: str | None = None):
+    """Read every cell of the grid folder `out` (`report.load_results` per cell folder) into a `GridResults`;
+    with `frame="pandas"` (or `"arrow"`) the grid's tidy table instead, as a data frame (`grid_columns`)."""
+    if frame is not None:
+        require(frame in FRAMES, "frame", frame, f"must be one of {list(FRAMES)} (or None: the results)")
+        return to_frame(grid_columns(load_grid_results(out)), frame)
     grid = read_grid_folder(out)
     cells = []
     for cell in grid.cells:
@@ -72,6 +78,15 @@ def grid_results_csv(gres: GridResults) -> str:
         lead = [cell.index, *gres.grid.columns(cell).values()]
         w.writerows(lead + row for row in result_rows(res))
     return buf.getvalue()
+
+
+def grid_columns(gres: GridResults) -> dict:
+    """The grid's tidy table as typed columns (`table.sweep_columns` of each started cell, led by `cell` and
+    one column per factor), for `results.parquet` and data frames."""
+    tables = [lead_columns({"cell": cell.index, **gres.grid.columns(cell)}, sweep_columns(res))
+              for cell, res in zip(gres.grid.cells, gres.cells) if res is not None]
+    require(len(tables) > 0, "grid", gres.grid.name, "has no cell with a completed chunk yet")
+    return concat_columns(tables)
 
 
 def _slope_rows(grid: GridConfig, records: list) -> list[dict]:
@@ -164,7 +179,8 @@ def write_grid_report(out: str, num_bootstrap: int = 1000, level: float = 0.95, 
     summary = summarize_grid(gres, num_bootstrap, level)
     text = grid_results_csv(gres)
     atomic_write_bytes(os.path.join(out, "results.csv"), lambda fh: fh.write(text.encode()))
-    files = [GRID_FILE, "results.csv", "summary.json"]
+    files = [GRID_FILE, "results.csv", *write_parquet_or_note(os.path.join(out, "results.parquet"),
+                                                              grid_columns(gres), summary), "summary.json"]
     if plots:
         try:
             files += [os.path.basename(p) for p in plot_grid_curves(gres, summary, os.path.join(out, "rate_curves"))]

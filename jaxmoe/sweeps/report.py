@@ -4,6 +4,9 @@ r"""Reports of a sweep folder: the tidy table, the summary with slopes and theor
   objective at the truth, reference objective, reached-minimum flag and number of empty Voronoi cells.
   Floats are written with `repr` (shortest round-trip form), so the table is exact. Failed and non-finite
   fits are rows like the others (their values may be `nan`): nothing is dropped.
+- `results.parquet`: the same table with typed columns (`jaxmoe.sweeps.table` has the schema; needs pyarrow,
+  the `parquet` extra: without it the summary says so in `parquet_note`); `load_results(DIR, frame="pandas")`
+  gives it as a data frame.
 - `summary.json`: the fit counts by status; per metric the log-log slope of the mean with a bootstrap CI
   (`loglog_slope`), the slope of the median, the law preferred by `compare_laws` (power vs slower than
   any polynomial), the theory's slope where the paper gives one (THEORY.md §6), the mean per n with a
@@ -37,6 +40,7 @@ from jaxmoe.families.base import SLOW
 from jaxmoe.losses.rates import compare_laws, loglog_slope
 from jaxmoe.sweeps.config import SweepConfig, config_from_dict
 from jaxmoe.sweeps.grid import is_grid_folder
+from jaxmoe.sweeps.table import FRAMES, sweep_columns, to_frame, write_parquet
 from jaxmoe.sweeps.store import (
     FIT_FIELDS,
     atomic_write_bytes,
@@ -75,8 +79,8 @@ class SweepResults(NamedTuple):
 def folder_config(out: str) -> SweepConfig:
     """The config stored in a sweep folder (re-validated; its hash must be the stored one)."""
     stored = read_folder_config(out)
-    require(stored is not None or not is_grid_folder(out), "DIR", out, "is a grid folder (grid.json): report it "
-            "with jaxmoe.sweeps.write_grid_report, or one cell's folder (cells/cell-XXX)")
+    require(stored is not None or not is_grid_folder(out), "DIR", out, "is a grid folder (grid.json): read it "
+            "with jaxmoe.sweeps.load_grid_results / write_grid_report, or one cell's folder (cells/cell-XXX)")
     require(stored is not None, "DIR", out, "has no config.json: not a jaxmoe sweep folder")
     raw = {**stored["config"], "labels": stored.get("labels", {})}
     try:
@@ -90,9 +94,14 @@ def folder_config(out: str) -> SweepConfig:
     return config
 
 
-def load_results(out: str) -> SweepResults:
-    """Read every completed chunk of the sweep folder `out`; an unreadable chunk file (truncated, corrupted,
-    failing its checksum) is refused (`JaxMoEInputError` naming it), never left out silently."""
+def load_results(out: str, frame: str | None = None):
+    """Read every completed chunk of the sweep folder `out` into a `SweepResults` (per-fit arrays); with
+    `frame="pandas"` (or `"arrow"`) the tidy table instead, as a data frame (schema: `jaxmoe.sweeps.table`).
+    An unreadable chunk file (truncated, corrupted, failing its checksum) is refused (`JaxMoEInputError`
+    naming it), never left out silently."""
+    if frame is not None:
+        require(frame in FRAMES, "frame", frame, f"must be one of {list(FRAMES)} (or None: the arrays)")
+        return to_frame(sweep_columns(load_results(out)), frame)
     config = folder_config(out)
     plan = plan_chunks(config)
     done = completed_chunks(out, config, plan, strict=True)
@@ -295,6 +304,16 @@ def plot_curves(res: SweepResults, summary: dict, stem: str) -> list[str]:
 
 
 # ---------------------------------------------------------------- the report
+def write_parquet_or_note(path: str, columns: dict, summary: dict) -> list[str]:
+    """Write `results.parquet` (returns its name), or, without pyarrow, say so in `summary["parquet_note"]`."""
+    try:
+        write_parquet(path, columns)
+    except ImportError as err:
+        summary["parquet_note"] = str(err)
+        return []
+    return [os.path.basename(path)]
+
+
 def write_report(out: str, num_bootstrap: int = 1000, level: float = 0.95, plots: bool = True) -> dict:
     """Write `results.csv`, `summary.json` and the plots of the sweep folder `out`; returns the summary."""
     res = load_results(out)
@@ -302,7 +321,8 @@ def write_report(out: str, num_bootstrap: int = 1000, level: float = 0.95, plots
     summary = summarize(res, num_bootstrap, level)
     text = results_csv(res)
     atomic_write_bytes(os.path.join(out, "results.csv"), lambda fh: fh.write(text.encode()))
-    files = ["results.csv", "summary.json"]
+    files = ["results.csv", *write_parquet_or_note(os.path.join(out, "results.parquet"), sweep_columns(res),
+                                                   summary), "summary.json"]
     if plots and res.metrics:
         try:
             files += [os.path.basename(p) for p in plot_curves(res, summary, os.path.join(out, "rate_curves"))]

@@ -18,7 +18,8 @@ of fits within one bucket sized to memory; a sweep's chunk is never a part of a 
   unreadable, recomputed by a resumed sweep (with a warning line) and refused by a report (one line naming it);
 - `provenance.json`: versions, device, CPU count, command line and timings of every run (a resumed sweep
   has several), rewritten atomically as each chunk finishes;
-- `results.csv`, `summary.json`, `rate_curves.png`, `rate_curves.pdf`: the report (`report.write_report`);
+- `results.csv`, `results.parquet`, `summary.json`, `rate_curves.png`, `rate_curves.pdf`: the report
+  (`report.write_report`);
 - `sweep.lock`: present while a sweep runs in the folder (see below).
 
 **Atomic files.** Every file is written to a temporary file in the same folder, fsync-ed, then
@@ -71,8 +72,8 @@ __all__ = [
     "environment", "read_runs", "Provenance", "FolderLock", "read_lock", "claim_folder",
 ]
 
-OUTPUT_FILES = ("config.json", "config.source.toml", "provenance.json", "results.csv", "summary.json",
-                "rate_curves.png", "rate_curves.pdf")
+OUTPUT_FILES = ("config.json", "config.source.toml", "provenance.json", "results.csv", "results.parquet",
+                "summary.json", "rate_curves.png", "rate_curves.pdf")
 CHUNK_DIR = "chunks"
 LOCK_FILE = "sweep.lock"
 # Per-fit arrays stored in a chunk (besides the metrics and parameters), indexed [size, replicate].
