@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,plot,parquet]'
+	$(PY) -m pip install -q -e '.[test,plot,parquet,distributed]'
 	touch $(STAMP)
 
 # = jaxmoe sweep --preset softmax-ridge --out demo_output --overwrite (7 sizes 300..20000 x 16 replicates)

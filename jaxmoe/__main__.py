@@ -1,7 +1,9 @@
-"""`python -m jaxmoe` runs the command line."""
+"""`python -m jaxmoe` runs the command line. Guarded: a worker process started with `spawn` (a Dask worker of
+`jaxmoe sweep --workers`) imports this module again, and must not run the command a second time."""
 
 import sys
 
 from jaxmoe.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

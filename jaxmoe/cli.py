@@ -30,6 +30,8 @@ from jaxmoe.validation import JaxMoEInputError
 from jaxmoe.models.experts import get_expert
 from jaxmoe.models.gates import get_router
 from jaxmoe.sweeps.config import check_sizes
+from jaxmoe.sweeps.distributed import run_distributed
+from jaxmoe.sweeps.store import parse_shard
 
 
 INTERRUPTED = 130  # the exit code of a sweep stopped by Ctrl-C
@@ -264,6 +266,13 @@ def _nonnegative_float(text: str) -> float:
     return value
 
 
+def _shard(text: str):
+    try:
+        return parse_shard(text)
+    except JaxMoEInputError:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be I/N with 0 <= I < N, e.g. 0/4") from None
+
+
 def add_sweep_parser(sub) -> None:
     p = sub.add_parser(
         "sweep", help="run a Monte Carlo rate study (TOML config or preset) into a folder; resumable",
@@ -287,6 +296,12 @@ def add_sweep_parser(sub) -> None:
                    help="continue the sweep already in --out (same config): keep its completed chunks")
     p.add_argument("--overwrite", action="store_true",
                    help="discard a previous sweep's files in --out (only the files a sweep writes) and start again")
+    p.add_argument("--workers", type=_positive_int,
+                   help="fit the chunks on a local Dask cluster of N worker processes (the `distributed` extra)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="fit the chunks on the running Dask cluster at ADDRESS (e.g. tcp://host:8786)")
+    p.add_argument("--shard", metavar="I/N", type=_shard,
+                   help="fit only shard I of N of the chunks (array jobs without a scheduler; shards share --out)")
     p.add_argument("--dry-run", action="store_true", help="validate, print the config and chunk plan, fit nothing")
     p.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for the CIs (default 1000)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -346,13 +361,24 @@ def cmd_sweep(args) -> int:
     if args.dry_run:
         return _dry_run(config, out, args.json)
     progress = (not args.json and sys.stderr.isatty()) if args.progress is None else args.progress
+    kwargs = dict(resume=args.resume, overwrite=args.overwrite, progress=progress, source_text=source,
+                  num_bootstrap=args.bootstrap)
+    distributed = args.workers is not None or args.scheduler is not None
+    if distributed and args.shard is not None:
+        raise CLIError("--shard is for array jobs without a scheduler: give it without --workers / --scheduler")
+    if args.workers is not None and args.scheduler is not None:
+        raise CLIError("give one of --workers N (a local cluster) or --scheduler ADDRESS (a running one)")
     try:
-        result = sweeps.run_sweep(config, out, resume=args.resume, overwrite=args.overwrite, progress=progress,
-                                  source_text=source, num_bootstrap=args.bootstrap)
+        if distributed:
+            result = run_distributed(config, out, workers=args.workers, scheduler=args.scheduler, **kwargs)
+        else:
+            result = sweeps.run_sweep(config, out, shard=args.shard, **kwargs)
     except KeyboardInterrupt:
         print(f"\njaxmoe: interrupted; the completed chunks are saved in {out}: rerun with --resume to continue",
               file=sys.stderr)
         return INTERRUPTED
+    except ImportError as err:  # an optional extra that is not installed
+        raise CLIError(str(err)) from None
     except OSError as err:
         raise JaxMoEInputError("out", out, f"could not be written ({err})") from None
     summary = result.summary

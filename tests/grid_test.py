@@ -129,7 +129,7 @@ def test_grid_folder_report_and_rules(tmp_path, fake):
     assert again.computed == [] and len(again.reused) == 18
     with pytest.raises(JaxMoEInputError, match="holds another grid"):
         jaxmoe.run_sweep(_grid(**{"data.sigma": [0.2]}), out, resume=True)
-    with pytest.raises(JaxMoEInputError, match=r"is a grid folder \(grid.json\): report it with"):
+    with pytest.raises(JaxMoEInputError, match=r"is a grid folder \(grid.json\): read it with jaxmoe.sweeps.load_grid_results"):
         jaxmoe.write_report(out)
     smaller = grid_from_dict(_grid(**{"data.sigma": [0.2]}))
     assert len(jaxmoe.run_sweep(smaller, out, overwrite=True).computed) == 3

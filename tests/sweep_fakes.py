@@ -25,3 +25,11 @@ def fake_run_chunk(config, setting, chunk, errors_fn=None):
     info = {"index": chunk.index, "sizes": list(chunk.sizes), "config_hash": config.hash, "seconds": 0.01,
             "compile_seconds": 0.0, "fit_info": {}, "finished_at": store.now(), "pid": os.getpid()}
     return arrays, info
+
+
+def slow_fake_run_chunk(config, setting, chunk, errors_fn=None):
+    """`fake_run_chunk` taking a second (long enough to kill the worker running it); importable by Dask workers."""
+    import time
+
+    time.sleep(1.0)
+    return fake_run_chunk(config, setting, chunk, errors_fn)

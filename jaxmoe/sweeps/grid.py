@@ -56,11 +56,14 @@ from typing import Any, Callable, Iterator
 from jaxmoe.validation import JaxMoEInputError, require
 from jaxmoe.sweeps.config import OVERRIDES, SECTIONS, SweepConfig, apply_overrides, config_from_dict, read_toml
 from jaxmoe.sweeps.store import (
+    ONE_SHARD,
     OUTPUT_FILES,
     FolderLock,
+    Shard,
     atomic_write_bytes,
     atomic_write_json,
     check_modes,
+    check_shard_modes,
     clear_outputs,
     make_folder,
 )
@@ -359,19 +362,29 @@ def _clear_grid(out: str) -> None:
 
 @contextlib.contextmanager
 def claim_grid_folder(out: str, grid: GridConfig, *, resume: bool = False, overwrite: bool = False,
-                      source_text: str | None = None, log: Callable[[str], None] | None = None
-                      ) -> Iterator[FolderLock]:
-    """Lock the grid folder `out` (its `sweep.lock`), check it against the folder rules (as `store.claim_folder`
-    for a sweep) and write `grid.json`; yields the held lock, released whatever the exit."""
+                      source_text: str | None = None, log: Callable[[str], None] | None = None,
+                      shard: Shard = ONE_SHARD) -> Iterator[FolderLock]:
+    """Lock the grid folder `out` (its `sweep.lock`; a shard its own, `Shard.lock_name`), check it against the
+    folder rules (as `store.claim_folder` for a sweep; a shard continues the grid as `resume` does) and write
+    `grid.json`; yields the held lock, released whatever the exit."""
     check_modes(resume, overwrite)
+    check_shard_modes(shard, overwrite)
+    resume = resume or not shard.whole
     make_folder(out)
-    with FolderLock(out, log) as lock:
-        holds = False if overwrite else _check_grid_folder(out, grid, resume)
+    with FolderLock(out, log, name=shard.lock_name) as lock:
         if overwrite:
             _clear_grid(out)
-        os.makedirs(os.path.join(out, CELL_DIR), exist_ok=True)
-        if not holds:
+            holds = False
+        else:
+            try:
+                holds = _check_grid_folder(out, grid, resume)
+            except JaxMoEInputError:
+                if shard.whole or is_grid_folder(out):
+                    raise
+                holds = _check_grid_folder(out, grid, resume)  # a sibling shard started the folder meanwhile
+        if not holds:  # grid.json before cells/: a sibling shard then finds a grid folder
             atomic_write_json(os.path.join(out, GRID_FILE), grid.to_dict())
             if source_text is not None:
                 atomic_write_bytes(os.path.join(out, "config.source.toml"), lambda fh: fh.write(source_text.encode()))
+        os.makedirs(os.path.join(out, CELL_DIR), exist_ok=True)
         yield lock

@@ -12,6 +12,11 @@ With the usual geometric sizes (ratio >= 1.25 between neighbours) a chunk is one
 and the report written at the end by `report.write_report`: `results.csv`, `summary.json`,
 `rate_curves.png` / `.pdf` (also by `jaxmoe report DIR`, at any time, without the lock).
 
+**Grids and shards.** A grid (`jaxmoe.sweeps.grid`) runs cell by cell, each cell an ordinary sweep in its
+own folder (`run_grid`); `sweep_targets` lists the folders of a run and numbers its chunks, cell by cell,
+which a `store.Shard` (`--shard I/N`) splits for array jobs; `jaxmoe.sweeps.distributed` runs the same chunks
+as tasks of a Dask cluster instead.
+
 **Refusals.** A folder holding a sweep of another config is refused (the message names the fields that
 differ); a folder holding this config needs `resume=True` (continue: completed chunks are kept, the rest
 computed) or `overwrite=True` (discard the previous sweep's files, and only those). A folder whose sweep is
@@ -43,19 +48,22 @@ from jaxmoe.sweeps.report import write_report
 from jaxmoe.sweeps.store import (
     CHUNK_DIR,
     FIT_FIELDS,
+    ONE_SHARD,
     ChunkPlan,
     FolderLock,
     Provenance,
+    Shard,
     claim_folder,
     completed_chunks,
     now,
     param_field,
+    parse_shard,
     plan_chunks,
     save_chunk,
 )
 
-__all__ = ["ChunkPlan", "SweepResult", "GridResult", "chunk_memory_bytes", "check_memory", "machine_memory_bytes",
-           "plan_chunks", "run_chunk", "run_sweep", "run_grid"]
+__all__ = ["ChunkPlan", "SweepResult", "GridResult", "Target", "chunk_memory_bytes", "check_memory",
+           "machine_memory_bytes", "plan_chunks", "run_chunk", "run_sweep", "run_grid", "sweep_targets"]
 
 
 class SweepResult(NamedTuple):
@@ -152,9 +160,30 @@ def _run_chunks(config: SweepConfig, setting, out: str, todo: list[ChunkPlan], p
         bar.update(info["seconds"], info["compile_seconds"], _label(chunk))
 
 
+class Target(NamedTuple):
+    """One sweep folder of a run: a sweep's own, or a grid cell's (`cell` its index, else None); `offset` the
+    position of its first chunk in the run (a grid's chunks numbered cell by cell), which `Shard`s split."""
+
+    cell: int | None
+    config: SweepConfig
+    out: str
+    offset: int
+
+
+def sweep_targets(config: SweepConfig | GridConfig, out: str) -> list[Target]:
+    """The sweep folders a run of `config` into `out` writes: `out` itself, or one per grid cell."""
+    if isinstance(config, SweepConfig):
+        return [Target(None, config, out, 0)]
+    targets, offset = [], 0
+    for cell in config.cells:
+        targets.append(Target(cell.index, cell.config, cell_folder(out, cell), offset))
+        offset += len(plan_chunks(cell.config))
+    return targets
+
+
 def run_sweep(config: SweepConfig | GridConfig | dict, out: str, *, resume: bool = False, overwrite: bool = False,
               progress: bool = False, report: bool = True, source_text: str | None = None,
-              num_bootstrap: int = 1000, log=None, plots: bool = True) -> SweepResult | GridResult:
+              num_bootstrap: int = 1000, log=None, plots: bool = True, shard=None) -> SweepResult | GridResult:
     """Run (or continue) the sweep `config` (a `SweepConfig` or a config dict) into the folder `out`; returns
     a `SweepResult`. A grid (a `GridConfig`, or a dict with a `grid` table) is `run_grid`'s, with the same
     arguments. Refused before the folder is touched: a bad config, a chunk that cannot fit in memory
@@ -164,20 +193,31 @@ def run_sweep(config: SweepConfig | GridConfig | dict, out: str, *, resume: bool
     at once). Completed chunks found in `out` (same config, `resume=True`) are reused, the others fitted one
     by one and saved atomically as they finish. `progress`: a bar with ETA on stderr. `report`: write
     `results.csv`, `summary.json` and (`plots`) the plots at the end (`report.write_report`). `log(line)`:
-    where warnings go (stderr)."""
+    where warnings go (stderr). `shard="I/N"` (or a `store.Shard`): fit only shard I's chunks (`Shard`), for
+    array jobs without a scheduler: shards run at once into one folder, each with its own lock and provenance,
+    and `jaxmoe report` merges what has finished."""
     config = as_sweep(config)
+    shard = ONE_SHARD if shard is None else parse_shard(shard)
     kwargs = dict(resume=resume, overwrite=overwrite, progress=progress, report=report, source_text=source_text,
-                  num_bootstrap=num_bootstrap, log=log, plots=plots)
+                  num_bootstrap=num_bootstrap, log=log, plots=plots, shard=shard)
     if isinstance(config, GridConfig):
         return run_grid(config, out, **kwargs)
+    check_memory(config, config.setting())
+    return _run_target(Target(None, config, out, 0), **kwargs)
+
+
+def _run_target(target: Target, *, resume: bool, overwrite: bool, progress: bool, report: bool,
+                source_text: str | None, num_bootstrap: int, log, plots: bool, shard: Shard) -> SweepResult:
+    """Claim one sweep folder and fit its chunks of `shard` not yet done (see `run_sweep`)."""
+    config, out = target.config, target.out
     log = log or (lambda line: print(line, file=sys.stderr))
     setting = config.setting()
-    check_memory(config, setting)
-    with claim_folder(out, config, resume=resume, overwrite=overwrite, source_text=source_text, log=log) as lock:
+    with claim_folder(out, config, resume=resume, overwrite=overwrite, source_text=source_text, log=log,
+                      shard=shard) as lock:
         plan = plan_chunks(config)
         done = completed_chunks(out, config, plan, warn=log)
-        todo = [c for c in plan if c.index not in done]
-        prov = Provenance(out, config, resume, sorted(done))
+        todo = [c for c in plan if c.index not in done and shard.takes(target.offset + c.index)]
+        prov = Provenance(out, config, resume, sorted(done), shard)
         _run_chunks(config, setting, out, todo, prov, lock, progress)
         prov.finish()
         summary = write_report(out, num_bootstrap=num_bootstrap, plots=plots) if report else None
@@ -205,28 +245,32 @@ class GridResult(NamedTuple):
 
 def run_grid(grid: GridConfig | dict, out: str, *, resume: bool = False, overwrite: bool = False,
              progress: bool = False, report: bool = True, source_text: str | None = None,
-             num_bootstrap: int = 1000, log=None, plots: bool = True) -> GridResult:
+             num_bootstrap: int = 1000, log=None, plots: bool = True, shard=None) -> GridResult:
     """Run (or continue) the grid `grid` into the folder `out` (layout: `jaxmoe.sweeps.grid`); returns a
     `GridResult`. Every cell's memory is checked before the folder is touched; the grid folder is locked and
     checked like a sweep's (`grid.claim_grid_folder`: another grid refused, this one needs `resume` or
-    `overwrite`), then each cell runs as an ordinary sweep (`run_sweep`) in its own folder, continuing
-    whatever that folder holds, and the grid's report is written at the end (`grid_report.write_grid_report`).
-    Each cell folder gets its `results.csv` and `summary.json`; its plot only from `jaxmoe report` on it (the
-    grid's figure has every cell: a figure per cell would cost about a second each)."""
+    `overwrite`), then each cell runs as an ordinary sweep in its own folder, continuing whatever that folder
+    holds, and the grid's report is written at the end (`grid_report.write_grid_report`). Each cell folder
+    gets its `results.csv` and `summary.json`; its plot only from `jaxmoe report` on it (the grid's figure has
+    every cell: a figure per cell would cost about a second each). `shard`: as `run_sweep`'s, over the
+    grid's chunks numbered cell by cell."""
     grid = as_sweep(grid)
     require(isinstance(grid, GridConfig), "config", grid.name, "has no [grid]: use run_sweep")
+    shard = ONE_SHARD if shard is None else parse_shard(shard)
     log = log or (lambda line: print(line, file=sys.stderr))
     for cell in grid.cells:
         check_memory(cell.config, cell.config.setting())
     t0 = time.perf_counter()
-    with claim_grid_folder(out, grid, resume=resume, overwrite=overwrite, source_text=source_text, log=log) as lock:
+    with claim_grid_folder(out, grid, resume=resume, overwrite=overwrite, source_text=source_text, log=log,
+                           shard=shard) as lock:
         results = []
-        for cell in grid.cells:
+        for target in sweep_targets(grid, out):
             if progress:
-                log(f"cell {cell.index + 1} of {len(grid.cells)}: {cell.label}")
+                log(f"cell {target.cell + 1} of {len(grid.cells)}: {grid.cells[target.cell].label}")
             # The grid folder passed its rules: whatever a cell folder holds is this cell's (its hash is checked).
-            results.append(run_sweep(cell.config, cell_folder(out, cell), resume=True, progress=progress,
-                                     report=report, num_bootstrap=num_bootstrap, log=log, plots=False))
+            results.append(_run_target(target, resume=True, overwrite=False, progress=progress, report=report,
+                                       source_text=None, num_bootstrap=num_bootstrap, log=log, plots=False,
+                                       shard=shard))
             lock.beat()
         summary = write_grid_report(out, num_bootstrap=num_bootstrap, plots=plots) if report else None
     return GridResult(out, results, time.perf_counter() - t0, summary)

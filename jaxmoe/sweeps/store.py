@@ -65,7 +65,7 @@ from jaxmoe.sweeps.config import SweepConfig, differences
 
 __all__ = [
     "OUTPUT_FILES", "CHUNK_DIR", "LOCK_FILE", "FIT_FIELDS", "STALE_SECONDS", "HEARTBEAT_SECONDS",
-    "ChunkPlan", "plan_chunks", "chunk_filename", "key_name", "param_field",
+    "ChunkPlan", "plan_chunks", "Shard", "ONE_SHARD", "parse_shard", "chunk_filename", "key_name", "param_field",
     "atomic_write_bytes", "atomic_write_json", "ChunkChecksumError", "chunk_checksum", "save_chunk", "load_chunk",
     "completed_chunks",
     "now", "check_modes", "make_folder", "read_folder_config", "clear_outputs", "prepare_folder",
@@ -80,6 +80,7 @@ LOCK_FILE = "sweep.lock"
 FIT_FIELDS = ("objective", "objective_truth", "objective_reference", "reached_minimum", "iterations", "status",
               "converged", "empty_cells")
 STALE_SECONDS = 600.0  # a lock whose heartbeat is older than this is taken over
+SHARD_FILES = ("provenance.shard-*.json",)  # per-shard provenance (`Shard`), cleared with the outputs
 HEARTBEAT_SECONDS = 60.0  # how often a running sweep refreshes its lock, besides after each chunk
 _GUARD_SECONDS = 60.0  # a takeover guard older than this was left by a process killed while taking over
 
@@ -109,6 +110,46 @@ def plan_chunks(config: SweepConfig) -> list[ChunkPlan]:
     buckets = bucket_sizes(np.asarray(config.sizes), config.spec["solver"]["bucket_ratio"])
     r = config.replicates
     return [ChunkPlan(i, tuple(int(n) for n in b), len(b) * r, len(b) * r * int(max(b))) for i, b in enumerate(buckets)]
+
+
+class Shard(NamedTuple):
+    """Shard `index` of `count` (`--shard I/N`): the sweep's chunks (a grid's (cell, chunk) pairs, cell by cell)
+    at positions p with p % count == index. Shards of one folder run at once by design, each with its own lock
+    (`sweep.shard-I-of-N.lock`) and provenance file; `ONE_SHARD` (0 of 1) is a whole sweep, with `sweep.lock`
+    and `provenance.json`."""
+
+    index: int = 0
+    count: int = 1
+
+    def takes(self, position: int) -> bool:
+        return position % self.count == self.index
+
+    @property
+    def whole(self) -> bool:
+        return self.count == 1
+
+    @property
+    def lock_name(self) -> str:
+        return LOCK_FILE if self.whole else f"sweep.shard-{self.index}-of-{self.count}.lock"
+
+    @property
+    def provenance_name(self) -> str:
+        return "provenance.json" if self.whole else f"provenance.shard-{self.index}-of-{self.count}.json"
+
+
+ONE_SHARD = Shard()
+
+
+def parse_shard(text, field: str = "--shard") -> Shard:
+    """`"I/N"` (or a `Shard`, or an (I, N) pair) -> `Shard(I, N)`, 0 <= I < N."""
+    if isinstance(text, Shard):
+        return text
+    try:
+        index, count = (int(part) for part in (text.split("/") if isinstance(text, str) else text))
+    except (TypeError, ValueError):
+        index, count = -1, 0
+    require(0 <= index < count, field, text, "must be I/N with 0 <= I < N (this process runs shard I of N)")
+    return Shard(index, count)
 
 
 def key_name(key) -> str:
@@ -253,6 +294,11 @@ def check_modes(resume: bool, overwrite: bool) -> None:
     require(not (resume and overwrite), "--resume/--overwrite", "both", "choose one: continue the sweep or discard it")
 
 
+def check_shard_modes(shard: Shard, overwrite: bool) -> None:
+    require(shard.whole or not overwrite, "--overwrite", f"with --shard {shard.index}/{shard.count}",
+            "a shard cannot discard a folder its sibling shards are writing; clear it once before the array job")
+
+
 def make_folder(out: str) -> None:
     """Create `out` if needed and check that files can be created in it."""
     try:
@@ -284,6 +330,9 @@ def clear_outputs(out: str) -> None:
         path = os.path.join(out, name)
         if os.path.isfile(path):
             os.unlink(path)
+    for pattern in SHARD_FILES:
+        for path in glob.glob(os.path.join(out, pattern)):
+            os.unlink(path)
     chunk_dir = os.path.join(out, CHUNK_DIR)
     if os.path.isdir(chunk_dir):
         for path in glob.glob(os.path.join(chunk_dir, "chunk-*.npz*")):
@@ -313,26 +362,39 @@ def _check_stored(out: str, config: SweepConfig, stored: dict | None, resume: bo
 
 
 def prepare_folder(out: str, config: SweepConfig, *, resume: bool = False, overwrite: bool = False,
-                   source_text: str | None = None) -> None:
+                   source_text: str | None = None, shard: Shard = ONE_SHARD) -> None:
     """Create / check the output folder and write `config.json`. A folder of another config is refused
     (naming the fields that differ); one holding this config needs `resume` (keep its completed chunks) or
-    `overwrite` (discard the previous sweep's files, and only those). Takes no lock: see `claim_folder`."""
+    `overwrite` (discard the previous sweep's files, and only those). A shard (`Shard`, not the whole sweep)
+    continues a folder of its config as `resume` does, since its sibling shards write it at the same time,
+    and cannot `overwrite` it. Takes no lock: see `claim_folder`."""
+    check_shard_modes(shard, overwrite)
+    resume = resume or not shard.whole
     check_modes(resume, overwrite)
     make_folder(out)
     stored = read_folder_config(out)
-    if not overwrite:
-        _check_stored(out, config, stored, resume)
-    else:
+    if overwrite:
         clear_outputs(out)
-    os.makedirs(os.path.join(out, CHUNK_DIR), exist_ok=True)
-    for stale in glob.glob(os.path.join(out, CHUNK_DIR, "*.tmp")):  # left by a killed run: never complete
-        os.unlink(stale)
-    if stored is None or overwrite:
+    else:
+        try:
+            _check_stored(out, config, stored, resume)
+        except JaxMoEInputError:
+            if shard.whole or stored is not None:
+                raise
+            stored = read_folder_config(out)  # a sibling shard started the folder meanwhile
+            _check_stored(out, config, stored, resume)
+    if stored is None or overwrite:  # config.json before chunks/: a sibling shard then finds a sweep folder
         atomic_write_json(os.path.join(out, "config.json"),
                           {"hash": config.hash, "config": config.hashed(), "preset": config.spec.get("preset"),
                            "labels": config.spec.get("labels", {})})
         if source_text is not None:
             atomic_write_bytes(os.path.join(out, "config.source.toml"), lambda fh: fh.write(source_text.encode()))
+    os.makedirs(os.path.join(out, CHUNK_DIR), exist_ok=True)
+    for stale in glob.glob(os.path.join(out, CHUNK_DIR, "*.tmp")):  # left by a killed run: never complete
+        # (a sibling shard's file being written is young: left alone)
+        with contextlib.suppress(FileNotFoundError):
+            if shard.whole or time.time() - os.path.getmtime(stale) > STALE_SECONDS:
+                os.unlink(stale)
 
 
 # ---------------------------------------------------------------- provenance
@@ -349,22 +411,24 @@ def environment() -> dict:
 
 
 def read_runs(out: str) -> list[dict]:
-    """The runs recorded in `out/provenance.json` (none when there is no such file)."""
-    path = os.path.join(out, "provenance.json")
-    if not os.path.exists(path):
-        return []
-    with open(path) as fh:
-        return json.load(fh).get("runs", [])
+    """The runs recorded in `out/provenance.json` and the shards' `provenance.shard-*.json`, by start time."""
+    runs = []
+    for path in [os.path.join(out, "provenance.json")] + sorted(glob.glob(os.path.join(out, SHARD_FILES[0]))):
+        if os.path.exists(path):
+            with open(path) as fh:
+                runs.extend(json.load(fh).get("runs", []))
+    return sorted(runs, key=lambda run: run.get("started") or "")
 
 
 class Provenance:
     """`provenance.json`: the earlier runs of this config plus this one, rewritten atomically at each step
     (the folder's lock keeps a concurrent run from writing it too)."""
 
-    def __init__(self, out: str, config: SweepConfig, resume: bool, reused: list[int]):
-        self.path = os.path.join(out, "provenance.json")
+    def __init__(self, out: str, config: SweepConfig, resume: bool, reused: list[int], shard: Shard = ONE_SHARD):
+        self.path = os.path.join(out, shard.provenance_name)  # one file per shard: shards write at once
         self.data = self._load(config)
-        self.run = {"started": now(), "finished": None, "argv": sys.argv, "resume": resume, "reused_chunks": reused,
+        self.run = {"started": now(), "finished": None, "argv": sys.argv, "resume": resume, "shard": list(shard),
+                    "reused_chunks": reused,
                     "computed_chunks": [], "seconds": None, **environment()}
         self.data["runs"].append(self.run)
         self.write()
@@ -446,8 +510,8 @@ class FolderLock:
     Also a context manager (acquire on enter, release on exit, whatever the exit)."""
 
     def __init__(self, out: str, log: Callable[[str], None] | None = None, *, stale_seconds: float = STALE_SECONDS,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS):
-        self.out, self.path = out, os.path.join(out, LOCK_FILE)
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS, name: str = LOCK_FILE):
+        self.out, self.path = out, os.path.join(out, name)
         self.log = log or _stderr_line
         self.stale_seconds, self.heartbeat_seconds = stale_seconds, heartbeat_seconds
         self.record: dict | None = None
@@ -603,14 +667,17 @@ class FolderLock:
 
 @contextlib.contextmanager
 def claim_folder(out: str, config: SweepConfig, *, resume: bool = False, overwrite: bool = False,
-                 source_text: str | None = None, log: Callable[[str], None] | None = None) -> Iterator[FolderLock]:
+                 source_text: str | None = None, log: Callable[[str], None] | None = None,
+                 shard: Shard = ONE_SHARD) -> Iterator[FolderLock]:
     """Lock the folder `out` for a sweep of `config`, then `prepare_folder` it; yields the held `FolderLock`,
     released on leaving the block whatever the exit. The lock is taken before the folder is read, so that of
-    several runs started together only one can pass the folder rules (and compute, and write provenance)."""
+    several runs started together only one can pass the folder rules (and compute, and write provenance). A
+    shard takes its own lock (`Shard.lock_name`): one run per (folder, shard)."""
     check_modes(resume, overwrite)
+    check_shard_modes(shard, overwrite)
     make_folder(out)
-    with FolderLock(out, log) as lock:
-        for stale in glob.glob(os.path.join(out, LOCK_FILE + ".*.tmp")):  # a heartbeat cut short by a kill
+    with FolderLock(out, log, name=shard.lock_name) as lock:
+        for stale in glob.glob(os.path.join(out, shard.lock_name + ".*.tmp")):  # a heartbeat cut short by a kill
             os.unlink(stale)
-        prepare_folder(out, config, resume=resume, overwrite=overwrite, source_text=source_text)
+        prepare_folder(out, config, resume=resume, overwrite=overwrite, source_text=source_text, shard=shard)
         yield lock
