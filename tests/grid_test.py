@@ -5,7 +5,6 @@ grid folder's rules, its report (a `cell` column and one column per factor) and 
 Folder and report tests use fake chunks (`sweep_fakes`: no compile); one test fits for real, tiny."""
 
 import csv
-import io
 import json
 import os
 import signal
