@@ -128,7 +128,7 @@ def test_sweep_outputs(runs):
     metrics = ["l2_error", "voronoi_d1", "exact_error", "overfit_error"]
     assert len(rows) == 3 * 3 * len(metrics)
     assert list(rows[0]) == ["setting", "n", "replicate", "metric", "value", "status", "converged", "iterations",
-                             "objective", "objective_truth", "objective_reference", "reached_minimum", "empty_cells"]
+                             "objective", "objective_truth", "objective_reference", "reached_minimum", "empty_cells", "on_boundary"]
     assert [r["metric"] for r in rows[:4]] == metrics and {r["setting"] for r in rows} == {"softmax-ridge"}
     assert {r["status"] for r in rows} <= set(jaxmoe.STATUS_NAMES.values())
     assert all(float(r["objective"]) > 0 and int(r["iterations"]) > 0 for r in rows)

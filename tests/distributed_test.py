@@ -140,3 +140,14 @@ def test_an_unreachable_scheduler_is_one_line_and_the_folder_untouched(tmp_path,
     err = capsys.readouterr().err
     assert err.startswith("jaxmoe: error: --scheduler='tcp://127.0.0.1:1': cannot be reached") and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_a_cluster_without_workers_ends_the_run_in_one_line(tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setattr(dist, "POLL_SECONDS", 0.2)
+    monkeypatch.setattr(dist, "NO_WORKERS_SECONDS", 1.0)
+    with distributed.LocalCluster(n_workers=0, processes=True, dashboard_address=None, silence_logs=40) as empty:
+        with pytest.raises(JaxMoEInputError, match=r"^cluster='tcp://.*': the Dask cluster has had no workers "
+                                                   r"for \d s .*the 0 chunks finished are saved"):
+            dist.run_distributed(RAW, str(tmp_path / "out"), scheduler=empty.scheduler_address,
+                                 chunk_fn=fake_run_chunk)

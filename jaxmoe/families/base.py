@@ -47,6 +47,9 @@ STRONG_EXPERTS = ("sigmoid", "tanh", "gelu", "ffn-sigmoid", "ffn-tanh", "ffn-gel
 SLOW = "slower than any polynomial"
 
 
+BOUNDARY_RTOL = 1e-6  # `MoEFamily.on_boundary`: this close to a face of Theta, relative to the box's width
+
+
 @dataclasses.dataclass(frozen=True)
 class ParameterBox:
     r"""The compact parameter set $\Theta$ (A.1): $|\text{gate entry}| \le$ `gate`, $|\eta$ entry$| \le$ `expert`,
@@ -298,6 +301,22 @@ class MoEFamily:
         """Indices in the flat parameter vector of the coordinates the gauged box leaves free (lower < upper)."""
         lo, hi = self.bounds(gauge=True)
         return np.flatnonzero(np.asarray(jax.flatten_util.ravel_pytree(lo)[0] < jax.flatten_util.ravel_pytree(hi)[0]))
+
+    def on_boundary(self, params, rtol: float = BOUNDARY_RTOL) -> np.ndarray:
+        r"""Per fit, whether the fit sits on a face of $\Theta$: any free coordinate of the gauged box (lower <
+        upper; the coordinates `fix_gauge` pins are not faces) within `rtol` x (its width) of its lower or upper
+        bound. `params`: a parameter tree with leading batch axes (any number, the same on every leaf);
+        returns a bool array of that batch shape (a non-finite fit is not flagged: its status says it failed).
+        The least-squares estimator lives on the compact $\Theta$, and an over-fitted one often spends its extra
+        atom on a face, where its first-order conditions are not an interior minimum's."""
+        lo, hi = (np.concatenate([np.asarray(a, np.float64).ravel() for a in jax.tree_util.tree_leaves(b)])
+                  for b in self.bounds(gauge=True))
+        leaves, template = jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(self.bounds(gauge=True)[0])
+        batch = np.shape(leaves[0])[:np.ndim(leaves[0]) - np.ndim(template[0])]
+        flat = np.concatenate([np.asarray(a, np.float64).reshape(batch + (-1,)) for a in leaves], axis=-1)
+        width = hi - lo
+        near = (flat - lo <= rtol * width) | (hi - flat <= rtol * width)
+        return np.any(near & (width > 0), axis=-1)
 
     def offset_map(self, base):
         r"""Parametrise $G$ as offsets from `base` (e.g. a split truth) with the gauge pinned as the fits pin it:

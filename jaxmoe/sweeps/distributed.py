@@ -52,6 +52,8 @@ __all__ = ["run_distributed", "fit_chunk_task", "local_cluster", "worker_devices
 
 INSTALL = "pip install 'jaxmoe[distributed]'"
 CONNECT_TIMEOUT = "10s"  # how long to try reaching a --scheduler before saying it cannot be reached
+POLL_SECONDS = 5.0  # how often a run waiting for its tasks checks that the cluster still has workers
+NO_WORKERS_SECONDS = 120.0  # a cluster without workers this long ends the run (saved chunks kept)
 
 
 def worker_devices(workers: int, cores: int | None = None) -> int:
@@ -177,10 +179,30 @@ def _fit(client, work: list, locks: list, progress: bool, retries: int, chunk_fn
                                    retries=retries, pure=False)
             futures[future] = (chunk, prov)
     bar = Progress([chunk.work for chunk, _ in futures.values()], 0, enabled=progress)
-    for future in distributed.as_completed(list(futures)):
-        chunk, prov = futures[future]
-        info = future.result()  # a task that failed for good raises here; the chunks already saved stay
-        prov.chunk_done(chunk.index)
-        for lock in locks:
-            lock.beat()
-        bar.update(info["seconds"], info["compile_seconds"], f"n = {chunk.sizes[0]}..{chunk.sizes[-1]}")
+    pending, idle_since = set(futures), None
+    while pending:
+        try:
+            done, pending = distributed.wait(pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
+        except distributed.TimeoutError:
+            idle_since = _check_workers(client, idle_since, len(futures) - len(pending))
+            continue
+        idle_since = None
+        for future in done:
+            chunk, prov = futures[future]
+            info = future.result()  # a task that failed for good raises here; the chunks already saved stay
+            prov.chunk_done(chunk.index)
+            for lock in locks:
+                lock.beat()
+            bar.update(info["seconds"], info["compile_seconds"], f"n = {chunk.sizes[0]}..{chunk.sizes[-1]}")
+
+
+def _check_workers(client, idle_since: float | None, finished: int) -> float | None:
+    """Raise when the cluster has had no worker for `NO_WORKERS_SECONDS` (workers that cannot start, e.g. on
+    an import error, would otherwise leave the run waiting for ever); returns when that stretch began."""
+    if client.scheduler_info().get("workers"):
+        return None
+    idle_since = time.monotonic() if idle_since is None else idle_since
+    waited = time.monotonic() - idle_since
+    require(waited < NO_WORKERS_SECONDS, "cluster", client.scheduler.address, f"the Dask cluster has had no workers for {waited:.0f} s (a worker that "
+            f"cannot start says why in its log); the {finished} chunks finished are saved: run again with --resume")
+    return idle_since

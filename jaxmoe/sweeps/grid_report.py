@@ -7,7 +7,7 @@ r"""Reports of a grid folder (`jaxmoe.sweeps.grid`): one table, one summary and 
 - `summary.json`: the grid (name, hash, factors, zip groups), `complete`, and per cell a record with its
   values, folder and the cell's own summary (`report.summarize`: fit counts, slopes with CIs, theory) or
   `null` for a cell with no completed chunk yet; `slopes`: one row per (cell, metric) with the slope of the
-  mean and its CI, the slope of the median, the theory's slope and the cell's converged fraction.
+  mean and its CI, the slope of the median, the theory's slope and the cell's converged and on-the-box-face fractions.
 - `rate_curves.png` / `.pdf`: one row of panels per metric; with two or more factors one column per level of
   the first factor, each panel one curve (mean per n) per combination of the others; with one factor one
   panel per metric, a curve per level.
@@ -98,7 +98,8 @@ def _slope_rows(grid: GridConfig, records: list) -> list[dict]:
         for metric, s in summary["metrics"].items():
             rows.append({"cell": cell.index, **grid.columns(cell), "metric": metric, "slope": s["slope"],
                          "ci": s["ci"], "median_slope": s["median_slope"], "theory_slope": s["theory_slope"],
-                         "converged_fraction": summary["fits"]["converged_fraction"], "note": s["note"]})
+                         "converged_fraction": summary["fits"]["converged_fraction"],
+                         "boundary_fraction": summary["fits"]["boundary_fraction"], "note": s["note"]})
     return rows
 
 

@@ -1,13 +1,15 @@
 r"""Reports of a sweep folder: the tidy table, the summary with slopes and theory, and the plots.
 
 - `results.csv`: one row per (n, replicate, metric) with the fit's solver status, iterations, objective,
-  objective at the truth, reference objective, reached-minimum flag and number of empty Voronoi cells.
+  objective at the truth, reference objective, reached-minimum flag, number of empty Voronoi cells and
+  `on_boundary` (a free parameter within 1e-6 of a face of Theta, relative to the box's width:
+  `MoEFamily.on_boundary`, computed from the stored parameters, so older folders have it too).
   Floats are written with `repr` (shortest round-trip form), so the table is exact. Failed and non-finite
   fits are rows like the others (their values may be `nan`): nothing is dropped.
 - `results.parquet`: the same table with typed columns (`jaxmoe.sweeps.table` has the schema; needs pyarrow,
   the `parquet` extra: without it the summary says so in `parquet_note`); `load_results(DIR, frame="pandas")`
   gives it as a data frame.
-- `summary.json`: the fit counts by status; per metric the log-log slope of the mean with a bootstrap CI
+- `summary.json`: the fit counts by status, the fraction of fits on a face of the box (overall and per n); per metric the log-log slope of the mean with a bootstrap CI
   (`loglog_slope`), the slope of the median, the law preferred by `compare_laws` (power vs slower than
   any polynomial), the theory's slope where the paper gives one (THEORY.md §6), the mean per n with a
   bootstrap CI, and the finite / non-finite counts per n; timings and provenance.
@@ -53,7 +55,7 @@ from jaxmoe.sweeps.store import (
 )
 
 COLUMNS = ("setting", "n", "replicate", "metric", "value", "status", "converged", "iterations", "objective",
-           "objective_truth", "objective_reference", "reached_minimum", "empty_cells")
+           "objective_truth", "objective_reference", "reached_minimum", "empty_cells", "on_boundary")
 # Ridge / FFN experts with these activations are strongly identifiable (THEORY.md §2).
 
 
@@ -112,10 +114,12 @@ def load_results(out: str, frame: str | None = None):
         names = [k[len("metric/"):] for k in chunks[0][0] if k.startswith("metric/")]
         metrics = {k: np.concatenate([a["metric/" + k] for a, _ in chunks]) for k in names}
         params = _params(config, [a for a, _ in chunks])
+        # derived from the stored parameters, not stored: folders written before the flag existed have it too
+        fits["on_boundary"] = config.setting().fitted_model().on_boundary(params)
     else:
         r = config.replicates
         sizes = np.zeros(0, dtype=np.int64)
-        fits = {k: np.zeros((0, r)) for k in FIT_FIELDS}
+        fits = {k: np.zeros((0, r)) for k in FIT_FIELDS + ("on_boundary",)}
         metrics, params = {}, None
     return SweepResults(config, sizes, fits, metrics, [info for _, info in chunks], len(plan), params)
 
@@ -144,7 +148,8 @@ def result_rows(res: SweepResults) -> Iterator[list]:
             tail = [STATUS_NAMES[int(f["status"][i, r])], bool(f["converged"][i, r]), int(f["iterations"][i, r]),
                     _num(f["objective"][i, r]), _num(f["objective_truth"][i, r]),
                     _num(f["objective_reference"][i, r]) if reference else "",
-                    bool(f["reached_minimum"][i, r]) if reference else "", int(f["empty_cells"][i, r])]
+                    bool(f["reached_minimum"][i, r]) if reference else "", int(f["empty_cells"][i, r]),
+                    bool(f["on_boundary"][i, r])]
             for metric, values in res.metrics.items():
                 yield [name, int(n), r, metric, _num(values[i, r])] + tail
 
@@ -196,6 +201,8 @@ def _fit_counts(res: SweepResults) -> dict:
             "below_truth_fraction": float(np.mean(f["objective"] <= f["objective_truth"]))
             if status.size else None,
             "with_empty_cells": int(np.sum(f["empty_cells"] > 0)),
+            "boundary_fraction": float(np.mean(f["on_boundary"])) if status.size else None,
+            "boundary_fraction_by_n": np.mean(f["on_boundary"], axis=1).tolist() if status.size else [],
             "reached_minimum_fraction": float(np.mean(f["reached_minimum"]))
             if res.config.spec["solver"]["reference"] and status.size else None}
 
@@ -292,8 +299,10 @@ def plot_curves(res: SweepResults, summary: dict, stem: str) -> list[str]:
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     done = "" if res.complete else f" (partial: {len(res.chunk_infos)} of {res.chunks_total} chunks)"
+    f = summary["fits"]
     fig.suptitle(f"{res.config.name}: k* = {summary['k_star']}, k = {summary['k_fit']}, "
-                 f"{res.config.replicates} replicates per n{done}", fontsize=10)
+                 f"{res.config.replicates} replicates per n; converged {_percent(f['converged_fraction'])}, "
+                 f"on a face of the box {_percent(f['boundary_fraction'])}{done}", fontsize=10)
     fig.tight_layout()
     paths = [stem + ".png", stem + ".pdf"]
     for path in paths:  # savefig to memory, then atomically to disk
@@ -338,6 +347,10 @@ def write_report(out: str, num_bootstrap: int = 1000, level: float = 0.95, plots
     return summary
 
 
+def _percent(fraction) -> str:
+    return "n/a" if fraction is None else f"{100 * fraction:.1f}%"
+
+
 def format_summary(summary: dict) -> str:
     """The summary as a few lines of text (what `jaxmoe sweep` / `jaxmoe report` print)."""
     f = summary["fits"]
@@ -345,7 +358,8 @@ def format_summary(summary: dict) -> str:
     conv = "n/a" if f["converged_fraction"] is None else f"{100 * f['converged_fraction']:.1f}%"
     state = "" if summary["complete"] else f"  [partial: {summary['chunks_done']} of {summary['chunks_total']} chunks]"
     lines = [f"{summary['setting']}: {f['count']} fits ({len(summary['sizes'])} sizes x {summary['replicates']} "
-             f"replicates), k* = {summary['k_star']}, k = {summary['k_fit']}; converged {conv} ({counts}){state}",
+             f"replicates), k* = {summary['k_star']}, k = {summary['k_fit']}; converged {conv} ({counts}); "
+             f"on a face of the box {_percent(f.get('boundary_fraction'))}{state}",
              f"{'metric':<22} {'slope':>7}  {'CI':<17} {'median':>7} {'theory':>7}  law preferred"]
     for name, s in summary["metrics"].items():
         theory = "slow" if s["theory_slope"] is None and s["theory"].startswith(SLOW) else \

@@ -18,6 +18,7 @@ leads with `cell` and one column per factor (`grid_report`). The Parquet schema 
 | `objective_reference` | double, null without `solver.reference` | objective of the long refinement from the truth |
 | `reached_minimum` | bool, null without `solver.reference` | the fit reached the reference objective |
 | `empty_cells` | int64 | empty Voronoi cells of the fit |
+| `on_boundary` | bool | a free parameter within 1e-6 (relative to the box's width) of a face of Theta (`MoEFamily.on_boundary`) |
 
 Writing needs pyarrow (the `parquet` extra, `pip install 'jaxmoe[parquet]'`; without it a report writes the
 CSV alone and says so); a pandas frame needs pandas too. Arrow is the format every data-frame library
@@ -66,7 +67,8 @@ def sweep_columns(res) -> dict[str, Any]:
             "objective_truth": per_fit(f["objective_truth"]).astype(np.float64),
             "objective_reference": nullable(np.asarray(f["objective_reference"], np.float64)),
             "reached_minimum": nullable(np.asarray(f["reached_minimum"], bool)),
-            "empty_cells": per_fit(f["empty_cells"]).astype(np.int64)}
+            "empty_cells": per_fit(f["empty_cells"]).astype(np.int64),
+            "on_boundary": per_fit(f["on_boundary"]).astype(bool)}
 
 
 def lead_columns(lead: dict[str, Any], columns: dict[str, Any]) -> dict[str, Any]:
