@@ -124,19 +124,36 @@ def test_verdicts_on_profiles_with_known_exponents():
         bound_verdict({})
 
 
-def test_cli_bound_json_has_the_documented_fields(capsys):
+ONE_LINEAR_ATOM_TOML = """
+[model]
+family = "softmax"
+expert = "linear"
+d = 1
+k_star = 1
+k_fit = 1
+[truth]
+beta0 = [0.0]
+beta1 = [[0.0]]
+eta = { a = [[2.0]], b = [1.0] }
+"""
+
+
+def test_cli_bound_json_has_the_documented_fields(capsys, tmp_path):
     import json
 
     from jaxmoe.cli import main
 
-    # a config file (--preset NAME is get_preset(NAME): a second profile here would cost a compile, 9 s)
-    config = str(pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs" / "softmax-tanh.toml")
-    code = main(["bound", config, "--eps-max", "0.1", "--eps-min", "0.01", "--per-decade", "2",
-                 "--starts", "2", "--iterations", "5", "--json"])
+    # _one_linear_atom() as a config file, at the shapes of the closed-form test (3 eps, 4 starts, 150
+    # iterations): its programs are compiled already. (--preset NAME is get_preset(NAME).)
+    config = tmp_path / "one-linear-atom.toml"
+    config.write_text(ONE_LINEAR_ATOM_TOML)
+    code = main(["bound", str(config), "--loss", "d2r", "--r", "1", "--eps-max", "0.1", "--eps-min", "0.01",
+                 "--per-decade", "2", "--starts", "4", "--iterations", "150", "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert {"verdict", "rate", "loss", "r", "floor", "profile", "two_point"} <= set(out)
-    assert out["loss"] == "d1" and len(out["profile"]["eps"]) == 3
+    assert out["loss"] == "d2r" and out["r"] == 1.0 and len(out["profile"]["eps"]) == 3
+    np.testing.assert_allclose(out["profile"]["omega"], np.array(out["profile"]["eps"]) / 2, rtol=2e-3)  # closed form
     assert {"eps", "omega", "spread", "status", "resolvable"} <= set(out["profile"])
     assert {"n", "eps_n", "local_slope", "lower_bound"} <= set(out["two_point"])
     assert out["verdict"] == "inconclusive"  # 3 eps: too few for an exponent

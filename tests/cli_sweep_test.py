@@ -122,6 +122,43 @@ def test_kill_and_resume_equals_uninterrupted(runs):
     assert len(prov["runs"]) == 2 and prov["runs"][1]["resume"] and prov["runs"][1]["reused_chunks"]
 
 
+def test_two_workers_give_the_results_of_one_process(runs, env, tmp_path):
+    """`--workers 2` (a local Dask cluster; its workers load the programs A compiled from the shared cache):
+    the same results.csv and chunk arrays as the one-process run A, the chunk files written by the workers."""
+    out = tmp_path / "workers"
+    run = _cli(["sweep", str(runs["toml"]), "--out", str(out), "--workers", "2"], env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (out / "results.csv").read_bytes() == (runs["a"] / "results.csv").read_bytes()
+    for f in sorted((runs["a"] / "chunks").glob("*.npz")):
+        arrays_a, _ = load_chunk(f)
+        arrays_w, info = load_chunk(out / "chunks" / f.name)
+        assert arrays_a.keys() == arrays_w.keys() and "host" in info  # a worker's file
+        for k in arrays_a:
+            np.testing.assert_array_equal(arrays_a[k], arrays_w[k], err_msg=k)
+
+
+def test_a_grid_cell_equals_the_separate_sweep(runs, env, tmp_path):
+    """A [grid] over TINY's seed: cell 0 (seed 0) is sweep A, chunk by chunk and row by row. (Seeds, not
+    sigmas: each sigma is a program of its own today, a compile the cache of A does not hold.)"""
+    toml = tmp_path / "grid.toml"
+    toml.write_text(TINY.replace("seed = 0\n", "") + '\n[grid]\n"sweep.seed" = [0, 1]\n')
+    out = tmp_path / "grid"
+    run = _cli(["sweep", str(toml), "--out", str(out)], env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    cell = out / "cells" / "cell-000"
+    for f in sorted((runs["a"] / "chunks").glob("*.npz")):
+        arrays_a, _ = load_chunk(f)
+        arrays_c, _ = load_chunk(cell / "chunks" / f.name)
+        assert arrays_a.keys() == arrays_c.keys()
+        for k in arrays_a:
+            np.testing.assert_array_equal(arrays_a[k], arrays_c[k], err_msg=k)
+    grid_rows = list(csv.reader(open(out / "results.csv")))
+    mine = [row[2:] for row in grid_rows[1:] if row[0] == "0"]  # less the cell and sweep.seed columns
+    assert grid_rows[0][:2] == ["cell", "sweep.seed"] and mine == list(csv.reader(open(runs["a"] / "results.csv")))[1:]
+    other, _ = load_chunk(out / "cells" / "cell-001" / "chunks" / f.name)
+    assert not np.array_equal(other["objective"], arrays_a["objective"])  # seed 1: other data
+
+
 def test_sweep_outputs(runs):
     a, summary = runs["a"], runs["whole"]
     rows = list(csv.DictReader(open(a / "results.csv")))

@@ -1,18 +1,13 @@
-"""A sweep on Dask distributed and in shards (`jaxmoe.sweeps.distributed`, `store.Shard`): `--workers 2` gives
-the results.csv of one process (real fits, both real `jaxmoe` processes), a worker killed with SIGKILL mid-chunk
-costs that chunk only (recomputed elsewhere), shards of one folder merge into the whole sweep, and every bad
-option is one line with exit 2.
-
-Only the first test fits (tiny, sharing one compilation cache); the others use fake chunks."""
+"""A sweep on Dask distributed and in shards (`jaxmoe.sweeps.distributed`, `store.Shard`): a worker killed with
+SIGKILL mid-chunk costs that chunk only (recomputed elsewhere), a cluster without workers ends the run in one
+line, shards of one folder merge into the whole sweep, and every bad option is one line with exit 2. Fake
+chunks; that `--workers 2` gives the results.csv of one process with real fits is tests/cli_sweep_test.py's."""
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
-import numpy as np
 import pytest
 
 import jaxmoe
@@ -25,28 +20,6 @@ from sweep_fakes import fake_run_chunk, slow_fake_run_chunk
 TINY = 'preset = "softmax-ridge"\n[sweep]\nsizes = [100, 200, 400]\nreplicates = 3\n[solver]\nrestarts = 4\n'
 RAW = {"preset": "softmax-ridge", "sweep": {"sizes": [100, 200, 400], "replicates": 2}}
 GRID = {**RAW, "grid": {"data.sigma": [0.1, 0.03]}}
-
-
-def _jaxmoe(args, env):
-    return subprocess.run([sys.executable, "-m", "jaxmoe", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
-
-
-def test_two_workers_give_the_results_of_one_process(tmp_path):
-    toml = tmp_path / "tiny.toml"
-    toml.write_text(TINY)
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAXMOE_CACHE_DIR=str(tmp_path / "cache"))
-    one = _jaxmoe(["sweep", str(toml), "--out", str(tmp_path / "one")], env)
-    two = _jaxmoe(["sweep", str(toml), "--out", str(tmp_path / "two"), "--workers", "2"], env)
-    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
-    assert (tmp_path / "one" / "results.csv").read_text() == (tmp_path / "two" / "results.csv").read_text()
-    for name in os.listdir(tmp_path / "one" / "chunks"):
-        a, _ = load_chunk(str(tmp_path / "one" / "chunks" / name))
-        b, info = load_chunk(str(tmp_path / "two" / "chunks" / name))
-        assert a.keys() == b.keys()
-        for key in a:
-            np.testing.assert_array_equal(a[key], b[key], err_msg=key)  # NaN equals NaN here
-        assert info["pid"] != os.getpid() and "host" in info  # written by a worker
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 sweep of its own file (hash and fits, bit for bit), every bad grid one line naming the field and the cell, the
 grid folder's rules, its report (a `cell` column and one column per factor) and a SIGKILL-ed grid resumed.
 
-Folder and report tests use fake chunks (`sweep_fakes`: no compile); one test fits for real, tiny."""
+Folder and report tests use fake chunks (`sweep_fakes`: no compile); a grid cell equal, bit for bit, to its
+separate sweep with real fits is tests/cli_sweep_test.py's (it reuses that module's compiled programs)."""
 
 import csv
 import json
@@ -12,13 +13,12 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 import jaxmoe
 from jaxmoe import JaxMoEInputError
 from jaxmoe.cli import main
-from jaxmoe.sweeps import grid_from_dict, runner, store
+from jaxmoe.sweeps import grid_from_dict, runner
 from jaxmoe.sweeps.grid import cell_folder
 from sweep_fakes import fake_run_chunk
 
@@ -150,32 +150,13 @@ def test_a_cell_folder_of_another_config_is_refused_by_the_report(tmp_path, fake
         jaxmoe.sweeps.write_grid_report(out)
 
 
-def test_grid_fits_equal_separate_sweeps_bit_for_bit(tmp_path):
-    """Real fits (tiny): cell 1 of a two-sigma grid and the separate sweep of its config give the same arrays."""
-    raw = {"preset": "softmax-ridge", "sweep": {"sizes": [60, 90], "replicates": 2, "seed": 3},
-           "solver": {"restarts": 2, "options": {"max_iter": 20}}, "grid": {"data.sigma": [0.1, 0.05]}}
-    out = str(tmp_path / "grid")
-    grid = grid_from_dict(raw)
-    jaxmoe.run_sweep(grid, out, report=False)
-    alone = str(tmp_path / "alone")
-    jaxmoe.run_sweep(grid.cells[1].config, alone, report=False)
-    for name in os.listdir(os.path.join(alone, "chunks")):
-        a, _ = store.load_chunk(os.path.join(alone, "chunks", name))
-        b, _ = store.load_chunk(os.path.join(cell_folder(out, grid.cells[1]), "chunks", name))
-        assert a.keys() == b.keys()
-        for key in a:
-            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    first, _ = store.load_chunk(os.path.join(cell_folder(out, grid.cells[0]), "chunks", name))
-    assert not np.array_equal(first["objective"], a["objective"])  # the other sigma: other data
-
-
 KILLED = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from sweep_fakes import fake_run_chunk
 from jaxmoe.sweeps import runner
 def slow(*args, **kwargs):
-    time.sleep(0.4)
+    time.sleep(0.2)
     return fake_run_chunk(*args, **kwargs)
 runner.run_chunk = slow
 runner.run_sweep({raw!r}, {out!r})
