@@ -42,7 +42,8 @@ from jaxmoe.bounds.quadrature import quadrature
 from jaxmoe.families.cells import check_r
 from jaxmoe.validation import require, require_positive_int
 
-__all__ = ["InverseBoundProfile", "inverse_bound", "default_eps", "local_exponent", "START_STATUS"]
+__all__ = ["InverseBoundProfile", "inverse_bound", "default_eps", "local_exponent", "symmetry_losses",
+           "START_STATUS"]
 
 START_STATUS = ("converged", "max_iter", "infeasible", "nonfinite")  # per (eps, start); the first two are kept
 FEASIBLE = 1e-3  # kept points have D >= (1 - FEASIBLE) eps
@@ -266,6 +267,20 @@ def _quadrature_errors(prob, bases, best, fine, setting, truth):
     coarse = jax.vmap(jax.vmap(prob.sq, (None, 0)))(bases, best)
     finer = jax.vmap(jax.vmap(fine_prob.sq, (None, 0)))(bases, best)
     return np.asarray(jnp.abs(jnp.sqrt(coarse) - jnp.sqrt(finer)) / jnp.maximum(jnp.sqrt(finer), 1e-300))
+
+
+def symmetry_losses(setting, *, loss: str, r: float | None = None, k: int | None = None) -> dict[str, float]:
+    """{symmetry: D(G, G*)} at the split truth moved by 0.25 along each exact symmetry of the fitted model
+    (`MoEFamily.symmetry_tangents`; f_G is the same there): a loss that moves (> 1e-6) is not bounded by
+    ||f_G - f*|| at all, and `inverse_bound`'s profile names it in `not_identifiable`. No optimisation: cheap."""
+    k = setting.k_fit if k is None else require_positive_int("k", k)
+    require(k >= setting.k_star, "k", k, f"must be >= k* = {setting.k_star}")
+    with jax.enable_x64(True):
+        model = setting.fitted_model(k)
+        truth = setting.truth_params()
+        bases, free, unravel = _bases(model, truth, setting.k_star, 1)
+        prob = _Problem(model, unravel, free, None, None, None, _loss_fn(model, truth, loss, r))
+        return _symmetry_loss(prob, bases[0], model)
 
 
 def _symmetry_loss(prob, base, model):
