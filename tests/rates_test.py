@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxmoe.validation import JaxMoEInputError
-from jaxmoe.losses import compare_laws, loglog_slope
+from jaxmoe.losses import compare_laws, local_slopes, loglog_slope, theil_sen_slope, window_slopes
 
 NS = np.array([1e2, 3e2, 1e3, 3e3, 1e4, 3e4, 1e5])
 
@@ -128,3 +128,51 @@ def test_compare_laws_bad_input():
         compare_laws(NS, NS[:-1] ** -0.5)
     with pytest.raises(JaxMoEInputError, match="> 1"):
         compare_laws(np.array([1.0, 10.0, 100.0]), np.array([1.0, 0.5, 0.2]))
+
+
+@pytest.mark.parametrize("statistic", ["mean", "median", "q75", "q90"])
+def test_every_statistic_recovers_an_exact_power_law(statistic):
+    ns = np.array([100.0, 300.0, 1000.0, 3000.0, 10000.0])
+    spread = np.linspace(0.5, 2.0, 9)[:, None]  # replicates: a fixed multiplicative spread at every n
+    fit = loglog_slope(ns, spread * ns ** -0.5, statistic, num_bootstrap=200)
+    assert fit.slope == pytest.approx(-0.5, abs=1e-12) and fit.statistic == statistic
+    assert fit.values[0] == pytest.approx({"mean": np.mean, "median": np.median}.get(
+        statistic, lambda a: np.quantile(a, {"q75": 0.75, "q90": 0.9}[statistic]))(spread[:, 0]) * 0.1)
+
+
+def test_quantile_slopes_resist_a_heavy_tail_the_mean_does_not():
+    """O_P rates are about quantiles: 1 replicate in 20 far off (x 1e4) at the largest n bends the mean's slope,
+    not the median's or the 75% quantile's."""
+    rng = np.random.default_rng(0)
+    ns = np.geomspace(100, 1e5, 7)
+    losses = np.exp(rng.normal(0, 0.2, (40, ns.size))) * ns ** -0.5
+    losses[:2, -1] *= 1e4
+    mean = loglog_slope(ns, losses, "mean", num_bootstrap=200).slope
+    assert mean > -0.2
+    for statistic in ("median", "q75"):
+        assert loglog_slope(ns, losses, statistic, num_bootstrap=200).slope == pytest.approx(-0.5, abs=0.05)
+
+
+def test_theil_sen_and_local_slopes_closed_forms():
+    ns = np.array([1e2, 1e3, 1e4, 1e5, 1e6])
+    values = ns ** -0.25
+    np.testing.assert_allclose(local_slopes(ns, values), -0.25, atol=1e-12)
+    bent = values.copy()
+    bent[-1] *= 100.0  # one bad size: least squares moves, the median of pairwise slopes does not
+    assert theil_sen_slope(ns, bent) == pytest.approx(-0.25, abs=1e-12)
+    assert abs(np.polyfit(np.log(ns), np.log(bent), 1)[0] + 0.25) > 0.1
+    np.testing.assert_allclose(local_slopes(ns, bent), [-0.25, -0.25, -0.25, 1.75], atol=1e-12)
+
+
+def test_window_slopes_flag_a_rate_whose_regime_starts_late():
+    """L = n^-0.1 up to n = 1e3, then n^-0.5: dropping the small sizes moves the slope out of the full-range CI."""
+    ns = np.geomspace(1e2, 1e6, 9)
+    true = np.where(ns <= 1e3, ns ** -0.1, 1e3 ** 0.4 * ns ** -0.5)
+    spread = np.exp(np.random.default_rng(1).normal(0, 0.02, (16, ns.size)))
+    w = window_slopes(ns, spread * true, "median", num_bootstrap=200)
+    assert w.n_min.tolist() == ns[:7].tolist() and w.moves_with_window
+    assert w.slope[-1] == pytest.approx(-0.5, abs=0.02) and w.slope[0] > -0.45
+    flat = window_slopes(ns, spread * ns ** -0.5, "median", num_bootstrap=200)
+    assert not flat.moves_with_window and np.allclose(flat.slope, -0.5, atol=0.02)
+    with pytest.raises(JaxMoEInputError, match="needs at least 3 sample sizes"):
+        window_slopes(ns[:2], spread[:, :2] * true[:2])

@@ -12,7 +12,17 @@ from jaxmoe.losses.errors import (
     regression_l2_error,
     regression_l2_error_quadrature,
 )
-from jaxmoe.losses.rates import LawComparison, LawFit, SlopeFit, compare_laws, loglog_slope
+from jaxmoe.losses.rates import (
+    LawComparison,
+    LawFit,
+    SlopeFit,
+    WindowSlopes,
+    compare_laws,
+    local_slopes,
+    loglog_slope,
+    theil_sen_slope,
+    window_slopes,
+)
 from jaxmoe.losses.voronoi import (
     LOSSES,
     TRANSLATIONS,
@@ -35,7 +45,8 @@ __all__ = [
     "curve_metrics", "fit_metrics", "parameter_errors_fn",
     "ExpertSupErrors", "HierarchicalParameterErrors", "ParameterErrors", "expert_grid", "expert_sup_errors",
     "parameter_errors", "quadrature_rule", "regression_l2_error", "regression_l2_error_quadrature",
-    "LawComparison", "LawFit", "SlopeFit", "compare_laws", "loglog_slope",
+    "LawComparison", "LawFit", "SlopeFit", "WindowSlopes", "compare_laws", "local_slopes", "loglog_slope",
+    "theil_sen_slope", "window_slopes",
     "LOSSES", "TRANSLATIONS", "HierarchicalCells", "VoronoiCells", "batched_loss", "normalize_translation",
     "voronoi_cells", "voronoi_loss_d1", "voronoi_loss_d2r", "voronoi_loss_d4", "voronoi_loss_hierarchical",
     "voronoi_loss_temperature", "voronoi_loss_sigmoid",

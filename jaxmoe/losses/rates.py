@@ -2,6 +2,9 @@ r"""Rate inference from losses measured over replicates at several sample sizes 
 
 - `loglog_slope`: least-squares line $\log L(n) = a + b \log n$ through the mean (or median) loss per n,
   with a percentile bootstrap confidence interval for the slope b (replicates resampled within each n).
+- `theil_sen_slope`, `local_slopes`, `window_slopes`: the slope robust to one bad size (median of pairwise
+  slopes), between consecutive sizes, and as a function of the smallest n used (`moves_with_window` flags a
+  slope whose confidence interval, once the smallest sizes are dropped, no longer overlaps the full range's).
 - `compare_laws`: does a polynomial law $L = A n^{b}$ fit the curve better than a slower-than-polynomial
   one ($L = a + b/\log n$, or $L = A (\log n)^{c}$)? Reports the preferred law and by how much.
 
@@ -20,7 +23,7 @@ import numpy as np
 
 from jaxmoe.validation import require, require_positive_int
 
-STATISTICS = ("mean", "median")
+STATISTICS = ("mean", "median", "q75", "q90")  # over the replicates at each n; q75 / q90: those quantiles
 NAN_POLICIES = ("omit", "raise")
 
 
@@ -64,6 +67,9 @@ def _ols(x: np.ndarray, y: np.ndarray) -> tuple:
 
 
 def _statistic(name: str):
+    quantile = {"q75": 0.75, "q90": 0.9}.get(name)
+    if quantile is not None:
+        return lambda a, axis=None: np.quantile(a, quantile, axis=axis)
     return np.mean if name == "mean" else np.median
 
 
@@ -73,7 +79,9 @@ def loglog_slope(ns, losses, statistic: str = "mean", num_bootstrap: int = 1000,
 
     `ns`: the sample sizes (at least 3, distinct, > 0); `losses`: array (replicates, sizes) of losses > 0
     (non-finite entries: see the module docstring; pad unequal replicate counts with NaN and they are counted
-    as omitted); `statistic`: "mean" or "median" over the replicates at each n; `seed`: an int or a
+    as omitted); `statistic`: "mean", "median", "q75" or "q90" (the 75% / 90% quantile) over the replicates
+    at each n (an O_P rate is a statement about quantiles; the mean is the statistic a few far-off fits move
+    most); `seed`: an int or a
     `numpy.random.Generator`.
 
     Bootstrap: B times, resample the finite replicates **within each n** with replacement, recompute the
@@ -119,6 +127,54 @@ def loglog_slope(ns, losses, statistic: str = "mean", num_bootstrap: int = 1000,
     lo, hi = np.quantile(boot_slopes, [(1 - level) / 2, (1 + level) / 2])
     return SlopeFit(float(slope), float(intercept), float(lo), float(hi), level, float(np.std(boot_slopes, ddof=1))
                     if num_bootstrap > 1 else 0.0, statistic, values, num_finite, num_nan, r2, num_bootstrap)
+
+
+def local_slopes(ns, values) -> np.ndarray:
+    r"""Slopes $\Delta \log L / \Delta \log n$ between consecutive sizes of a curve `values` (one per n)."""
+    ns = _check_ns(ns, min_sizes=2)
+    logv = np.log(np.asarray(values, dtype=float))
+    return np.diff(logv) / np.diff(np.log(ns))
+
+
+def theil_sen_slope(ns, values) -> float:
+    r"""Theil-Sen slope of $\log L$ on $\log n$: the median of the slopes between every pair of sizes; one bad
+    size (a few far-off fits moving its statistic) moves it far less than least squares."""
+    ns = _check_ns(ns, min_sizes=2)
+    logn, logv = np.log(ns), np.log(np.asarray(values, dtype=float))
+    i, j = np.triu_indices(ns.size, k=1)
+    return float(np.median((logv[j] - logv[i]) / (logn[j] - logn[i])))
+
+
+class WindowSlopes(NamedTuple):
+    """`window_slopes`: per smallest size used, the fit over the sizes from it on, and the flag."""
+
+    n_min: np.ndarray
+    slope: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    statistic: str
+    moves_with_window: bool
+
+
+def window_slopes(ns, losses, statistic: str = "median", num_bootstrap: int = 1000, seed=0, level: float = 0.95,
+                  min_sizes: int = 3) -> WindowSlopes:
+    """`loglog_slope` over the sizes n >= n_min, for every n_min that leaves `min_sizes` sizes. The slope read
+    off a rate curve depends on where the curve starts when the asymptotic regime starts late;
+    `moves_with_window` is True when a window's confidence interval and the full range's do not overlap: the
+    slope moved by more than both intervals allow (a window's own interval is wider: fewer sizes)."""
+    ns = _check_ns(ns, min_sizes=min_sizes)
+    losses = np.asarray(losses, dtype=float)
+    order = np.argsort(ns)
+    ns, losses = ns[order], losses[:, order]
+    fits = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # omitted non-finite values: counted by the full fit
+        for start in range(ns.size - min_sizes + 1):
+            fits.append(loglog_slope(ns[start:], losses[:, start:], statistic, num_bootstrap, seed, level))
+    slope = np.array([f.slope for f in fits])
+    moves = any(f.ci_high < fits[0].ci_low or f.ci_low > fits[0].ci_high for f in fits[1:])
+    return WindowSlopes(ns[:len(fits)], slope, np.array([f.ci_low for f in fits]), np.array([f.ci_high for f in fits]),
+                        statistic, moves)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,7 +12,12 @@ r"""Reports of a sweep folder: the tidy table, the summary with slopes and theor
 - `summary.json`: the fit counts by status, the fraction of fits on a face of the box (overall and per n); per metric the log-log slope of the mean with a bootstrap CI
   (`loglog_slope`), the slope of the median, the law preferred by `compare_laws` (power vs slower than
   any polynomial), the theory's slope where the paper gives one (THEORY.md §6), the mean per n with a
-  bootstrap CI, and the finite / non-finite counts per n; timings and provenance.
+  bootstrap CI, and the finite / non-finite counts per n; and, since Theorem 1 and its kin are O_P statements
+  (about quantiles, which the mean is not: a few far-off fits move it), the slopes of the 75% and 90%
+  quantiles per n with bootstrap CIs, the Theil-Sen and local slopes of the median, and the median's slope
+  per smallest n used (`window_median_slopes`; `median_slope_moves_with_window` when a window's CI no
+  longer overlaps the full range's); timings and provenance. `slope` (of the mean) is kept as it was; `law_preferred` is read off
+  the means.
 - `rate_curves.png` / `.pdf`: one log-log panel per metric: mean per n, its CI band, the fitted line and
   the theory's slope (dashed, drawn through the fitted line at the middle n).
 
@@ -39,7 +44,7 @@ import numpy as np
 from jaxmoe.validation import JaxMoEInputError, require
 from jaxmoe.estimation.problem import STATUS_NAMES
 from jaxmoe.families.base import SLOW
-from jaxmoe.losses.rates import compare_laws, loglog_slope
+from jaxmoe.losses.rates import compare_laws, local_slopes, loglog_slope, theil_sen_slope, window_slopes
 from jaxmoe.sweeps.config import SweepConfig, config_from_dict
 from jaxmoe.sweeps.grid import is_grid_folder
 from jaxmoe.sweeps.table import FRAMES, sweep_columns, to_frame, write_parquet
@@ -207,6 +212,29 @@ def _fit_counts(res: SweepResults) -> dict:
             if res.config.spec["solver"]["reference"] and status.size else None}
 
 
+ROBUST_KEYS = ("q75_slope", "q75_ci", "q90_slope", "q90_ci", "theil_sen_median_slope", "local_median_slopes",
+               "window_median_slopes", "median_slope_moves_with_window")
+
+
+def _robust_slopes(ns: np.ndarray, losses: np.ndarray, medians: np.ndarray, num_bootstrap: int, level: float,
+                   seed: int) -> dict:
+    """The slopes an O_P rate is about (of the 75% and 90% quantiles per n, with bootstrap CIs), the Theil-Sen
+    and local slopes of the median, and the median's slope per smallest n used (`losses.rates`)."""
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # omitted non-finite values are counted in the entry
+        for q in ("q75", "q90"):
+            fit = loglog_slope(ns, losses, q, num_bootstrap, seed, level)
+            out[f"{q}_slope"], out[f"{q}_ci"] = fit.slope, [fit.ci_low, fit.ci_high]
+        window = window_slopes(ns, losses, "median", num_bootstrap, seed, level)
+    out["theil_sen_median_slope"] = theil_sen_slope(ns, medians)
+    out["local_median_slopes"] = local_slopes(ns, medians).tolist()
+    out["window_median_slopes"] = [{"n_min": float(n), "slope": float(b), "ci": [float(lo), float(hi)]}
+                                   for n, b, lo, hi in zip(window.n_min, window.slope, window.ci_low, window.ci_high)]
+    out["median_slope_moves_with_window"] = window.moves_with_window
+    return out
+
+
 def _metric_summary(ns: np.ndarray, values: np.ndarray, theory: tuple, num_bootstrap: int, level: float,
                     seed: int) -> dict:
     """One metric's entry of the summary: slopes with CIs, law preferred, theory, mean per n with CI, counts."""
@@ -220,14 +248,16 @@ def _metric_summary(ns: np.ndarray, values: np.ndarray, theory: tuple, num_boots
              "median_slope": None, "r_squared": None, "law_preferred": None, "delta_aic_slow_minus_power": None,
              "mean": [_finite_or_none(v) for v in mean], "mean_ci_low": low, "mean_ci_high": high,
              "median": [_finite_or_none(v) for v in median], "finite": finite.sum(axis=1).tolist(),
-             "nonfinite": (~finite).sum(axis=1).tolist(), "note": None}
+             "nonfinite": (~finite).sum(axis=1).tolist(), "note": None,
+             **{key: None for key in ROBUST_KEYS}}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # omitted non-finite values are counted above
             s = loglog_slope(ns, values.T, "mean", num_bootstrap, seed, level)
             med = loglog_slope(ns, values.T, "median", num_bootstrap, seed, level)
         entry.update(slope=s.slope, ci=[s.ci_low, s.ci_high], intercept=s.intercept, r_squared=s.r_squared,
-                     median_slope=med.slope, median_ci=[med.ci_low, med.ci_high])
+                     median_slope=med.slope, median_ci=[med.ci_low, med.ci_high],
+                     **_robust_slopes(ns, values.T, med.values, num_bootstrap, level, seed))
         laws = compare_laws(ns, s.values)
         entry.update(law_preferred=laws.preferred, delta_aic_slow_minus_power=laws.delta_aic)
     except JaxMoEInputError as err:  # too few sizes or finite replicates: say so rather than guess
@@ -360,13 +390,15 @@ def format_summary(summary: dict) -> str:
     lines = [f"{summary['setting']}: {f['count']} fits ({len(summary['sizes'])} sizes x {summary['replicates']} "
              f"replicates), k* = {summary['k_star']}, k = {summary['k_fit']}; converged {conv} ({counts}); "
              f"on a face of the box {_percent(f.get('boundary_fraction'))}{state}",
-             f"{'metric':<22} {'slope':>7}  {'CI':<17} {'median':>7} {'theory':>7}  law preferred"]
+             f"{'metric':<22} {'slope':>7}  {'CI':<17} {'median':>7} {'q90':>7} {'theory':>7}  law preferred"]
     for name, s in summary["metrics"].items():
         theory = "slow" if s["theory_slope"] is None and s["theory"].startswith(SLOW) else \
             ("?" if s["theory_slope"] is None else f"{s['theory_slope']:g}")
         if s["slope"] is None:
-            lines.append(f"{name:<22} {'-':>7}  {'':<17} {'-':>7} {theory:>7}  ({s['note']})")
+            lines.append(f"{name:<22} {'-':>7}  {'':<17} {'-':>7} {'-':>7} {theory:>7}  ({s['note']})")
             continue
         ci = f"[{s['ci'][0]:.3f}, {s['ci'][1]:.3f}]"
-        lines.append(f"{name:<22} {s['slope']:7.3f}  {ci:<17} {s['median_slope']:7.3f} {theory:>7}  {s['law_preferred']}")
+        window = "  [median slope moves with the window]" if s.get("median_slope_moves_with_window") else ""
+        lines.append(f"{name:<22} {s['slope']:7.3f}  {ci:<17} {s['median_slope']:7.3f} {s['q90_slope']:7.3f} "
+                     f"{theory:>7}  {s['law_preferred']}{window}")
     return "\n".join(lines)
