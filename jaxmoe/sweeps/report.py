@@ -9,7 +9,9 @@ r"""Reports of a sweep folder: the tidy table, the summary with slopes and theor
 - `results.parquet`: the same table with typed columns (`jaxmoe.sweeps.table` has the schema; needs pyarrow,
   the `parquet` extra: without it the summary says so in `parquet_note`); `load_results(DIR, frame="pandas")`
   gives it as a data frame.
-- `summary.json`: the fit counts by status, the fraction of fits on a face of the box (overall and per n); per metric the log-log slope of the mean with a bootstrap CI
+- `summary.json`: the fit counts by status, the fraction of fits on a face of the box (overall and per n),
+  Wilson 95% intervals of the converged and on-the-face fractions (`converged_ci`, `boundary_ci`), the
+  Monte Carlo standard error of every mean per n (`mean_se`); per metric the log-log slope of the mean with a bootstrap CI
   (`loglog_slope`), the slope of the median, the law preferred by `compare_laws` (power vs slower than
   any polynomial), the theory's slope where the paper gives one (THEORY.md §6), the mean per n with a
   bootstrap CI, and the finite / non-finite counts per n; and, since Theorem 1 and its kin are O_P statements
@@ -191,9 +193,38 @@ def _mean_band(values: np.ndarray, num_bootstrap: int, level: float, seed: int) 
     return low, high
 
 
+def _mean_se(values: np.ndarray) -> np.ndarray:
+    """Monte Carlo standard error of the mean per n (rows): sd / sqrt(finite replicates); NaN below 2."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        count = np.isfinite(values).sum(axis=1)
+        return np.where(count >= 2, np.nanstd(values, axis=1, ddof=1) / np.sqrt(np.maximum(count, 1)), np.nan)
+
+
 def _finite_or_none(x):
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def wilson_interval(successes: int, trials: int, level: float = 0.95) -> list[float] | None:
+    """Wilson score interval of a binomial fraction (None without trials): the Monte Carlo uncertainty of a
+    converged or on-the-box-face fraction, honest at 0 and 1 where the normal interval collapses."""
+    if trials == 0:
+        return None
+    z = float(np.sqrt(2) * _erfinv(level))
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def _erfinv(y: float) -> float:
+    """erf^-1 by bisection (a dozen digits; NumPy has no erfinv and SciPy is not a dependency)."""
+    lo, hi = 0.0, 10.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if math.erf(mid) < y else (lo, mid)
+    return (lo + hi) / 2
 
 
 def _fit_counts(res: SweepResults) -> dict:
@@ -207,6 +238,8 @@ def _fit_counts(res: SweepResults) -> dict:
             if status.size else None,
             "with_empty_cells": int(np.sum(f["empty_cells"] > 0)),
             "boundary_fraction": float(np.mean(f["on_boundary"])) if status.size else None,
+            "converged_ci": wilson_interval(int(np.sum(f["converged"])), int(status.size)),
+            "boundary_ci": wilson_interval(int(np.sum(f["on_boundary"])), int(status.size)),
             "boundary_fraction_by_n": np.mean(f["on_boundary"], axis=1).tolist() if status.size else [],
             "reached_minimum_fraction": float(np.mean(f["reached_minimum"]))
             if res.config.spec["solver"]["reference"] and status.size else None}
@@ -248,6 +281,7 @@ def _metric_summary(ns: np.ndarray, values: np.ndarray, theory: tuple, num_boots
              "median_slope": None, "r_squared": None, "law_preferred": None, "delta_aic_slow_minus_power": None,
              "mean": [_finite_or_none(v) for v in mean], "mean_ci_low": low, "mean_ci_high": high,
              "median": [_finite_or_none(v) for v in median], "finite": finite.sum(axis=1).tolist(),
+             "mean_se": [_finite_or_none(v) for v in _mean_se(values)],
              "nonfinite": (~finite).sum(axis=1).tolist(), "note": None,
              **{key: None for key in ROBUST_KEYS}}
     try:
