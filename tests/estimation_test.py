@@ -255,3 +255,28 @@ def test_a_later_call_reuses_the_compiled_program(ridge):
     other = jaxmoe.fit_curve(ridge.replace(sigma=0.05), [120], 2, seed=9, k=2)
     assert other.info["programs_compiled"] + other.info["programs_loaded"] == 1
     assert not np.array_equal(other.objective, first.objective)
+
+
+def test_a_noise_schedule_shrinks_the_start_with_n_and_fits_take_it(ridge):
+    """init_noise_decay = a: the start of fit (n, r) is the split truth plus noise * n^-a times the same draw,
+    so (start(n) - split) / (start(m) - split) = (n / m)^-a exactly; fit_curve passes it down, and 0 leaves
+    the starts as they were (the same fits as without the option)."""
+    from jaxmoe.estimation.sampling import fit_starts
+
+    with jax.enable_x64(True):
+        model = ridge.fitted_model(3)
+        key = jax.random.PRNGKey(5)
+        kw = dict(setting=ridge, model=model, init="near_truth", restarts=1, noise=0.005, scale=3.0, decay=0.083)
+        (s100, exact), (s1000, _) = fit_starts(key, 100, **kw), fit_starts(key, 1000, **kw)
+        d100, d1000 = np.asarray(s100[0] - exact), np.asarray(s1000[0] - exact)
+        moved = np.abs(d100) > 1e-12
+        assert moved.sum() > 3
+        np.testing.assert_allclose(d1000[moved] / d100[moved], 10.0 ** -0.083, rtol=1e-9)
+        same = fit_starts(key, 100, **{**kw, "decay": 0.0})[0]
+        np.testing.assert_array_equal(same, fit_starts(key, None, **{**kw, "decay": 0.0})[0])
+    fits = [jaxmoe.fit_curve(ridge, [100, 120], 2, seed=1, k=3, restarts=1, init_noise=0.005, init_noise_decay=d,
+                             padded_length=120) for d in (0.0, 0.083)]
+    assert fits[1].info["init_noise_decay"] == 0.083
+    assert not np.array_equal(fits[0].objective, fits[1].objective)
+    with pytest.raises(jaxmoe.JaxMoEInputError, match="^init_noise_decay=-0.1: must be a finite number >= 0"):
+        jaxmoe.FitOptions(init_noise_decay=-0.1)

@@ -154,3 +154,17 @@ def test_a_config_written_before_the_engine_table_keeps_its_hash():
     assert old.fit_kwargs()["memory_gib"] == 2.0 and old.fit_kwargs()["lanes"] is None
     assert config_from_dict(old.hashed()).hash == old.hash  # idempotent
     assert preset_config("softmax-ridge").hash != old.hash  # a fresh config no longer restates the CPU defaults
+
+
+def test_init_noise_decay_is_hashed_only_when_set_and_checked():
+    plain = preset_config("softmax-ridge")
+    assert "init_noise_decay" not in plain.spec["solver"]  # configs written before it keep their hash
+    assert config_from_dict({"preset": "softmax-ridge", "solver": {"init_noise_decay": 0.0}}).hash == plain.hash
+    oracle = config_from_dict({"preset": "softmax-ridge", "solver": {"restarts": 1, "init_noise": 0.005,
+                                                                       "init_noise_decay": 0.083}})
+    assert oracle.hash != plain.hash and oracle.fit_kwargs()["init_noise_decay"] == 0.083
+    from jaxmoe.sweeps.report import estimator
+    assert estimator(oracle.spec).startswith("oracle-initialised: one start at the split truth (noise 0.005 n^-0.083)")
+    assert estimator(plain.spec) == "least squares: the best of 32 starts (near_truth, noise 0.3)"
+    with pytest.raises(jaxmoe.JaxMoEInputError, match=r"^solver.init_noise_decay=-1: must be a finite number >= 0"):
+        config_from_dict({"preset": "softmax-ridge", "solver": {"init_noise_decay": -1}})

@@ -139,7 +139,8 @@ def solve_chunk(seed, ns, rs, *, setting, model, solver, length: int, starts: di
     # not depend on how many fits share its chunk or device.
     data = functools.partial(fit_data, setting=setting, length=length)
     x, y, mask, objective_truth = jax.lax.map(lambda a: data(*a), (keys, ns))
-    start, exact = jax.lax.map(functools.partial(fit_starts, setting=setting, model=model, **starts), keys)
+    starts_of = functools.partial(fit_starts, setting=setting, model=model, **starts)
+    start, exact = jax.lax.map(lambda a: starts_of(*a), (keys, ns))
     if schedule == "queue":
         jobs = _queue_jobs((x, y, mask), start, exact, model=model, solver=solver, restarts=starts["restarts"],
                            reference=reference, ref_iter=ref_iter, lanes=lanes, block_size=block_size)

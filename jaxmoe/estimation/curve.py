@@ -92,6 +92,7 @@ class CurveInfo(collections.abc.Mapping):
     schedule: str  # "queue" or "lockstep"
     restarts: int
     init_noise: float
+    init_noise_decay: float  # noise at n: init_noise * n ** -init_noise_decay (0: the same at every n)
     reference: bool
     precision: str
     seed: int
@@ -178,7 +179,7 @@ def fit_curve(setting, sample_sizes, replicates: int, seed: int = 0, *, options:
 
     Returns a `CurveFit`; failed or non-finite fits are flagged in `status`/`converged`, never dropped.
     The options are `options` (a `FitOptions`; default `FitOptions()`) with `overrides` (its field names:
-    solver, k, init, restarts, init_noise, init_scale, reference, reference_iterations, min_rtol, min_atol,
+    solver, k, init, restarts, init_noise, init_noise_decay, init_scale, reference, reference_iterations, min_rtol, min_atol,
     bucket_ratio, padded_length, chunk_size, memory_gib, precision, schedule, lanes, devices, block_size) applied;
     `FitOptions` and options.py document each and its default. In short: `restarts` and `init_noise` default
     to 1 start with noise 0.1 for k = k*, and to the best of 32 near-truth splits with noise 0.3 for an
@@ -309,7 +310,7 @@ def _curve_info(plan: CurvePlan, results: dict, buckets: list[dict], seconds: fl
     executed = sum(b["executed_sample_iterations"] for b in buckets)
     return CurveInfo(
         solver=o.solver.name, k=o.k, init=o.init, schedule=o.schedule, restarts=o.restarts, init_noise=o.init_noise,
-        reference=o.reference, precision=o.precision, seed=plan.seed, replicates=plan.replicates, work=work,
+        init_noise_decay=o.init_noise_decay, reference=o.reference, precision=o.precision, seed=plan.seed, replicates=plan.replicates, work=work,
         padded_work=padded_work, waste_ratio=padded_work / work, seconds=seconds, compile_seconds=compile_wait,
         compile_total_seconds=compile_total, min_rtol=o.min_rtol, min_atol=o.min_atol,
         chunk_sizes={b.length: b.chunk_size for b in sorted(plan.buckets, key=lambda b: b.length)},

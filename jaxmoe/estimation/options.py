@@ -12,6 +12,9 @@ setting (a bad value is one line, `field=value: what is allowed`, before any wor
   with noise 0.1 reached the best minimum found by any of six start strategies in 45% of fits (within
   sigma^2 / n of it in 91%), best of 32 with noise 0.3 in 98.8% (100%) at 3.4x the CPU time (4.7x at
   n = 10^5); a pool with 64 starts finds lower minima still (32 reach them in 84%, 95% within sigma^2 / n);
+- `init_noise_decay`: 0, the same near-truth noise at every n; a > 0 gives fit (n, r) the noise
+  `init_noise * n ** -a`: with `restarts=1` that is the field's oracle-initialised protocol (one start at the
+  split truth, its noise shrinking with n, e.g. 0.005 n^-0.083), a local fit, not the global least squares;
 - `solver`: a `Solver` (`get_solver`); `schedule="auto"`: the work queue iff the solver has a fresh state
   (`Solver.fresh`), else lockstep `vmap`;
 - `devices`: `jax.local_devices()`; `memory_gib`, `lanes`, `block_size`: per platform of the first device
@@ -111,6 +114,7 @@ class FitOptions:
     init: str = "near_truth"  # one of INIT_NAMES
     restarts: int | None = None  # starts per fit; None: default_starts(k > k*)
     init_noise: float | None = None  # near-truth perturbation; None: default_starts(k > k*)
+    init_noise_decay: float = 0.0  # noise at n: init_noise * n ** -init_noise_decay (module docstring)
     init_scale: float = 3.0  # random starts are uniform on [-init_scale, init_scale]
     reference: bool = False  # also run a long LM refinement from the split truth
     reference_iterations: int = 3000
@@ -146,6 +150,8 @@ class FitOptions:
             require_positive_int("restarts", self.restarts)
         require(self.init_noise is None or (_is_real(self.init_noise) and self.init_noise >= 0), "init_noise",
                 self.init_noise, "must be finite and >= 0")
+        require(_is_real(self.init_noise_decay) and self.init_noise_decay >= 0, "init_noise_decay",
+                self.init_noise_decay, "must be a finite number >= 0 (0: the same noise at every n)")
         require(_is_real(self.init_scale) and self.init_scale > 0, "init_scale", self.init_scale,
                 "must be a finite number > 0")
         require(isinstance(self.reference, (bool, np.bool_)), "reference", self.reference, "must be True or False")

@@ -192,7 +192,8 @@ def build_chunk_solver(plan: CurvePlan, bucket: BucketPlan, mesh: Mesh):
     Arguments (seed, ns, rs): the seed replicated, the fits' (n, r) sharded by fit; returns (`ChunkResult`, the
     work per device)."""
     o = plan.options
-    starts = dict(init=o.init, restarts=o.restarts, noise=float(o.init_noise), scale=float(o.init_scale))
+    starts = dict(init=o.init, restarts=o.restarts, noise=float(o.init_noise), scale=float(o.init_scale),
+                  decay=float(o.init_noise_decay))
     solve = functools.partial(
         solve_chunk, setting=plan.setting, model=plan.model, solver=o.solver, length=bucket.length, starts=starts,
         reference=bool(o.reference), ref_iter=int(o.reference_iterations), schedule=o.schedule, lanes=bucket.lanes,
@@ -213,7 +214,7 @@ def chunk_program_key(plan: CurvePlan, bucket: BucketPlan, mesh: Mesh) -> tuple 
     solver = (o.solver.name, o.solver.max_iter) + tuple(_callable_key(f) for f in (o.solver.init, o.solver.update,
                                                                                   o.solver.fresh))
     key = (type(st), setting, truth, plan.model, solver, o.init, o.restarts, float(o.init_noise),
-           float(o.init_scale), bool(o.reference), int(o.reference_iterations), o.schedule, o.block_size,
+           float(o.init_noise_decay), float(o.init_scale), bool(o.reference), int(o.reference_iterations), o.schedule, o.block_size,
            bucket.length, bucket.chunk_size, bucket.lanes, tuple(d.id for d in mesh.devices.flat), plan.x64)
     try:
         hash(key)

@@ -4,7 +4,9 @@ Fit (n, r) uses `key(n, r) = fold_in(fold_in(PRNGKey(seed), n), r)` (`fit_keys`)
 init key. Inputs are drawn as an `(L, d)` array and transposed, so the first n draws do not depend on the
 padded length L (partitionable threefry): `draw_padded` gives the same fit the same data whatever bucket pads
 it. Starts (`fit_starts`) depend on the init key only, not on n: start m is drawn from `fold_in(init key, m)`,
-so it does not depend on the number of starts M either.
+so it does not depend on the number of starts M either. With a noise schedule (`decay` > 0: the near-truth
+noise is `noise * n ** -decay`, the oracle-initialised protocol of `FitOptions.init_noise_decay`) the starts
+depend on n through that factor only.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ def fit_data(key, n, *, setting, length: int):
     return x, y, mask, objective_truth
 
 
-def fit_starts(key, *, setting, model, init: str, restarts: int, noise: float,
-               scale: float) -> tuple[Float[Array, "M p"], Float[Array, "p"]]:
+def fit_starts(key, n=None, *, setting, model, init: str, restarts: int, noise: float, scale: float,
+               decay: float = 0.0) -> tuple[Float[Array, "M p"], Float[Array, "p"]]:
     """One fit's M starts and the exact-split reference start: functions of the fit's key only (not of n).
 
     `init="near_truth"`: restart m splits the true atoms with offset m (which true atoms get the extra atoms;
@@ -58,6 +60,8 @@ def fit_starts(key, *, setting, model, init: str, restarts: int, noise: float,
     starts traced one by one made a chunk program that took 105 s to compile and 9 s to load from the cache).
     """
     truth = setting.truth_params()
+    if decay:  # a Python branch: without a schedule the program (and every fit) is what it was
+        noise = noise * jnp.asarray(n, jax.tree_util.tree_leaves(truth)[0].dtype) ** -decay
     _, k_init = jax.random.split(key)
     keys = jax.vmap(lambda m: jax.random.fold_in(k_init, m))(jnp.arange(restarts))  # start m does not depend on M
     flat = lambda params: ravel(model.fix_gauge(params))[0]  # noqa: E731

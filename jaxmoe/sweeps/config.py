@@ -36,6 +36,8 @@ name = "lm"                         # lm | lbfgs | adam
 init = "near_truth"                 # near_truth | mixed | random
 restarts = 32                       # default: 1 when k_fit == k_star, else 32
 init_noise = 0.3                    # default: 0.1 when k_fit == k_star, else 0.3
+init_noise_decay = 0.0              # noise at n: init_noise * n^-decay; with restarts = 1 the field's
+                                    # oracle-initialised protocol (e.g. 0.005 n^-0.083); written only if > 0
 init_scale = 3.0
 reference = false                   # also run a long refinement from the truth (reached-minimum check)
 precision = "float64"
@@ -100,8 +102,8 @@ SECTIONS = {
     "model": BASE_MODEL_KEYS + tuple(sorted({key for family in FAMILIES.values() for key in family.config_keys})),
     "data": ("sigma", "inputs"),
     "sweep": ("sizes", "replicates", "seed"),
-    "solver": ("name", "init", "restarts", "init_noise", "init_scale", "reference", "precision", "bucket_ratio",
-               "options", "memory_gib", "lanes"),  # the last two: [engine]'s, as configs before it wrote them
+    "solver": ("name", "init", "restarts", "init_noise", "init_noise_decay", "init_scale", "reference", "precision",
+               "bucket_ratio", "options", "memory_gib", "lanes"),  # the last two: [engine]'s, as configs before it wrote them
     "engine": ("memory_gib", "lanes", "block_size", "chunk_size"),
     "labels": ("row", "theory", "why"),
 }
@@ -153,7 +155,8 @@ class SweepConfig:
         """Keyword arguments of `fit_curve` (besides setting, sizes, replicates, seed)."""
         s = self.spec["solver"]
         return dict(solver=get_solver(s["name"], **s["options"]), init=s["init"], restarts=s["restarts"],
-                    init_noise=s["init_noise"], init_scale=s["init_scale"], reference=s["reference"],
+                    init_noise=s["init_noise"], init_noise_decay=s.get("init_noise_decay", 0.0),
+                    init_scale=s["init_scale"], reference=s["reference"],
                     precision=s["precision"], bucket_ratio=s["bucket_ratio"],
                     # Every chunk padded to the whole curve's length: with run-time sample counts (the CPU
                     # default) all chunks then run one compiled program; the fits do not depend on it.
@@ -376,7 +379,9 @@ def _read_solver(s: dict, overfitted: bool) -> dict:
     defaults = FitOptions.defaults_dict(overfitted)
     name = _str("solver.name", s.get("name", defaults["solver"]), SOLVER_NAMES)
     restarts = s.get("restarts", defaults["restarts"])
+    decay = _float("solver.init_noise_decay", s.get("init_noise_decay", 0.0), 0.0)
     return {
+        **({"init_noise_decay": decay} if decay else {}),  # absent when 0: configs written before it hash as they did
         "name": name,
         "init": _str("solver.init", s.get("init", defaults["init"]), INIT_NAMES),
         "restarts": _int("solver.restarts", restarts, 1),

@@ -299,6 +299,17 @@ def _metric_summary(ns: np.ndarray, values: np.ndarray, theory: tuple, num_boots
     return entry
 
 
+def estimator(spec: dict) -> str:
+    """Which estimator a sweep's fits are, in words: the global least squares (best of several starts) or,
+    with one near-truth start, the oracle-initialised local fit the field's published rates use."""
+    s = spec["solver"]
+    decay = s.get("init_noise_decay", 0.0)
+    noise = f"noise {s['init_noise']:g}" + (f" n^-{decay:g}" if decay else "")
+    if s["restarts"] == 1 and s["init"] == "near_truth":
+        return f"oracle-initialised: one start at the split truth ({noise}), a local fit, not the global least squares"
+    return f"least squares: the best of {s['restarts']} starts ({s['init']}, {noise})"
+
+
 def summarize(res: SweepResults, num_bootstrap: int = 1000, level: float = 0.95) -> dict:
     """The summary dict written to `summary.json` (see the module docstring)."""
     config, ns = res.config, res.sizes.astype(float)
@@ -312,6 +323,7 @@ def summarize(res: SweepResults, num_bootstrap: int = 1000, level: float = 0.95)
         "complete": res.complete, "chunks_done": len(infos), "chunks_total": res.chunks_total,
         "sizes": res.sizes.tolist(), "replicates": config.replicates, "seed": seed,
         "k_star": config.spec["model"]["k_star"], "k_fit": config.spec["model"]["k_fit"],
+        "estimator": estimator(config.spec),
         "fits": _fit_counts(res), "metrics": metrics, "num_bootstrap": num_bootstrap,
         "seconds": {"chunks": float(sum(i["seconds"] for i in infos)),
                     "compile_wait": float(sum(i["compile_seconds"] for i in infos))},
@@ -424,6 +436,7 @@ def format_summary(summary: dict) -> str:
     lines = [f"{summary['setting']}: {f['count']} fits ({len(summary['sizes'])} sizes x {summary['replicates']} "
              f"replicates), k* = {summary['k_star']}, k = {summary['k_fit']}; converged {conv} ({counts}); "
              f"on a face of the box {_percent(f.get('boundary_fraction'))}{state}",
+             f"estimator: {summary.get('estimator', '?')}",
              f"{'metric':<22} {'slope':>7}  {'CI':<17} {'median':>7} {'q90':>7} {'theory':>7}  law preferred"]
     for name, s in summary["metrics"].items():
         theory = "slow" if s["theory_slope"] is None and s["theory"].startswith(SLOW) else \
