@@ -12,8 +12,8 @@ import jaxmoe
 from jaxmoe.estimation import levenberg_marquardt as lm
 from jaxmoe.estimation import problem, status
 
-INFO_KEYS = ["solver", "k", "init", "schedule", "restarts", "init_noise", "reference", "precision", "seed",
-             "replicates", "work", "padded_work", "waste_ratio", "seconds", "compile_seconds",
+INFO_KEYS = ["solver", "k", "init", "schedule", "restarts", "init_noise", "init_noise_decay", "reference",
+             "precision", "seed", "replicates", "work", "padded_work", "waste_ratio", "seconds", "compile_seconds",
              "compile_total_seconds", "min_rtol", "min_atol", "chunk_sizes", "devices", "buckets",
              "iterations_total", "sample_iterations", "executed_sample_iterations", "work_ratio",
              "programs_compiled", "programs_loaded"]
