@@ -309,9 +309,10 @@ class MoEFamily:
         returns a bool array of that batch shape (a non-finite fit is not flagged: its status says it failed).
         The least-squares estimator lives on the compact $\Theta$, and an over-fitted one often spends its extra
         atom on a face, where its first-order conditions are not an interior minimum's."""
+        bounds = self.bounds(gauge=True)
         lo, hi = (np.concatenate([np.asarray(a, np.float64).ravel() for a in jax.tree_util.tree_leaves(b)])
-                  for b in self.bounds(gauge=True))
-        leaves, template = jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(self.bounds(gauge=True)[0])
+                  for b in bounds)
+        leaves, template = jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(bounds[0])
         batch = np.shape(leaves[0])[:np.ndim(leaves[0]) - np.ndim(template[0])]
         flat = np.concatenate([np.asarray(a, np.float64).reshape(batch + (-1,)) for a in leaves], axis=-1)
         width = hi - lo

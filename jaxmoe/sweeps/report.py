@@ -37,6 +37,7 @@ import csv
 import io
 import math
 import os
+import statistics
 import warnings
 from typing import Iterator, NamedTuple
 
@@ -120,9 +121,10 @@ def load_results(out: str, frame: str | None = None):
         fits = {k: np.concatenate([a[k] for a, _ in chunks]) for k in FIT_FIELDS}
         names = [k[len("metric/"):] for k in chunks[0][0] if k.startswith("metric/")]
         metrics = {k: np.concatenate([a["metric/" + k] for a, _ in chunks]) for k in names}
-        params = _params(config, [a for a, _ in chunks])
+        model = config.setting().fitted_model()
+        params = _params(model, [a for a, _ in chunks])
         # derived from the stored parameters, not stored: folders written before the flag existed have it too
-        fits["on_boundary"] = config.setting().fitted_model().on_boundary(params)
+        fits["on_boundary"] = model.on_boundary(params)
     else:
         r = config.replicates
         sizes = np.zeros(0, dtype=np.int64)
@@ -131,9 +133,9 @@ def load_results(out: str, frame: str | None = None):
     return SweepResults(config, sizes, fits, metrics, [info for _, info in chunks], len(plan), params)
 
 
-def _params(config: SweepConfig, chunks: list) -> object:
+def _params(model, chunks: list) -> object:
     """The fitted parameters as the family's NamedTuple, rebuilt on the fitted model's template."""
-    template = config.setting().fitted_model().zeros()
+    template = model.zeros()
     paths, treedef = jax.tree_util.tree_flatten_with_path(template)
     leaves = [np.concatenate([a[param_field(path)] for a in chunks]) for path, _ in paths]
     return jax.tree_util.tree_unflatten(treedef, leaves)
@@ -145,20 +147,19 @@ def _num(value) -> str:
     return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else repr(value))
 
 
+def _cell(value):
+    """A table cell as results.csv writes it: floats by `_num` (exact), None (no reference run) empty."""
+    if value is None:
+        return ""
+    return _num(value) if isinstance(value, (float, np.floating)) else value
+
+
 def result_rows(res: SweepResults) -> Iterator[list]:
-    """The rows of the tidy table (by n, replicate, metric), in `COLUMNS` order."""
-    f = res.fits
-    reference = res.config.spec["solver"]["reference"]
-    name = res.config.name
-    for i, n in enumerate(res.sizes):
-        for r in range(res.config.replicates):
-            tail = [STATUS_NAMES[int(f["status"][i, r])], bool(f["converged"][i, r]), int(f["iterations"][i, r]),
-                    _num(f["objective"][i, r]), _num(f["objective_truth"][i, r]),
-                    _num(f["objective_reference"][i, r]) if reference else "",
-                    bool(f["reached_minimum"][i, r]) if reference else "", int(f["empty_cells"][i, r]),
-                    bool(f["on_boundary"][i, r])]
-            for metric, values in res.metrics.items():
-                yield [name, int(n), r, metric, _num(values[i, r])] + tail
+    """The rows of the tidy table (by n, replicate, metric), in `COLUMNS` order: `table.sweep_columns`, the
+    same table Parquet gets, formatted for CSV."""
+    columns = sweep_columns(res)
+    for row in zip(*columns.values()):
+        yield [_cell(value) for value in row]
 
 
 def results_csv(res: SweepResults) -> str:
@@ -211,20 +212,11 @@ def wilson_interval(successes: int, trials: int, level: float = 0.95) -> list[fl
     converged or on-the-box-face fraction, honest at 0 and 1 where the normal interval collapses."""
     if trials == 0:
         return None
-    z = float(np.sqrt(2) * _erfinv(level))
+    z = statistics.NormalDist().inv_cdf((1 + level) / 2)
     p = successes / trials
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
     half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
     return [max(0.0, centre - half), min(1.0, centre + half)]
-
-
-def _erfinv(y: float) -> float:
-    """erf^-1 by bisection (a dozen digits; NumPy has no erfinv and SciPy is not a dependency)."""
-    lo, hi = 0.0, 10.0
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if math.erf(mid) < y else (lo, mid)
-    return (lo + hi) / 2
 
 
 def _fit_counts(res: SweepResults) -> dict:

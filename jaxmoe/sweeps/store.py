@@ -80,7 +80,7 @@ LOCK_FILE = "sweep.lock"
 FIT_FIELDS = ("objective", "objective_truth", "objective_reference", "reached_minimum", "iterations", "status",
               "converged", "empty_cells")
 STALE_SECONDS = 600.0  # a lock whose heartbeat is older than this is taken over
-SHARD_FILES = ("provenance.shard-*.json",)  # per-shard provenance (`Shard`), cleared with the outputs
+SHARD_PROVENANCE = "provenance.shard-*.json"  # per-shard provenance (`Shard`), cleared with the outputs
 HEARTBEAT_SECONDS = 60.0  # how often a running sweep refreshes its lock, besides after each chunk
 _GUARD_SECONDS = 60.0  # a takeover guard older than this was left by a process killed while taking over
 
@@ -330,9 +330,8 @@ def clear_outputs(out: str) -> None:
         path = os.path.join(out, name)
         if os.path.isfile(path):
             os.unlink(path)
-    for pattern in SHARD_FILES:
-        for path in glob.glob(os.path.join(out, pattern)):
-            os.unlink(path)
+    for path in glob.glob(os.path.join(out, SHARD_PROVENANCE)):
+        os.unlink(path)
     chunk_dir = os.path.join(out, CHUNK_DIR)
     if os.path.isdir(chunk_dir):
         for path in glob.glob(os.path.join(chunk_dir, "chunk-*.npz*")):
@@ -413,7 +412,7 @@ def environment() -> dict:
 def read_runs(out: str) -> list[dict]:
     """The runs recorded in `out/provenance.json` and the shards' `provenance.shard-*.json`, by start time."""
     runs = []
-    for path in [os.path.join(out, "provenance.json")] + sorted(glob.glob(os.path.join(out, SHARD_FILES[0]))):
+    for path in [os.path.join(out, "provenance.json")] + sorted(glob.glob(os.path.join(out, SHARD_PROVENANCE))):
         if os.path.exists(path):
             with open(path) as fh:
                 runs.extend(json.load(fh).get("runs", []))
