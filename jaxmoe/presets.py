@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmoe.validation import JaxMoEInputError, require_positive_int
+from jaxmoe.validation import JaxMoEInputError, require, require_positive_int
 from jaxmoe.data import InputLaw, UniformInputs, check_sigma
 from jaxmoe.families import (
     DenseToSparseMoE,
@@ -54,6 +54,10 @@ class Setting:
     row: str = ""
     theory: str = ""
     why: str = ""
+    # A local alternative (jaxmoe.bounds.local_alternatives): the data come from `fitted_model()` at these
+    # parameters (k_fit atoms) instead of from the truth; starts and metrics still refer to `truth`, so the
+    # estimator is the same function of the data under both.
+    data_truth: Any = None
 
     def __post_init__(self):
         check_sigma(self.sigma)
@@ -66,6 +70,14 @@ class Setting:
         if k_fit < k_star:
             raise JaxMoEInputError("k_fit", k_fit, f"must be >= k* = {k_star} (the estimator needs at least k* atoms)")
         object.__setattr__(self, "k_fit", k_fit)
+        if self.data_truth is not None:
+            data = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype=np.float64), self.data_truth)
+            fitted = self.model.with_k(k_fit)
+            fitted.validate(data, "data_truth")  # shapes only: a local alternative's atoms may (nearly) coincide
+            finite = all(bool(np.all(np.isfinite(a))) for a in jax.tree_util.tree_leaves(data))
+            require(finite and fitted.in_box(data, 1e-12), "data_truth", "a measure outside the box",
+                    "must be finite parameters of the fitted model inside Theta")
+            object.__setattr__(self, "data_truth", data)
 
     @property
     def k_star(self) -> int:
@@ -77,6 +89,13 @@ class Setting:
 
     def truth_params(self):
         return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=jnp.result_type(float)), self.truth)
+
+    def data_source(self):
+        """(model, params) the data are drawn from: (`model`, the truth), or (`fitted_model()`, `data_truth`)."""
+        if self.data_truth is None:
+            return self.model, self.truth_params()
+        dtype = jnp.result_type(float)
+        return self.fitted_model(), jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=dtype), self.data_truth)
 
     def fitted_model(self, k: int | None = None):
         """The model fitted to data: the same family with k (default `k_fit`) atoms."""

@@ -42,7 +42,7 @@ from jaxmoe.bounds.quadrature import quadrature
 from jaxmoe.families.cells import check_r
 from jaxmoe.validation import require, require_positive_int
 
-__all__ = ["InverseBoundProfile", "inverse_bound", "default_eps", "local_exponent", "symmetry_losses",
+__all__ = ["InverseBoundProfile", "inverse_bound", "default_eps", "local_exponent", "loss_function", "symmetry_losses",
            "START_STATUS"]
 
 START_STATUS = ("converged", "max_iter", "infeasible", "nonfinite")  # per (eps, start); the first two are kept
@@ -69,6 +69,9 @@ class InverseBoundProfile(NamedTuple):
     start_status: np.ndarray
     exponent: float | None
     symmetry_loss: dict
+    measures: object = None
+    measure_loss: np.ndarray | None = None
+    k: int | None = None  # atoms of the measures (the fitted k)
 
     @property
     def at_floor(self) -> np.ndarray:
@@ -88,7 +91,8 @@ def default_eps(largest: float = 1.0, smallest: float = 1e-6, per_decade: int = 
     return np.geomspace(largest, smallest, int(round(decades * per_decade)) + 1)
 
 
-def _loss_fn(model, truth, loss: str, r):
+def loss_function(model, truth, loss: str, r=None):
+    """D(., G*) as a function of the fitted params: the family loss `loss` (a key of `LOSSES`), power `r` if it has one."""
     losses = type(model).LOSSES
     require(loss in losses, "loss", loss, f"must be one of {sorted(losses)} for family {model.name!r}")
     if r is None:
@@ -222,7 +226,7 @@ def inverse_bound(setting, *, loss: str, r: float | None = None, eps=None, start
 def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k):
     model = setting.fitted_model(k)
     truth = setting.truth_params()  # float64: called under enable_x64
-    D = _loss_fn(model, truth, loss, r)
+    D = loss_function(model, truth, loss, r)
     quad = quadrature(setting.inputs, setting.d, nodes)
     qx, qw = jnp.asarray(quad.x), jnp.asarray(quad.w)
     bases, free, unravel = _bases(model, truth, setting.k_star, starts)
@@ -233,9 +237,10 @@ def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k):
     found_d = jax.vmap(jax.vmap(prob.loss, (None, 0)))(bases, best)
     floors = jax.vmap(jax.vmap(lambda b, d: _floor(prob, b, d, model.symmetry_tangents, k), (None, 0)))(bases, best)
     fine = quadrature(setting.inputs, setting.d, 2 * nodes)
+    measures = jax.tree_util.tree_map(np.asarray, jax.vmap(jax.vmap(prob.params, (None, 0)))(bases, best))
     return _summarise(loss, r, eps, np.asarray(best_sq), np.asarray(found_d), np.asarray(status),
                       np.asarray(floors), _quadrature_errors(prob, bases, best, fine, setting, truth),
-                      _symmetry_loss(prob, bases[0], model))
+                      _symmetry_loss(prob, bases[0], model), measures)._replace(k=k)
 
 
 def _start_directions(prob, bases, key, starts: int):
@@ -279,7 +284,7 @@ def symmetry_losses(setting, *, loss: str, r: float | None = None, k: int | None
         model = setting.fitted_model(k)
         truth = setting.truth_params()
         bases, free, unravel = _bases(model, truth, setting.k_star, 1)
-        prob = _Problem(model, unravel, free, None, None, None, _loss_fn(model, truth, loss, r))
+        prob = _Problem(model, unravel, free, None, None, None, loss_function(model, truth, loss, r))
         return _symmetry_loss(prob, bases[0], model)
 
 
@@ -292,7 +297,28 @@ def _symmetry_loss(prob, base, model):
     return out
 
 
-def _summarise(loss, r, eps, best_sq, found_d, status, floors, qerr, symmetry_loss):
+def _envelope(eps, omega_all, found_d, status):
+    """Per eps, the flat (start * eps) index of the kept point with D >= (1 - FEASIBLE) eps and the least
+    omega (-1 where none): the envelope is omega there."""
+    ok = (status < 2) & np.isfinite(omega_all)
+    index = np.full(eps.size, -1)
+    for j, e in enumerate(eps):
+        cand = np.where((ok & (found_d >= (1 - FEASIBLE) * e)).ravel(), omega_all.ravel(), np.inf)
+        if np.isfinite(cand).any():
+            index[j] = int(np.argmin(cand))
+    return index
+
+
+def _pick(measures, index):
+    """The measures at flat (start * eps) indices; NaN rows where the index is -1."""
+    def take(a):
+        flat = a.reshape((-1,) + a.shape[2:])[np.maximum(index, 0)].astype(np.float64)
+        flat[index < 0] = np.nan
+        return flat
+    return jax.tree_util.tree_map(take, measures)
+
+
+def _summarise(loss, r, eps, best_sq, found_d, status, floors, qerr, symmetry_loss, measures):
     omega_all = np.sqrt(np.where(status < 2, best_sq, np.inf))  # (starts, eps)
     kept = np.sum(status < 2, axis=0)
     pick = np.argmin(omega_all, axis=0)
@@ -302,12 +328,13 @@ def _summarise(loss, r, eps, best_sq, found_d, status, floors, qerr, symmetry_lo
         q90 = np.array([np.quantile(c[np.isfinite(c)], 0.9) if np.isfinite(c).any() else np.nan
                         for c in omega_all.T])
         spread = np.log10(q90 / found)
-    envelope = np.array([np.min(omega_all[(found_d >= (1 - FEASIBLE) * e) & (status < 2)], initial=np.inf)
-                         for e in eps])
+    index = _envelope(eps, omega_all, found_d, status)
+    envelope = np.where(index >= 0, omega_all.ravel()[np.maximum(index, 0)], np.inf)
     floor = floors[pick, cols]
     resolvable = np.isfinite(envelope) & (envelope >= RESOLVE * floor) & (kept > 0)
+    measure_loss = np.where(index >= 0, found_d.ravel()[np.maximum(index, 0)], np.nan)
     prof = InverseBoundProfile(loss, r, eps, envelope, found, found_d_best, spread, kept, floor, resolvable,
-                               qerr[pick, cols], status.T, None, symmetry_loss)
+                               qerr[pick, cols], status.T, None, symmetry_loss, _pick(measures, index), measure_loss)
     return prof._replace(exponent=local_exponent(prof))
 
 

@@ -208,9 +208,10 @@ def chunk_program_key(plan: CurvePlan, bucket: BucketPlan, mesh: Mesh) -> tuple 
     truth's values, the fitted model, solver, starts, chunk shape, devices, precision), as a hashable tuple, so a
     later `fit_curve` call can reuse the program; None where a part has no stable hash (then it is rebuilt)."""
     o, st = plan.options, plan.setting
-    truth = tuple((np.asarray(leaf).dtype.str, np.shape(leaf), np.asarray(leaf).tobytes())
-                  for leaf in jax.tree_util.tree_leaves(st.truth))
-    setting = tuple((f.name, getattr(st, f.name)) for f in dataclasses.fields(st) if f.name != "truth")
+    arrays = ("truth", "data_truth")
+    truth = tuple((name, np.asarray(leaf).dtype.str, np.shape(leaf), np.asarray(leaf).tobytes())
+                  for name in arrays for leaf in jax.tree_util.tree_leaves(getattr(st, name, None)))
+    setting = tuple((f.name, getattr(st, f.name)) for f in dataclasses.fields(st) if f.name not in arrays)
     solver = (o.solver.name, o.solver.max_iter) + tuple(_callable_key(f) for f in (o.solver.init, o.solver.update,
                                                                                   o.solver.fresh))
     key = (type(st), setting, truth, plan.model, solver, o.init, o.restarts, float(o.init_noise),

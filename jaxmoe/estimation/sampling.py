@@ -22,14 +22,16 @@ from jaxmoe.estimation.problem import least_squares_problem, ravel
 __all__ = ["draw_padded", "fit_data", "fit_keys", "fit_starts"]
 
 
-def draw_padded(key, setting, truth, n, length: int):
-    """Data of one fit padded to `length`: x (d, L), y (L,), mask (L,); the first n draws do not depend on L."""
+def draw_padded(key, setting, truth, n, length: int, model=None):
+    """Data of one fit padded to `length`: x (d, L), y (L,), mask (L,); the first n draws do not depend on L.
+    y = model(truth, x) + noise, `model` defaulting to `setting.model`."""
+    model = setting.model if model is None else model
     k_x, k_eps = jax.random.split(key)
     dtype = jax.tree_util.tree_leaves(truth)[0].dtype
     # Draw (L, d) and transpose: row j is the j-th draw whatever L is.
     x = setting.inputs.sample(k_x, length, setting.d).T.astype(dtype)
     mask = (jnp.arange(length) < n).astype(dtype)
-    y = setting.model(truth, x) + setting.sigma * jax.random.normal(k_eps, (length,), dtype)
+    y = model(truth, x) + setting.sigma * jax.random.normal(k_eps, (length,), dtype)
     x = x * mask  # padded inputs are 0 (inside the input box); their residuals are masked out
     return x, y * mask, mask
 
@@ -41,11 +43,12 @@ def fit_keys(base: UInt32[Array, "*key"], ns: Int[Array, "F"], rs: Int[Array, "F
 
 
 def fit_data(key, n, *, setting, length: int):
-    """One fit's padded data (x, y, mask) and the MSE of the truth on it (`vmap` it over a chunk's keys)."""
-    truth = setting.truth_params()
+    """One fit's padded data (x, y, mask) and the MSE of the measure they come from (`setting.data_source()`:
+    the truth, or a local alternative) on it (`vmap` it over a chunk's keys)."""
+    model, truth = setting.data_source()
     k_data, _ = jax.random.split(key)
-    x, y, mask = draw_padded(k_data, setting, truth, n, length)
-    objective_truth = least_squares_problem(setting.model, x, y, mask, gauge=False)[0].objective(ravel(truth)[0])
+    x, y, mask = draw_padded(k_data, setting, truth, n, length, model)
+    objective_truth = least_squares_problem(model, x, y, mask, gauge=False)[0].objective(ravel(truth)[0])
     return x, y, mask, objective_truth
 
 
