@@ -64,16 +64,23 @@ def main():
     os.replace(os.path.join(args.out, "profiles.json.tmp"), os.path.join(args.out, "profiles.json"))
 
 
-def print_verdicts(path):
-    """`bound_verdict` of each preset's profile as stored in `path` (the fields the verdict reads)."""
+def stored_profiles(path) -> dict:
+    """{preset: InverseBoundProfile} from a profiles.json (the fields the verdict and the onset read)."""
     with open(path) as fh:
         data = json.load(fh)
+    out = {}
     for name, rec in data.items():
         pr = {k: np.asarray(v, dtype=float) for k, v in rec["profile"].items()}
         n = pr["eps"].size
-        prof = InverseBoundProfile(rec["loss"], rec["r"], pr["eps"], pr["omega"], pr["omega"], pr["loss_found"],
-                                   pr["spread"], pr["kept_starts"], pr["floor"], pr["resolvable"].astype(bool),
-                                   np.zeros(n), np.zeros((n, 1), int), rec["exponent"], rec["symmetry_loss"])
+        out[name] = InverseBoundProfile(rec["loss"], rec["r"], pr["eps"], pr["omega"], pr["omega"], pr["loss_found"],
+                                        pr["spread"], pr["kept_starts"], pr["floor"], pr["resolvable"].astype(bool),
+                                        np.zeros(n), np.zeros((n, 1), int), rec["exponent"], rec["symmetry_loss"])
+    return out
+
+
+def print_verdicts(path):
+    """`bound_verdict` of each preset's profile as stored in `path`."""
+    for name, prof in stored_profiles(path).items():
         v = bound_verdict(prof)
         print(f"{name:22s} {v.verdict:24s} rate={v.rate} exponents={v.exponents} ({v.why})")
 

@@ -8,7 +8,8 @@ gating: one module each, owning everything family-specific), `data`, `presets` (
 
 from jaxmoe import identifiability
 from jaxmoe import bounds
-from jaxmoe.bounds import BoundVerdict, InverseBoundProfile, TwoPointCurve, bound_verdict, inverse_bound, two_point_curve
+from jaxmoe.bounds import (BoundVerdict, InverseBoundProfile, LocalAlternatives, TwoPointCurve, bound_verdict, inverse_bound,
+                           local_alternatives, two_point_curve)
 from jaxmoe.runtime import cache_folder, enable_compilation_cache, use_all_cores
 from jaxmoe.validation import JaxMoEInputError
 from jaxmoe.data import TruncatedNormalInputs, UniformInputs, get_input_law, sample_data

@@ -217,6 +217,7 @@ def cmd_bound(args) -> int:
                                 iterations=args.iterations)
     verdict = jaxmoe.bound_verdict(prof, m_theory=args.m_theory, sigma=setting.sigma)
     curve = jaxmoe.two_point_curve(prof, setting.sigma) if prof.resolvable.any() else None
+    cond = jaxmoe.bounds.conditioning(setting, prof)
     out = {"setting": setting.name, "verdict": verdict.verdict, "why": verdict.why, "rate": verdict.rate,
            "exponent": prof.exponent, "loss": loss, "r": args.r, "floor": prof.floor,
            "not_identifiable": prof.not_identifiable,
@@ -224,7 +225,9 @@ def cmd_bound(args) -> int:
                        "status": [jaxmoe.bounds.START_STATUS[int(s)] for s in prof.start_status.min(axis=1)],
                        "resolvable": prof.resolvable, "at_floor": prof.at_floor},
            "two_point": None if curve is None else {"n": curve.n, "eps_n": curve.eps_n, "local_slope": curve.local_slope,
-                                                    "lower_bound": curve.lower_bound}}
+                                                    "lower_bound": curve.lower_bound},
+           "conditioning": {f: getattr(cond, f) for f in ("fisher_min", "fisher_condition", "fisher_onset",
+                                                          "symmetry_dimension", "constant", "asymptotic_eps", "onset")}}
     if args.json:
         _print_json(out)
         return 0
@@ -234,6 +237,9 @@ def cmd_bound(args) -> int:
     print(f"resolvable eps: {int(prof.resolvable.sum())} of {eps.size}; at the float64 floor: {int(prof.at_floor.sum())}")
     if curve is not None:
         print(f"two-point: eps_n = {curve.eps_n[-1]:.3g} at n = {curve.n[-1]:.0e} (local slope {curve.local_slope[-1]:.3f})")
+    print(f"conditioning: exact-fitted Fisher min eigenvalue {cond.fisher_min:.3g} (condition {cond.fisher_condition:.3g}, "
+          f"{cond.symmetry_dimension} symmetry directions out); omega ~ {cond.constant} eps^{cond.exponent} below eps "
+          f"{cond.asymptotic_eps}; predicted onset n / sigma^2 = {cond.onset}")
     return 0
 
 

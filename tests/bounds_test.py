@@ -162,6 +162,9 @@ def test_cli_bound_json_has_the_documented_fields(capsys, tmp_path):
     assert {"eps", "omega", "spread", "status", "resolvable"} <= set(out["profile"])
     assert {"n", "eps_n", "local_slope", "lower_bound"} <= set(out["two_point"])
     assert out["verdict"] == "inconclusive"  # 3 eps: too few for an exponent
+    cond = out["conditioning"]  # Fisher diag(1/3, 1) in closed form; no exponent, so no onset
+    assert cond["fisher_min"] == pytest.approx(1 / 3) and cond["fisher_onset"] == pytest.approx(3.0)
+    assert cond["symmetry_dimension"] == 0 and cond["onset"] is None
 
 
 @pytest.mark.parametrize("argv, field", [

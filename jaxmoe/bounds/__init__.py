@@ -4,13 +4,18 @@
 - `quadrature`: nodes and weights of $L^2(\\mu)$ for the input laws of `jaxmoe.data`;
 - `profile`: `inverse_bound`, the profile $\\omega(\\varepsilon)$ with its float64 floor and per-eps status;
 - `two_point`: `two_point_curve`, $LB(n)$ and its maximiser $\\varepsilon_n$;
+- `alternatives`: `local_alternatives`, the estimator's risk over the two-point pairs against LB(n) (Monte Carlo);
+- `conditioning`: `conditioning`, the exact-fitted Fisher spectrum, the profile constant and the predicted onset
+  n / sigma^2; `search_truths` for well-conditioned truths;
 - `verdict`: `bound_verdict`, the row's verdict from its local exponents (the rule in one place).
 """
 
+from jaxmoe.bounds.alternatives import LocalAlternatives, local_alternatives, pair_bounds
+from jaxmoe.bounds.conditioning import Conditioning, conditioning, search_truths
 from jaxmoe.bounds.profile import START_STATUS, InverseBoundProfile, default_eps, inverse_bound
 from jaxmoe.bounds.quadrature import Quadrature, quadrature
 from jaxmoe.bounds.two_point import TwoPointCurve, two_point_curve
 from jaxmoe.bounds.verdict import VERDICTS, BoundVerdict, bound_verdict
 
-__all__ = ["START_STATUS", "InverseBoundProfile", "default_eps", "inverse_bound", "Quadrature", "quadrature", "TwoPointCurve", "two_point_curve",
+__all__ = ["Conditioning", "conditioning", "search_truths", "LocalAlternatives", "local_alternatives", "pair_bounds", "START_STATUS", "InverseBoundProfile", "default_eps", "inverse_bound", "Quadrature", "quadrature", "TwoPointCurve", "two_point_curve",
            "VERDICTS", "BoundVerdict", "bound_verdict"]
