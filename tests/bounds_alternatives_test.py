@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import jax
-from jaxmoe import JaxMoEInputError, Setting, SoftmaxMoE, SoftmaxParams, get_preset
-from jaxmoe.bounds import conditioning, inverse_bound, local_alternatives, pair_bounds
+from jaxmoe import JaxMoEInputError, SoftmaxParams, get_preset
+from jaxmoe.bounds import conditioning, local_alternatives, pair_bounds
 from jaxmoe.bounds.conditioning import fisher_matrix, profile_onset
 from jaxmoe.estimation import fit_data
 from jaxmoe.bounds.profile import InverseBoundProfile
@@ -17,22 +17,8 @@ def norm_cdf(z):
     return np.vectorize(NormalDist().cdf)(z)
 
 
-def _one_linear_atom(sigma=0.1):
-    """k = k* = 1, f = a x + b on U[-1, 1] (the gate pinned): F = diag(1/3, 1); omega = eps / 2 for D2r, r = 1."""
-    model = SoftmaxMoE("linear", k=1, d=1)
-    truth = SoftmaxParams(np.zeros(1), np.zeros((1, 1)), {"a": np.array([[2.0]]), "b": np.array([1.0])})
-    return Setting("one-linear-atom", model, truth, k_fit=1, sigma=sigma)
-
-
-@pytest.fixture(scope="module")
-def linear_profile():
-    # the shapes of bounds_test's closed-form test (3 eps, 4 starts, 150 iterations): compiled once
-    return inverse_bound(_one_linear_atom(), loss="d2r", r=1.0, eps=np.array([0.5, 0.1, 0.02]), starts=4,
-                         iterations=150)
-
-
-def test_profile_keeps_the_measures_of_its_envelope(linear_profile):
-    prof = linear_profile
+def test_profile_keeps_the_measures_of_its_envelope(one_linear_profile):
+    prof = one_linear_profile
     assert prof.k == 1 and prof.measures.eta["a"].shape == (3, 1, 1)
     da = np.abs(prof.measures.eta["a"][:, 0, 0] - 2.0)
     db = np.abs(prof.measures.eta["b"][:, 0] - 1.0)
@@ -41,11 +27,11 @@ def test_profile_keeps_the_measures_of_its_envelope(linear_profile):
     np.testing.assert_allclose(np.sqrt(da ** 2 / 3 + db ** 2), prof.omega, rtol=1e-6)  # and omega is its ||f - f*||
 
 
-def test_local_alternatives_closed_form_and_never_below_the_bound(linear_profile):
-    setting, n = _one_linear_atom(), np.array([50, 400])
-    la = local_alternatives(setting, linear_profile, n, 24, seed=3)
+def test_local_alternatives_closed_form_and_never_below_the_bound(one_linear_atom, one_linear_profile):
+    setting, n = one_linear_atom(), np.array([50, 400])
+    la = local_alternatives(setting, one_linear_profile, n, 24, seed=3)
     # the pair maximising eps / 4 exp(-n omega^2 / (2 sigma^2)) with omega = eps / 2 (closed form)
-    eps = linear_profile.measure_loss
+    eps = one_linear_profile.measure_loss
     lb = eps[None, :] / 4 * np.exp(-n[:, None] * (eps[None, :] / 2) ** 2 / (2 * setting.sigma ** 2))
     np.testing.assert_allclose(la.lower_bound, lb.max(axis=1), rtol=2e-2)
     assert np.array_equal(la.alternative, lb.argmax(axis=1))
@@ -55,7 +41,7 @@ def test_local_alternatives_closed_form_and_never_below_the_bound(linear_profile
     assert not la.below_bound.any() and np.all(la.risk >= la.lower_bound)
     assert np.all(la.converged_null == 1.0) and np.all(la.converged_alt == 1.0)
     # under G_n the fits are G_n + N(0, diag(3, 1) sigma^2 / n): E D(fit, G*) is a sum of folded-normal means
-    g = linear_profile.measures
+    g = one_linear_profile.measures
     mu = np.stack([g.eta["a"][la.alternative, 0, 0] - 2.0, g.eta["b"][la.alternative, 0] - 1.0])
     sd = setting.sigma / np.sqrt(n) * np.array([[np.sqrt(3)], [1.0]])
     folded = sd * np.sqrt(2 / np.pi) * np.exp(-mu ** 2 / (2 * sd ** 2)) + mu * (1 - 2 * norm_cdf(-mu / sd))
@@ -80,8 +66,8 @@ def test_data_truth_draws_the_data_from_the_alternative():
     assert np.all(y2[n:] == 0)
 
 
-def test_fisher_of_one_linear_atom_is_its_closed_form():
-    cond = conditioning(_one_linear_atom())
+def test_fisher_of_one_linear_atom_is_its_closed_form(one_linear_atom):
+    cond = conditioning(one_linear_atom())
     np.testing.assert_allclose(cond.fisher_eigenvalues, [1 / 3, 1.0], rtol=1e-10)
     assert cond.fisher_onset == pytest.approx(3.0) and cond.fisher_condition == pytest.approx(3.0)
     assert cond.symmetry_dimension == 0 and cond.onset is None  # no profile: no onset
@@ -118,15 +104,15 @@ def test_onset_of_a_power_law_and_of_a_bent_profile():
     assert 1 / (3e-10) <= onset <= 10 ** 0.1 / 3e-10
 
 
-def test_bad_input_is_one_line(linear_profile):
-    setting = _one_linear_atom()
-    bare = linear_profile._replace(measures=None)
+def test_bad_input_is_one_line(one_linear_atom, one_linear_profile):
+    setting = one_linear_atom()
+    bare = one_linear_profile._replace(measures=None)
     with pytest.raises(JaxMoEInputError, match="^profile="):
         pair_bounds(setting, bare, [100])
     with pytest.raises(JaxMoEInputError, match="^sizes="):
-        local_alternatives(setting, linear_profile, [1], 4)
+        local_alternatives(setting, one_linear_profile, [1], 4)
     with pytest.raises(JaxMoEInputError, match="^replicates="):
-        local_alternatives(setting, linear_profile, [100], 0)
+        local_alternatives(setting, one_linear_profile, [100], 0)
     with pytest.raises(JaxMoEInputError, match="^profile="):
         conditioning(setting, profile="not a profile")
     with pytest.raises(JaxMoEInputError):

@@ -1,30 +1,22 @@
 """The lower-bound lab (`jaxmoe.bounds`): closed-form profiles, the two-point curve's closed form, a ridge
 profile's exponent, symmetries that move the loss, bad input."""
 
-import pathlib
 
 import numpy as np
 import pytest
 
-from jaxmoe import JaxMoEInputError, Setting, SoftmaxMoE, SoftmaxParams, get_preset
+from jaxmoe import JaxMoEInputError, get_preset
 from jaxmoe.bounds import bound_verdict, inverse_bound, quadrature, two_point_curve
 from jaxmoe.bounds.profile import InverseBoundProfile, local_exponent, symmetry_losses
 from jaxmoe.bounds.quadrature import quadrature_error
 from jaxmoe.data import TruncatedNormalInputs, UniformInputs
 
 
-def _one_linear_atom():
-    """k = k* = 1, linear expert: the gauge pins the gate, D2r = |da|^r + |db|^r and ||f - f*||^2 = da^2/3 + db^2,
-    so omega = min over D2r = eps: eps / 2 (da = 3 eps / 4, db = eps / 4) for r = 1; sqrt(eps / 3) (db = 0) for r = 2."""
-    model = SoftmaxMoE("linear", k=1, d=1)
-    truth = SoftmaxParams(np.zeros(1), np.zeros((1, 1)), {"a": np.array([[2.0]]), "b": np.array([1.0])})
-    return Setting("one-linear-atom", model, truth, k_fit=1)
-
-
 @pytest.mark.parametrize("r, closed_form", [(1.0, lambda e: e / 2), (2.0, lambda e: np.sqrt(e / 3))])
-def test_closed_form_omega_of_one_linear_atom(r, closed_form):
+def test_closed_form_omega_of_one_linear_atom(r, closed_form, one_linear_atom, one_linear_profile):
     eps = np.array([0.5, 0.1, 0.02])
-    prof = inverse_bound(_one_linear_atom(), loss="d2r", r=r, eps=eps, starts=4, iterations=150)
+    prof = one_linear_profile if r == 1.0 else inverse_bound(one_linear_atom(), loss="d2r", r=r, eps=eps, starts=4,
+                                                             iterations=150)
     # The penalty leaves D at most 1e-3 below eps (FEASIBLE), so omega is within 2e-3 of the closed form.
     np.testing.assert_allclose(prof.omega, closed_form(prof.eps), rtol=2e-3)
     assert prof.resolvable.all() and not prof.at_floor.any()
@@ -148,7 +140,7 @@ def test_cli_bound_json_has_the_documented_fields(capsys, tmp_path):
 
     from jaxmoe.cli import main
 
-    # _one_linear_atom() as a config file, at the shapes of the closed-form test (3 eps, 4 starts, 150
+    # one_linear_atom_setting() (conftest) as a config file, at the shapes of the closed-form test (3 eps, 4 starts, 150
     # iterations): its programs are compiled already. (--preset NAME is get_preset(NAME).)
     config = tmp_path / "one-linear-atom.toml"
     config.write_text(ONE_LINEAR_ATOM_TOML)
