@@ -9,6 +9,7 @@ from jaxmoe import JaxMoEInputError, SoftmaxParams, get_preset
 from jaxmoe.bounds import conditioning, local_alternatives, pair_bounds
 from jaxmoe.bounds.conditioning import fisher_matrix, profile_onset
 from jaxmoe.estimation import fit_data
+from jaxmoe.sweeps.config import setting_to_dict
 from jaxmoe.bounds.profile import InverseBoundProfile
 
 
@@ -64,6 +65,8 @@ def test_data_truth_draws_the_data_from_the_alternative():
     np.testing.assert_allclose(x2, x0)  # common random numbers: same inputs, same noise
     np.testing.assert_allclose((y2 - y0)[:n], (f_moved - f_star)[:n], atol=1e-12)
     assert np.all(y2[n:] == 0)
+    with pytest.raises(JaxMoEInputError, match="^setting.data_truth="):  # a sweep config cannot carry it
+        setting_to_dict(setting.replace(data_truth=moved))
 
 
 def test_fisher_of_one_linear_atom_is_its_closed_form(one_linear_atom):

@@ -247,6 +247,8 @@ def preset_config(name: str) -> SweepConfig:
 
 def setting_to_dict(setting) -> dict:
     """A `Setting` as a config dict (model, truth, data, labels); the sweep and solver sections are defaults."""
+    require(getattr(setting, "data_truth", None) is None, "setting.data_truth", "set",
+            "a local alternative has no config form (use jaxmoe.bounds.local_alternatives)")
     model = setting.model
     box = model.box
     spec_model = {"family": model.name, "expert": expert_key(model.expert), "d": int(model.d),
