@@ -108,6 +108,7 @@ def local_alternatives(setting, profile: InverseBoundProfile, sizes, replicates:
     """The estimator's risk over {G*, G_n} for each n in `sizes` against the pair's bound (module docstring):
     `replicates` fits per n and hypothesis with `options` (default `FitOptions()`, k from the profile)."""
     replicates = require_positive_int("replicates", replicates)
+    require(options is None or isinstance(options, FitOptions), "options", options, "must be a FitOptions or None")
     sizes = np.asarray(sizes).reshape(-1)
     require(sizes.size >= 1 and bool(np.all(sizes == np.round(sizes)) and np.all(sizes >= 2)), "sizes",
             sizes.tolist(), "must be integers >= 2")
@@ -123,7 +124,9 @@ def local_alternatives(setting, profile: InverseBoundProfile, sizes, replicates:
     for j in np.unique(index):
         serve = np.flatnonzero(index == j)
         measure = jax.tree_util.tree_map(lambda a: a[j], profile.measures)
-        got = _fit_losses(setting.replace(data_truth=measure), sizes[serve], replicates, seed, options, D, model_hat)
+        # k_fit = the profile's k: the measure's atoms (a profile may be made with k other than setting.k_fit)
+        alt_setting = setting.replace(data_truth=measure, k_fit=k)
+        got = _fit_losses(alt_setting, sizes[serve], replicates, seed, options, D, model_hat)
         for pos, i in enumerate(serve):
             alt[i] = tuple(a[pos] for a in got)
     alt = tuple(np.stack(a) for a in zip(*alt))
