@@ -168,3 +168,26 @@ def test_init_noise_decay_is_hashed_only_when_set_and_checked():
     assert estimator(plain.spec) == "least squares: the best of 32 starts (near_truth, noise 0.3)"
     with pytest.raises(jaxmoe.JaxMoEInputError, match=r"^solver.init_noise_decay=-1: must be a finite number >= 0"):
         config_from_dict({"preset": "softmax-ridge", "solver": {"init_noise_decay": -1}})
+
+
+@pytest.mark.parametrize("solver", ["lm", "lbfgs", "adam"])
+def test_the_default_gradient_tolerance_scales_with_the_noise(solver):
+    """gtol's default is 1e-9 (sigma / 0.1)^2 (floor 1e-14), in the sweep config as in fit_curve; at sigma = 0.1
+    it is 1e-9 exactly, so the presets' configs keep their hash; a gtol written out is kept as written."""
+    from jaxmoe.estimation.solvers import GTOL_FLOOR, noise_scaled_gtol
+    assert noise_scaled_gtol(0.1) == 1e-9 and noise_scaled_gtol(0.0) == GTOL_FLOOR == 1e-14
+    np.testing.assert_allclose([noise_scaled_gtol(s) for s in (0.3, 0.01, 0.001)], [9e-9, 1e-11, 1e-13], rtol=1e-12)
+    raw = {"preset": "softmax-ridge", "solver": {"name": solver}}
+    for sigma in (0.1, 0.01, 0.001, 0.0):
+        config = config_from_dict({**raw, "data": {"sigma": sigma}})
+        assert config.spec["solver"]["options"]["gtol"] == noise_scaled_gtol(sigma)
+        setting = config.setting()
+        options = jaxmoe.FitOptions(solver=solver).validated(setting)
+        assert options.solver.config.gtol == noise_scaled_gtol(sigma)  # fit_curve's default is the config's
+    assert preset_config("softmax-ridge").hash == "6b9f6232470a1957"  # as before noise-scaled tolerances
+    small = config_from_dict({**raw, "data": {"sigma": 0.001}})
+    assert small.replace(sigma=0.1).spec["solver"]["options"]["gtol"] == 1e-9  # --sigma re-derives it
+    kept = config_from_dict({**raw, "data": {"sigma": 0.001}, "solver": {"name": solver, "options": {"gtol": 1e-9}}})
+    assert kept.spec["solver"]["options"]["gtol"] == 1e-9 and kept.hash != small.hash
+    given = jaxmoe.get_solver(solver, gtol=1e-7)  # a Solver object keeps its own tolerance
+    assert jaxmoe.FitOptions(solver=given).validated(small.setting()).solver.config.gtol == 1e-7

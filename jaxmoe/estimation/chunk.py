@@ -8,7 +8,7 @@ the truth. Two schedules run them:
 - **queue** (`queue.solve_queue`, any solver with a fresh state): the jobs share `lanes` vmap lanes, each
   refilled as its job stops; the reference jobs run with the fit's solver, with budget `ref_iter`;
 - **lockstep**: `vmap` over fits of `vmap` over starts of a whole-fit `run_solver`, every lane waiting for the
-  slowest; the reference is a separate `vmap` of LM with `LMConfig(max_iter=ref_iter)`.
+  slowest; the reference is a separate `vmap` of LM with `LMConfig(max_iter=ref_iter)` and the fit's gtol.
 
 Each fit keeps its start with the lowest finite objective. The reference objective is the better of the
 refinement and the fit itself (both are local searches). The work is reported as every fit's iterations
@@ -97,7 +97,9 @@ def _lockstep_jobs(data, starts, exact, *, model, solver, reference, ref_iter, b
     fit_iterations = jnp.sum(iterations, axis=1)
     ref_objective = None
     if reference:
-        ref_solver = levenberg_marquardt_solver(LMConfig(max_iter=ref_iter))
+        # The fit's gradient tolerance (noise-scaled by default), so the reference is as tight at every sigma.
+        gtol = getattr(solver.config, "gtol", LMConfig().gtol)
+        ref_solver = levenberg_marquardt_solver(LMConfig(max_iter=ref_iter, gtol=gtol))
         ref_states = jax.vmap(lambda x1, y1, m1, t: run_solver(
             ref_solver, least_squares_problem(model, x1, y1, m1, block_size=block_size)[0], t))(x, y, mask, exact)
         ref_objective = ref_states.objective

@@ -15,7 +15,9 @@ setting (a bad value is one line, `field=value: what is allowed`, before any wor
 - `init_noise_decay`: 0, the same near-truth noise at every n; a > 0 gives fit (n, r) the noise
   `init_noise * n ** -a`: with `restarts=1` that is the field's oracle-initialised protocol (one start at the
   split truth, its noise shrinking with n, e.g. 0.005 n^-0.083), a local fit, not the global least squares;
-- `solver`: a `Solver` (`get_solver`); `schedule="auto"`: the work queue iff the solver has a fresh state
+- `solver`: a `Solver` (`get_solver`); a solver given by name gets the gradient tolerance of the setting's
+  noise level, `noise_scaled_gtol(setting.sigma)` (the stopping rules scale with sigma^2: `solvers` docstring;
+  a `Solver` object keeps its own); `schedule="auto"`: the work queue iff the solver has a fresh state
   (`Solver.fresh`), else lockstep `vmap`;
 - `devices`: `jax.local_devices()`; `memory_gib`, `lanes`, `block_size`: per platform of the first device
   (`default_memory_gib`, `default_lanes`, `problem.default_block_size`).
@@ -35,7 +37,7 @@ import numpy as np
 
 from jaxmoe.validation import require, require_positive_int
 from jaxmoe.estimation.problem import default_block_size
-from jaxmoe.estimation.solvers import Solver, get_solver
+from jaxmoe.estimation.solvers import Solver, get_solver, noise_scaled_gtol
 
 __all__ = [
     "EXACT_INIT_NOISE",
@@ -204,7 +206,9 @@ class FitOptions:
         `lanes` and `block_size` concrete. Raises the one-line error of a k < k*."""
         model = setting.fitted_model(self.k)
         restarts, init_noise = default_starts(model.components > setting.k_star)
-        solver = get_solver(self.solver)
+        solver = self.solver
+        if isinstance(solver, str):
+            solver = get_solver(solver, gtol=noise_scaled_gtol(setting.sigma))
         schedule = self.schedule
         if schedule == "auto":
             schedule = "queue" if solver.fresh is not None else "lockstep"

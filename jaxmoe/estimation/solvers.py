@@ -1,4 +1,4 @@
-"""The shared solver interface: `Solver(name, init, update, max_iter, config, fresh)` and a whole-fit `run_solver`.
+r"""The shared solver interface: `Solver(name, init, update, max_iter, config, fresh)` and a whole-fit `run_solver`.
 
 Every solver is an init/update pair over a state with fields `theta`, `objective`, `iteration`, `status`
 (status -1 while running, `status.Status`). `run_solver` loops `update` in a `lax.while_loop` until the status
@@ -9,6 +9,16 @@ frozen.
 one (and counts no iteration). The work queue (`queue.solve_queue`) needs it: it re-loads a lane with a new
 job between two steps of the batch, and a reload that evaluated would cost the whole batch an extra step.
 LM has one (`levenberg_marquardt.fresh_state`); a solver without it runs only in lockstep.
+
+**Stopping rules relative to the noise.** At a least-squares minimum the objective (the MSE) is about
+$\sigma^2$, and its gradient and its statistical resolution ($\sigma^2 / n$) scale with $\sigma^2$ too, so an
+absolute gradient tolerance that is tight at $\sigma = 0.1$ is $10^4$ times looser, relative to the noise, at
+$\sigma = 0.001$. `noise_scaled_gtol(sigma)` is the gradient tolerance that `fit_curve` and the sweep config
+use by default: `DEFAULT_GTOL` (stated at `TOLERANCE_SIGMA` = 0.1) times $(\sigma / 0.1)^2$, exactly
+`DEFAULT_GTOL` at $\sigma = 0.1$, so fits at the presets' noise are unchanged, and never below `GTOL_FLOOR`
+(1e-14: float64's resolution of the gradient of an MSE of O(1) data; below it, as at $\sigma = 0$, a tolerance
+is met by chance only). `ftol` is a relative decrease of
+the objective and so already scales with $\sigma^2$. A tolerance a caller writes out is used as written.
 """
 
 from __future__ import annotations
@@ -25,14 +35,28 @@ from jaxmoe.estimation.problem import LeastSquaresProblem
 from jaxmoe.estimation.status import MAX_ITER, RUNNING
 
 __all__ = [
+    "DEFAULT_GTOL",
+    "GTOL_FLOOR",
     "SOLVER_NAMES",
+    "TOLERANCE_SIGMA",
     "Solver",
     "adam_solver",
     "get_solver",
     "lbfgs_solver",
     "levenberg_marquardt_solver",
+    "noise_scaled_gtol",
     "run_solver",
 ]
+
+DEFAULT_GTOL = levenberg_marquardt.LMConfig().gtol  # every solver's default gradient tolerance, at sigma = 0.1
+TOLERANCE_SIGMA = 0.1  # the noise level at which the default tolerances are stated
+GTOL_FLOOR = 1e-14
+
+
+def noise_scaled_gtol(sigma: float) -> float:
+    """The default gradient tolerance for data with noise level `sigma`: DEFAULT_GTOL * (sigma / 0.1)^2
+    (module docstring), at least GTOL_FLOOR; exactly DEFAULT_GTOL at sigma = 0.1."""
+    return max(DEFAULT_GTOL * (float(sigma) / TOLERANCE_SIGMA) ** 2, GTOL_FLOOR)
 
 
 class Solver(NamedTuple):
@@ -53,13 +77,13 @@ def levenberg_marquardt_solver(config: levenberg_marquardt.LMConfig = levenberg_
                   functools.partial(levenberg_marquardt.fresh_state, config=config))
 
 
-def lbfgs_solver(max_iter: int = 500, gtol: float = 1e-9, ftol: float = 1e-12, memory_size: int = 10) -> Solver:
+def lbfgs_solver(max_iter: int = 500, gtol: float = DEFAULT_GTOL, ftol: float = 1e-12, memory_size: int = 10) -> Solver:
     cfg = first_order.FirstOrderConfig("lbfgs", max_iter, gtol, ftol, memory_size=memory_size)
     return Solver("lbfgs", functools.partial(first_order.init, config=cfg),
                   functools.partial(first_order.update, config=cfg), max_iter, cfg)
 
 
-def adam_solver(learning_rate: float = 1e-2, max_iter: int = 2000, gtol: float = 1e-9, ftol: float = 1e-12) -> Solver:
+def adam_solver(learning_rate: float = 1e-2, max_iter: int = 2000, gtol: float = DEFAULT_GTOL, ftol: float = 1e-12) -> Solver:
     cfg = first_order.FirstOrderConfig("adam", max_iter, gtol, ftol, learning_rate)
     return Solver("adam", functools.partial(first_order.init, config=cfg),
                   functools.partial(first_order.update, config=cfg), max_iter, cfg)

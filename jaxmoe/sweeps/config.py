@@ -42,7 +42,8 @@ init_scale = 3.0
 reference = false                   # also run a long refinement from the truth (reached-minimum check)
 precision = "float64"
 bucket_ratio = 1.25                 # sizes within this ratio share a chunk (file); on CPU every chunk one program
-options = { max_iter = 300 }        # the solver's own options (LMConfig fields for lm)
+options = { max_iter = 300 }        # the solver's own options (LMConfig fields for lm); gtol's default
+                                    # scales with the noise: 1e-9 (sigma / 0.1)^2, at least 1e-14
 
 [engine]                            # speed only, not hashed; absent: fit_curve's per-device defaults
 memory_gib = 2.0                    # per device (default: 2 on CPU, half the device's memory on an accelerator)
@@ -363,7 +364,7 @@ def config_from_dict(raw: dict) -> SweepConfig:
                      "seed": _int("sweep.seed", sweep.get("seed", 0), 0, 2**31)}
 
     s = _check_keys("solver", raw.get("solver", {}))
-    spec["solver"] = _read_solver(s, spec["model"]["k_fit"] > spec["model"]["k_star"])
+    spec["solver"] = _read_solver(s, spec["model"]["k_fit"] > spec["model"]["k_star"], spec["data"]["sigma"])
     spec["engine"] = _read_engine(_check_keys("engine", raw.get("engine", {})), s, spec["solver"]["name"])
     for key in ("memory_gib", "lanes"):  # a config written before [engine]: hashed as it was, so its folder still
         if key in s:                     # reports and resumes (its chunks carry that hash)
@@ -376,7 +377,7 @@ def config_from_dict(raw: dict) -> SweepConfig:
     return config
 
 
-def _read_solver(s: dict, overfitted: bool) -> dict:
+def _read_solver(s: dict, overfitted: bool, sigma: float) -> dict:
     """The [solver] table: what the fits are (hashed), every default from `FitOptions`, written out."""
     defaults = FitOptions.defaults_dict(overfitted)
     name = _str("solver.name", s.get("name", defaults["solver"]), SOLVER_NAMES)
@@ -394,7 +395,7 @@ def _read_solver(s: dict, overfitted: bool) -> dict:
         # A sweep's chunks (files) are its size buckets, so its ratio is always a number (fit_curve's None,
         # "automatic", would make one chunk of the whole curve).
         "bucket_ratio": _float("solver.bucket_ratio", s.get("bucket_ratio", DEFAULT_BUCKET_RATIO), 1.0),
-        "options": _solver_options(name, s.get("options", {})),
+        "options": _solver_options(name, s.get("options", {}), sigma),
     }
 
 
@@ -497,14 +498,16 @@ def _numeric(field: str, value):
     return arr.tolist()
 
 
-def _solver_options(name: str, options: Any) -> dict:
-    """The solver's options with every default written out (LMConfig fields for lm, keyword arguments else)."""
+def _solver_options(name: str, options: Any, sigma: float) -> dict:
+    """The solver's options with every default written out (LMConfig fields for lm, keyword arguments else);
+    the default gtol is the noise level's, `noise_scaled_gtol(data.sigma)` (as `fit_curve`'s)."""
     require(isinstance(options, dict), "solver.options", options, "must be a table")
     if name == "lm":
         defaults = LMConfig()._asdict()
     else:
         fn = {"lbfgs": solvers.lbfgs_solver, "adam": solvers.adam_solver}[name]
         defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items()}
+    defaults["gtol"] = solvers.noise_scaled_gtol(sigma)
     out = dict(defaults)
     for key, value in options.items():
         require(key in defaults, f"solver.options.{key}", value, f"unknown option of solver {name!r}; "
