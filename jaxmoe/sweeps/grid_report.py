@@ -8,6 +8,9 @@ r"""Reports of a grid folder (`jaxmoe.sweeps.grid`): one table, one summary and 
   values, folder and the cell's own summary (`report.summarize`: fit counts, slopes with CIs, theory) or
   `null` for a cell with no completed chunk yet; `slopes`: one row per (cell, metric) with the slope of the
   mean and its CI, the slope of the median, the theory's slope and the cell's converged and on-the-box-face fractions.
+- `summary.json`'s `effective_sample_size`, for a grid over `data.sigma` (two or more levels; else null): the
+  metrics against n / sigma^2, the collapse test and the onset per group of the other factors
+  (`jaxmoe.sweeps.effective_size`), drawn in `effective_size.png` / `.pdf`.
 - `rate_curves.png` / `.pdf`: one row of panels per metric; with two or more factors one column per level of
   the first factor, each panel one curve (mean per n) per combination of the others; with one factor one
   panel per metric, a curve per level.
@@ -26,6 +29,8 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxmoe.validation import require
+from jaxmoe.sweeps.effective_size import (effective_size_report, format_effective_size, plot_effective_size,
+                                          varies_sigma)
 from jaxmoe.sweeps.grid import CELL_DIR, GRID_FILE, GridConfig, cell_folder, read_grid_folder
 from jaxmoe.sweeps.report import COLUMNS, format_summary, load_results, result_rows, summarize, write_parquet_or_note
 from jaxmoe.sweeps.table import FRAMES, concat_columns, lead_columns, sweep_columns, to_frame
@@ -113,7 +118,8 @@ def summarize_grid(gres: GridResults, num_bootstrap: int = 1000, level: float = 
     return {"grid": grid.name, "hash": grid.hash, "factors": list(grid.factors), "zip": [list(g) for g in grid.zip],
             "complete": gres.complete, "cells_total": len(grid.cells),
             "cells_started": sum(res is not None for res in gres.cells),
-            "cells": records, "slopes": _slope_rows(grid, records), "num_bootstrap": num_bootstrap}
+            "cells": records, "slopes": _slope_rows(grid, records), "num_bootstrap": num_bootstrap,
+            "effective_sample_size": effective_size_report(gres, num_bootstrap, level) if varies_sigma(grid) else None}
 
 
 def _facets(grid: GridConfig) -> list[tuple[str, list[int]]]:
@@ -185,6 +191,10 @@ def write_grid_report(out: str, num_bootstrap: int = 1000, level: float = 0.95, 
     if plots:
         try:
             files += [os.path.basename(p) for p in plot_grid_curves(gres, summary, os.path.join(out, "rate_curves"))]
+            if summary["effective_sample_size"] is not None and any(g["metrics"] for g in
+                                                                    summary["effective_sample_size"]["groups"]):
+                files += [os.path.basename(p) for p in plot_effective_size(
+                    gres, summary["effective_sample_size"], os.path.join(out, "effective_size"))]
         except ImportError:
             summary["plots_note"] = "matplotlib is not installed (pip install 'jaxmoe[plot]'): no plots"
     summary["files"] = files
@@ -201,5 +211,7 @@ def format_grid_summary(summary: dict) -> str:
         lines.append(f"cell {record['cell']} ({record['label']}):")
         body = "(not started)" if record["summary"] is None else format_summary(record["summary"])
         lines.extend("  " + line for line in body.splitlines())
+    if summary.get("effective_sample_size"):
+        lines.append(format_effective_size(summary["effective_sample_size"]))
     return "\n".join(lines)
 
