@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxmoe.validation import JaxMoEInputError
-from jaxmoe.losses import compare_laws, local_slopes, loglog_slope, theil_sen_slope, window_slopes
+from jaxmoe.losses import bootstrap_se, compare_laws, local_slopes, loglog_slope, theil_sen_slope, window_slopes
 
 NS = np.array([1e2, 3e2, 1e3, 3e3, 1e4, 3e4, 1e5])
 
@@ -190,3 +190,19 @@ def test_wilson_interval_closed_forms():
     low, high = wilson_interval(16, 16)  # all converged: the upper end is 1, the lower end z^2-wide below
     assert high == 1.0 and low == pytest.approx(16 / (16 + z * z), rel=1e-9)
     assert wilson_interval(0, 0) is None
+
+
+def test_bootstrap_standard_errors_match_the_asymptotic_ones():
+    """Normal data, 400 replicates: SE(mean) = sd / sqrt(r) and SE(median) = sqrt(pi / 2) sd / sqrt(r);
+    the bootstrap gives the mean's within 15% and the median's within 30% (its relative error falls only like
+    r^-1/4, Hall and Martin 1988: 0.22 at r = 400; measured +21%); a row with one finite value gets NaN."""
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((3, 400)) * np.array([[1.0], [2.0], [0.5]])
+    values[2, 1:] = np.nan
+    mean_se = bootstrap_se(values, "mean", 2000, seed=1)
+    median_se = bootstrap_se(values, "median", 2000, seed=1)
+    np.testing.assert_allclose(mean_se[:2], np.array([1.0, 2.0]) / 20, rtol=0.15)
+    np.testing.assert_allclose(median_se[:2], np.sqrt(np.pi / 2) * np.array([1.0, 2.0]) / 20, rtol=0.3)
+    assert np.isnan(mean_se[2]) and np.isnan(median_se[2])
+    with pytest.raises(JaxMoEInputError, match=r"^statistic='q50': must be one of"):
+        bootstrap_se(values, "q50")

@@ -11,7 +11,8 @@ r"""Reports of a sweep folder: the tidy table, the summary with slopes and theor
   gives it as a data frame.
 - `summary.json`: the fit counts by status, the fraction of fits on a face of the box (overall and per n),
   Wilson 95% intervals of the converged and on-the-face fractions (`converged_ci`, `boundary_ci`), the
-  Monte Carlo standard error of every mean per n (`mean_se`); per metric the log-log slope of the mean with a bootstrap CI
+  Monte Carlo standard errors per n of every mean (`mean_se`), median (`median_se`) and 90% quantile
+  (`q90`, `q90_se`; bootstrap, `losses.rates.bootstrap_se`); per metric the log-log slope of the mean with a bootstrap CI
   (`loglog_slope`), the slope of the median, the law preferred by `compare_laws` (power vs slower than
   any polynomial), the theory's slope where the paper gives one (THEORY.md §6), the mean per n with a
   bootstrap CI, and the finite / non-finite counts per n; and, since Theorem 1 and its kin are O_P statements
@@ -47,7 +48,7 @@ import numpy as np
 from jaxmoe.validation import JaxMoEInputError, require
 from jaxmoe.estimation.problem import STATUS_NAMES
 from jaxmoe.families.base import SLOW
-from jaxmoe.losses.rates import compare_laws, local_slopes, loglog_slope, theil_sen_slope, window_slopes
+from jaxmoe.losses.rates import bootstrap_se, compare_laws, local_slopes, loglog_slope, theil_sen_slope, window_slopes
 from jaxmoe.sweeps.config import SweepConfig, config_from_dict
 from jaxmoe.sweeps.grid import is_grid_folder
 from jaxmoe.sweeps.table import FRAMES, sweep_columns, to_frame, write_parquet
@@ -202,6 +203,12 @@ def _mean_se(values: np.ndarray) -> np.ndarray:
         return np.where(count >= 2, np.nanstd(values, axis=1, ddof=1) / np.sqrt(np.maximum(count, 1)), np.nan)
 
 
+def _nanquantile(values: np.ndarray, q: float) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: NaN, counted in the entry
+        return np.nanquantile(values, q, axis=1)
+
+
 def _finite_or_none(x):
     x = float(x)
     return x if math.isfinite(x) else None
@@ -274,6 +281,10 @@ def _metric_summary(ns: np.ndarray, values: np.ndarray, theory: tuple, num_boots
              "mean": [_finite_or_none(v) for v in mean], "mean_ci_low": low, "mean_ci_high": high,
              "median": [_finite_or_none(v) for v in median], "finite": finite.sum(axis=1).tolist(),
              "mean_se": [_finite_or_none(v) for v in _mean_se(values)],
+             # Monte Carlo SEs of the quantiles an O_P statement is about (bootstrap, per n)
+             "median_se": [_finite_or_none(v) for v in bootstrap_se(values, "median", num_bootstrap, seed)],
+             "q90": [_finite_or_none(v) for v in _nanquantile(values, 0.9)],
+             "q90_se": [_finite_or_none(v) for v in bootstrap_se(values, "q90", num_bootstrap, seed)],
              "nonfinite": (~finite).sum(axis=1).tolist(), "note": None,
              **{key: None for key in ROBUST_KEYS}}
     try:
