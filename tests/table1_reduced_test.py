@@ -51,9 +51,12 @@ def test_exact_fitted_ridge_l2_d1_and_parameters_at_root_n(exact_ridge):
 
 @pytest.mark.parametrize("name", ["softmax-ridge", "softmax-linear"])
 def test_over_fitted_l2_error_at_root_n(name):
+    # 8 starts, not the default 32: the L2 rate does not need the global minimum (by the basic inequality any
+    # fit whose objective is below the truth's is O_P(sigma / sqrt(n)) from f* in L2), and 32 starts made
+    # these the suite's slowest fits (15 s and 12 s; 8 s and 7 s now).
     setting = jaxmoe.get_preset(name)
     with jax.enable_x64(True):
-        fit = jaxmoe.fit_curve(setting, SIZES, REPLICATES, seed=4)
+        fit = jaxmoe.fit_curve(setting, SIZES, REPLICATES, seed=4, restarts=8)
     assert fit.converged_fraction >= 0.9
     assert np.all(fit.objective <= fit.objective_truth)  # least squares beats the truth on its own data
     l2 = jaxmoe.curve_metrics(setting, fit)["l2_error"]
