@@ -86,7 +86,7 @@ def test_the_grid_report_over_sigma(tmp_path, monkeypatch):
     the replicates' ratio is the same), and the text says so."""
     monkeypatch.setattr(runner, "run_chunk", fake_run_chunk)
     config = {"preset": "softmax-ridge", "sweep": {"sizes": [100, 1000, 10000], "replicates": 2},
-              "grid": {"data.sigma": [0.1, 0.01], "model.k_fit": [3, 4]}}
+              "grid": {"data.sigma": [0.1, 0.01, 0.0], "model.k_fit": [3, 4]}}  # sigma = 0: left out
     out = str(tmp_path / "grid")
     jaxmoe.run_sweep(jaxmoe.sweeps.grid_from_dict(config), out)
     summary = jaxmoe.sweeps.write_grid_report(out, num_bootstrap=50)
@@ -114,7 +114,7 @@ def test_bad_input_is_one_line(tmp_path, monkeypatch):
     jaxmoe.run_sweep(jaxmoe.sweeps.grid_from_dict({"preset": "softmax-ridge", "sweep": {"sizes": [100, 200, 400],
                      "replicates": 2}, "grid": {"model.k_fit": [3, 4]}}), out)
     gres = load_grid_results(out)
-    with pytest.raises(JaxMoEInputError, match=r"^grid=.*: needs a factor 'data.sigma' with two or more levels"):
+    with pytest.raises(JaxMoEInputError, match=r"^grid=.*: needs a factor 'data.sigma' with two or more levels > 0"):
         sigma_groups(gres)
     assert jaxmoe.sweeps.write_grid_report(out, num_bootstrap=20)["effective_sample_size"] is None
     with pytest.raises(JaxMoEInputError, match=r"^predicted_onsets='list': must be None or a dict"):

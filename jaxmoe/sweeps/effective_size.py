@@ -72,23 +72,25 @@ class CollapsePoint(NamedTuple):
 
 
 def varies_sigma(grid) -> bool:
-    """Whether a grid has the `data.sigma` factor with two or more levels (an effective-sample-size report)."""
-    return SIGMA_FACTOR in grid.factors and len(grid.factors[SIGMA_FACTOR]) >= 2
+    """Whether a grid has the `data.sigma` factor with two or more levels > 0 (an effective-sample-size
+    report; n / sigma^2 is undefined at sigma = 0, so such cells are left out of it)."""
+    return SIGMA_FACTOR in grid.factors and sum(float(s) > 0 for s in grid.factors[SIGMA_FACTOR]) >= 2
 
 
 def sigma_groups(gres) -> list[tuple[dict, list[tuple[float, object]]]]:
     """The grid's cells in groups that agree on every factor but `data.sigma`: per group (its other factors'
-    columns, [(sigma, SweepResults)] by decreasing sigma, started cells only). The grid must vary sigma."""
+    columns, [(sigma, SweepResults)] by decreasing sigma, started cells with sigma > 0 only). The grid must
+    vary sigma (`varies_sigma`)."""
     grid = gres.grid
     require(varies_sigma(grid), "grid", grid.name,
-            f"needs a factor {SIGMA_FACTOR!r} with two or more levels for an effective-sample-size report")
+            f"needs a factor {SIGMA_FACTOR!r} with two or more levels > 0 for an effective-sample-size report")
     groups: dict = {}
     for cell, res in zip(grid.cells, gres.cells):
         columns = grid.columns(cell)
         others = {k: v for k, v in columns.items() if k != SIGMA_FACTOR}
         key = tuple(sorted((k, repr(v)) for k, v in others.items()))
         groups.setdefault(key, (others, []))
-        if res is not None:
+        if res is not None and res.config.spec["data"]["sigma"] > 0:  # n / sigma^2 is undefined at sigma = 0
             groups[key][1].append((float(res.config.spec["data"]["sigma"]), res))
     return [(others, sorted(cells, key=lambda c: -c[0])) for others, cells in groups.values()]
 
