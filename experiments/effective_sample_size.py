@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from jaxmoe.sweeps.effective_size import effective_size_report, format_effective_size, plot_effective_size
+from jaxmoe.sweeps.effective_size import effective_size_report, format_effective_size, plot_effective_size, sigma_groups
 from jaxmoe.sweeps.grid_report import load_grid_results
 
 CONFIGS = {"grid": "experiments/configs/effective-sample-size.toml",
@@ -38,7 +38,6 @@ def _predicted(gres) -> dict:
     diagnostic (its onset is of the D1 inverse bound: a statement about parameters, not about l2_error)."""
     with open(CONDITIONING) as fh:
         onset = json.load(fh)["softmax-ridge"]["onset"]
-    from jaxmoe.sweeps.effective_size import sigma_groups
     return {g: dict.fromkeys(("voronoi_d1", "exact_error", "overfit_error"), onset) for g, (others, _) in enumerate(sigma_groups(gres)) if others.get("model.k_fit") == 3}
 
 
@@ -52,14 +51,14 @@ def refinement(out: str) -> dict:
     report = {"sigma": sigma, "sizes": refined.sizes.tolist(), "labels": ["gtol 1e-9 (old, absolute)",
               "gtol 1e-13 (default, noise-scaled)", "gtol 1e-15, ftol 1e-14, 3000 iterations"], "cells": []}
     for res in (old, default, refined):
+        ratios = {name: np.abs(np.log(v / refined.metrics[name])) for name, v in res.metrics.items()}
         report["cells"].append({
             "converged": np.mean(res.fits["converged"], axis=1).tolist(),
             "iterations_median": np.median(res.fits["iterations"], axis=1).tolist(),
             "objective_excess": np.median((res.fits["objective"] - refined.fits["objective"])
                                           / (sigma ** 2 / refined.sizes[:, None]), axis=1).tolist(),
-            "metrics": {name: {"median_abs_log_ratio": np.median(np.abs(np.log(v / refined.metrics[name])), axis=1).tolist(),
-                               "max_abs_log_ratio": np.max(np.abs(np.log(v / refined.metrics[name])), axis=1).tolist()}
-                        for name, v in res.metrics.items()}})
+            "metrics": {name: {"median_abs_log_ratio": np.median(r, axis=1).tolist(),
+                               "max_abs_log_ratio": np.max(r, axis=1).tolist()} for name, r in ratios.items()}})
     report["spread_log_iqr"] = {name: (np.subtract(*np.percentile(np.log(v), [75, 25], axis=1))).tolist()
                                 for name, v in refined.metrics.items()}
     return report

@@ -99,12 +99,9 @@ def _medians_ratio(a: np.ndarray, b: np.ndarray, num_bootstrap: int, level: floa
     """log median(a) - log median(b) over the finite replicates and its percentile bootstrap CI."""
     fa, fb = np.isfinite(a) & (a > 0), np.isfinite(b) & (b > 0)
     stat = float(np.log(np.median(a[fa])) - np.log(np.median(b[fb])))
-    if a.size == b.size and np.array_equal(fa, fb):  # the same replicate indices: resample them jointly
-        idx = rng.integers(0, int(fa.sum()), size=(num_bootstrap, int(fa.sum())))
-        ia = ib = idx
-    else:
-        ia = rng.integers(0, int(fa.sum()), size=(num_bootstrap, int(fa.sum())))
-        ib = rng.integers(0, int(fb.sum()), size=(num_bootstrap, int(fb.sum())))
+    ia = rng.integers(0, int(fa.sum()), size=(num_bootstrap, int(fa.sum())))
+    joint = a.size == b.size and np.array_equal(fa, fb)  # the same replicate indices: resample them jointly
+    ib = ia if joint else rng.integers(0, int(fb.sum()), size=(num_bootstrap, int(fb.sum())))
     boot = np.log(np.median(a[fa][ia], axis=1)) - np.log(np.median(b[fb][ib], axis=1))
     lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
     return stat, float(lo), float(hi)
@@ -130,9 +127,13 @@ def collapse_points(cells: list, metric: str, num_bootstrap: int = 1000, level: 
     """Every matched point (module docstring) of `cells` ([(sigma, SweepResults)], by decreasing sigma) for
     `metric`, with its CI at `level` (pass the Bonferroni level for a family-wise test). A point with fewer than
     2 finite positive replicates on either side is left out."""
+    return _collapse(list(_matches(cells, metric)), num_bootstrap, level, seed)
+
+
+def _collapse(matches: list, num_bootstrap: int, level: float, seed: int) -> list[CollapsePoint]:
     rng = np.random.default_rng(seed)
     out = []
-    for sa, na, a, sb, nb, b in _matches(cells, metric):
+    for sa, na, a, sb, nb, b in matches:
         stat, lo, hi = _medians_ratio(a, b, num_bootstrap, level, rng)
         out.append(CollapsePoint(sa, na, sb, nb, float(np.sqrt(na / sa ** 2 * nb / sb ** 2)), stat, lo, hi))
     return out
@@ -181,9 +182,9 @@ def _fractions(cells: list) -> list[dict]:
 
 def _metric_entry(cells, metric, theory, num_bootstrap, level, seed) -> dict:
     x, losses = pooled_curve(cells, metric)
-    m = sum(1 for _ in _matches(cells, metric))
-    adjusted = 1.0 - (1.0 - level) / max(m, 1)
-    points = collapse_points(cells, metric, num_bootstrap, adjusted, seed)
+    matches = list(_matches(cells, metric))
+    adjusted = 1.0 - (1.0 - level) / max(len(matches), 1)  # Bonferroni over the matched points
+    points = _collapse(matches, num_bootstrap, adjusted, seed)
     failed = [p for p in points if not p.collapses]
     entry = {"theory_slope": theory[0], "x": x.tolist(),
              "median": [float(np.nanmedian(c)) if np.isfinite(c).any() else None for c in losses.T],
