@@ -177,7 +177,10 @@ def test_sweep_outputs(runs):
     s = summary["metrics"]["l2_error"]
     assert s["slope"] == pytest.approx(jaxmoe.loglog_slope([100, 120, 200], l2.T).slope, rel=1e-12)
     assert s["ci"][0] <= s["slope"] <= s["ci"][1] and s["theory_slope"] == -0.5
-    assert s["law_preferred"] in ("power", "log", "polylog") and s["finite"] == [3, 3, 3]
+    assert s["law_best_aic"] in ("power", "log", "polylog") and s["finite"] == [3, 3, 3]
+    # "none" exactly when |dAIC| < 2: a coin toss is not a preference
+    assert (s["law_preferred"] == "none") == (abs(s["delta_aic_slow_minus_power"]) < 2.0)
+    assert s["law_preferred"] in ("none", s["law_best_aic"])
     assert summary["metrics"]["overfit_error"]["theory_slope"] == -0.25
     assert (a / "rate_curves.png").stat().st_size > 10_000
     assert (a / "rate_curves.pdf").read_bytes()[:4] == b"%PDF"

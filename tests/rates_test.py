@@ -3,6 +3,8 @@
 import warnings
 
 import numpy as np
+
+import jaxmoe
 import pytest
 
 from jaxmoe.validation import JaxMoEInputError
@@ -119,6 +121,16 @@ def test_compare_laws_picks_the_generating_law():
     polylog = compare_laws(NS, 5.0 * np.log(NS) ** -2.0)
     assert polylog.preferred == "polylog" and polylog.slow_law == "polylog"
     np.testing.assert_allclose(polylog.laws["polylog"].params[1], -2.0, atol=1e-10)
+
+
+def test_law_verdict_is_none_on_a_coin_toss():
+    """|dAIC| < 2 is no preference: three sizes of a curve both laws fit about equally well."""
+    ns = np.array([1000.0, 1500.0, 2200.0])
+    toss = compare_laws(ns, np.array([1.0, 0.93, 0.88]))
+    assert abs(toss.delta_aic) < jaxmoe.losses.NO_PREFERENCE_AIC and toss.verdict == "none"
+    assert toss.preferred in ("power", "log", "polylog")  # the smallest AIC is still named
+    clear = compare_laws(NS, 2.0 * NS ** -0.5 * np.exp(0.02 * np.random.default_rng(3).standard_normal(NS.size)))
+    assert clear.verdict == clear.preferred == "power"
 
 
 def test_compare_laws_bad_input():

@@ -211,6 +211,7 @@ def test_ctrl_c_while_compiling_exits_at_once_keeping_the_chunks(tmp_path, monke
         runner.run_sweep(_config(), str(out), report=False)
     before = (out / "chunks" / NAMES[0]).read_bytes()
     env = {k: v for k, v in ENV.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    env["JAXMOE_CACHE_DIR"] = str(tmp_path / "xla")  # empty: the user's cache may hold these shapes already
     proc = subprocess.Popen([sys.executable, "-m", "jaxmoe", "sweep", "--preset", "softmax-ridge", "--sizes",
                              "100,200,400", "--replicates", "2", "--out", str(out), "--resume", "--no-progress"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,7 +1,8 @@
 r"""The lower-bound verdict of a row from its inverse-bound profiles (one per r of a power-r loss, or one).
 
-Rule (issue 14, item 5, with one addition), on the local exponents $m_r$ (`local_exponent`: slope of
-$\log\omega$ on $\log\varepsilon$ over the smallest resolvable decade, at least 8 points):
+Rule (issue 14, item 5, with one addition; the README's "Verdict rules, in one place" lists it with every other
+verdict rule of jaxmoe), on the local exponents $m_r$ (`local_exponent`: slope of $\log\omega$ on
+$\log\varepsilon$ over the smallest resolvable decade, at least 8 points):
 
 1. `not_identifiable` if an exact symmetry of $f$ moves the loss (`profile.not_identifiable`, named), **or** if
    $\omega$ is at the float64 floor at some $\varepsilon$ in the top decade of the grid: a $G$ with

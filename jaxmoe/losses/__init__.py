@@ -13,6 +13,7 @@ from jaxmoe.losses.errors import (
     regression_l2_error_quadrature,
 )
 from jaxmoe.losses.rates import (
+    NO_PREFERENCE_AIC,
     LawComparison,
     LawFit,
     SlopeFit,
@@ -46,7 +47,7 @@ __all__ = [
     "curve_metrics", "fit_metrics", "parameter_errors_fn",
     "ExpertSupErrors", "HierarchicalParameterErrors", "ParameterErrors", "expert_grid", "expert_sup_errors",
     "parameter_errors", "quadrature_rule", "regression_l2_error", "regression_l2_error_quadrature",
-    "LawComparison", "LawFit", "SlopeFit", "WindowSlopes", "bootstrap_se", "compare_laws", "local_slopes", "loglog_slope",
+    "NO_PREFERENCE_AIC", "LawComparison", "LawFit", "SlopeFit", "WindowSlopes", "bootstrap_se", "compare_laws", "local_slopes", "loglog_slope",
     "theil_sen_slope", "window_slopes",
     "LOSSES", "TRANSLATIONS", "HierarchicalCells", "VoronoiCells", "batched_loss", "normalize_translation",
     "voronoi_cells", "voronoi_loss_d1", "voronoi_loss_d2r", "voronoi_loss_d4", "voronoi_loss_hierarchical",

@@ -7,7 +7,8 @@ r"""Rate inference from losses measured over replicates at several sample sizes 
   slopes), between consecutive sizes, and as a function of the smallest n used (`moves_with_window` flags a
   slope whose confidence interval, once the smallest sizes are dropped, no longer overlaps the full range's).
 - `compare_laws`: does a polynomial law $L = A n^{b}$ fit the curve better than a slower-than-polynomial
-  one ($L = a + b/\log n$, or $L = A (\log n)^{c}$)? Reports the preferred law and by how much.
+  one ($L = a + b/\log n$, or $L = A (\log n)^{c}$)? Reports the preferred law and by how much; `verdict`
+  says `"none"` when $|\Delta\text{AIC}| < 2$.
 
 **Failed fits.** A non-finite loss (NaN or $\pm\infty$, e.g. a diverged fit) is never dropped silently:
 `nan_policy="raise"` raises; `nan_policy="omit"` (default) computes on the finite replicates only, reports
@@ -26,6 +27,7 @@ from jaxmoe.validation import require, require_positive_int
 
 STATISTICS = ("mean", "median", "q75", "q90")  # over the replicates at each n; q75 / q90: those quantiles
 NAN_POLICIES = ("omit", "raise")
+NO_PREFERENCE_AIC = 2.0  # |dAIC| below this: neither law preferred (Burnham & Anderson: "substantial support" for both)
 
 
 class SlopeFit(NamedTuple):
@@ -224,6 +226,12 @@ class LawComparison(NamedTuple):
     relative_likelihood: float
     rss_ratio: float
     laws: dict
+
+    @property
+    def verdict(self) -> str:
+        r"""`preferred`, or `"none"` when $|\Delta\text{AIC}| <$ `NO_PREFERENCE_AIC` (power vs the better slow
+        law): a difference that small is a coin toss (relative likelihood > 0.37), not a preference."""
+        return "none" if abs(self.delta_aic) < NO_PREFERENCE_AIC else self.preferred
 
 
 def _law_result(name, formula, params, logl, pred):

@@ -20,7 +20,8 @@ r"""Reports of a sweep folder: the tidy table, the summary with slopes and theor
   quantiles per n with bootstrap CIs, the Theil-Sen and local slopes of the median, and the median's slope
   per smallest n used (`window_median_slopes`; `median_slope_moves_with_window` when a window's CI no
   longer overlaps the full range's); timings and provenance. `slope` (of the mean) is kept as it was; `law_preferred` is read off
-  the means.
+  the means and is `"none"` when |dAIC| < 2 (`LawComparison.verdict`: a coin toss is no preference; `law_best_aic`
+  keeps the smallest-AIC law), and the text summary prints the dAIC next to it.
 - `rate_curves.png` / `.pdf`: one log-log panel per metric: mean per n, its CI band, the fitted line and
   the theory's slope (dashed, drawn through the fitted line at the middle n).
 
@@ -277,7 +278,8 @@ def _metric_summary(ns: np.ndarray, values: np.ndarray, theory: tuple, num_boots
     low, high = _mean_band(values, num_bootstrap, level, seed)
     slope_theory, why = theory
     entry = {"theory_slope": slope_theory, "theory": why, "slope": None, "ci": None, "level": level,
-             "median_slope": None, "r_squared": None, "law_preferred": None, "delta_aic_slow_minus_power": None,
+             "median_slope": None, "r_squared": None, "law_preferred": None, "law_best_aic": None,
+             "delta_aic_slow_minus_power": None,
              "mean": [_finite_or_none(v) for v in mean], "mean_ci_low": low, "mean_ci_high": high,
              "median": [_finite_or_none(v) for v in median], "finite": finite.sum(axis=1).tolist(),
              "mean_se": [_finite_or_none(v) for v in _mean_se(values)],
@@ -296,10 +298,16 @@ def _metric_summary(ns: np.ndarray, values: np.ndarray, theory: tuple, num_boots
                      median_slope=med.slope, median_ci=[med.ci_low, med.ci_high],
                      **_robust_slopes(ns, values.T, med.values, num_bootstrap, level, seed))
         laws = compare_laws(ns, s.values)
-        entry.update(law_preferred=laws.preferred, delta_aic_slow_minus_power=laws.delta_aic)
+        entry.update(law_preferred=laws.verdict, law_best_aic=laws.preferred, delta_aic_slow_minus_power=laws.delta_aic)
     except JaxMoEInputError as err:  # too few sizes or finite replicates: say so rather than guess
         entry["note"] = str(err)
     return entry
+
+
+def _law_text(s: dict) -> str:
+    """The law column: the preferred law, or "no preference" below NO_PREFERENCE_AIC, with the dAIC it rests on."""
+    law = "no preference" if s["law_preferred"] == "none" else s["law_preferred"]
+    return f"{law} (dAIC {s['delta_aic_slow_minus_power']:+.1f})"
 
 
 def estimator(spec: dict) -> str:
@@ -450,5 +458,5 @@ def format_summary(summary: dict) -> str:
         ci = f"[{s['ci'][0]:.3f}, {s['ci'][1]:.3f}]"
         window = "  [median slope moves with the window]" if s.get("median_slope_moves_with_window") else ""
         lines.append(f"{name:<22} {s['slope']:7.3f}  {ci:<17} {s['median_slope']:7.3f} {s['q90_slope']:7.3f} "
-                     f"{theory:>7}  {s['law_preferred']}{window}")
+                     f"{theory:>7}  {_law_text(s)}{window}")
     return "\n".join(lines)
