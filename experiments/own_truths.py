@@ -61,5 +61,5 @@ TRUTHS = {
     "own-dts-tanh-router-d2": (dts_tanh_router_d2, "d4", (None,), False, "polynomial", {None: 1.0}),
     "own-dts-linear-router-d2": (dts_linear_router_d2, "temperature", (1.0,), False, "not_identifiable", {1.0: 1.0}),
     "own-dts-linear-router-d2/divided": (dts_linear_router_d2, "temperature", R_ALL, True, "polynomial",
-                                         {r: 2.0 / r for r in R_ALL}),
+                                         {r: max(1.0, 2.0 / r) for r in R_ALL}),  # amended: see the .md
 }
