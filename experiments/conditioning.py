@@ -23,8 +23,8 @@ def main():
     ap.add_argument("--profiles", default="experiments/results/lower_bound/profiles.json")
     args = ap.parse_args()
     out = {}
-    for name, prof in stored_profiles(args.profiles).items():
-        cond = conditioning(get_preset(name), prof)
+    for name, profiles in stored_profiles(args.profiles).items():
+        cond = conditioning(get_preset(name.split("/")[0]), next(iter(profiles.values())))  # the first r
         out[name] = {f: getattr(cond, f) for f in FIELDS}
         print(name, " ".join(f"{f}={out[name][f]:.3g}" if isinstance(out[name][f], float) else f"{f}={out[name][f]}"
                              for f in FIELDS), flush=True)

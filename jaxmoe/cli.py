@@ -27,6 +27,7 @@ import jaxmoe
 from jaxmoe import identifiability as ident
 from jaxmoe import sweeps
 from jaxmoe.validation import JaxMoEInputError
+from jaxmoe.families.cells import check_r
 from jaxmoe.models.experts import get_expert
 from jaxmoe.models.gates import get_router
 from jaxmoe.sweeps.config import check_sizes
@@ -179,6 +180,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _r_list(text: str) -> list[float]:
+    values = []
+    for part in text.split(","):
+        values.append(_positive_float(part.strip()))
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be r values > 0, e.g. 1 or 1,2,3,4")
+    return values
+
+
 def add_bound_parser(sub) -> None:
     p = sub.add_parser("bound", help="inverse-bound profile omega(eps), two-point lower bound LB(n) and verdict",
                        description="omega(eps) = inf ||f_G - f*|| over G with D(G, G*) >= eps (jaxmoe.bounds), the "
@@ -187,13 +197,20 @@ def add_bound_parser(sub) -> None:
     src.add_argument("config", nargs="?", help="a sweep config (TOML): its truth, fitted k, noise and input law")
     src.add_argument("--preset", help=f"one of {list(jaxmoe.PRESET_NAMES)}")
     p.add_argument("--loss", help="a key of the family's LOSSES (default: the loss its rate curve reports)")
-    p.add_argument("--r", type=_positive_float, help="r of a power-r loss (>= 1)")
+    p.add_argument("--r", type=_r_list, help="r of a power-r loss (>= 1), or several (1,2,3,4): one profile each, "
+                                             "one verdict over all")
+    p.add_argument("--k", type=_positive_int, help="fitted atoms (default: the setting's k_fit; >= k*)")
+    p.add_argument("--divide-out", action="store_true",
+                   help="the loss on the quotient by the symmetries the family can divide out (the linear router's "
+                        "scaling): MoEFamily.divide_out_symmetries")
     p.add_argument("--eps-max", type=_positive_float, default=1.0)
     p.add_argument("--eps-min", type=_positive_float, default=1e-6)
     p.add_argument("--per-decade", type=_positive_int, default=8)
     p.add_argument("--starts", type=_positive_int, default=8)
     p.add_argument("--iterations", type=_positive_int, default=200)
+    p.add_argument("--sizes", type=_sizes, help="sample sizes of the two-point curve (default 41 from 1e2 to 1e12)")
     p.add_argument("--m-theory", type=_positive_float, default=1.0, help="the exponent the theory predicts (1)")
+    p.add_argument("--out", help="folder for bound.json and bound.png / bound.pdf (created)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_bound)
 
@@ -206,41 +223,91 @@ def _bound_setting(args):
     return sweeps.load_config(args.config).setting()
 
 
-def cmd_bound(args) -> int:
-    setting = _bound_setting(args)
-    model = setting.fitted_model()
+def _check_bound_args(args, setting) -> tuple[str, np.ndarray]:
+    """Every option checked before any work: the loss, r, k, eps grid and sizes (one line naming the field)."""
+    k = setting.k_fit if args.k is None else args.k
+    if k < setting.k_star:
+        raise JaxMoEInputError("--k", k, f"must be >= k* = {setting.k_star}")
+    model = setting.fitted_model(k)
     loss = args.loss or next(iter(model.curve_losses().values()))
+    jaxmoe.bounds.loss_function(model, setting.truth_params(), loss)  # names the loss field if unknown
+    for r in args.r or []:
+        check_r(r)
     if args.eps_min >= args.eps_max:
         raise JaxMoEInputError("--eps-min", args.eps_min, f"must be < --eps-max = {args.eps_max}")
-    eps = jaxmoe.bounds.default_eps(args.eps_max, args.eps_min, args.per_decade)
-    prof = jaxmoe.inverse_bound(setting, loss=loss, r=args.r, eps=eps, starts=args.starts,
-                                iterations=args.iterations)
-    verdict = jaxmoe.bound_verdict(prof, m_theory=args.m_theory, sigma=setting.sigma)
-    curve = jaxmoe.two_point_curve(prof, setting.sigma) if prof.resolvable.any() else None
+    if args.sizes is not None and (len(args.sizes) < 2 or min(args.sizes) < 1):
+        raise JaxMoEInputError("--sizes", args.sizes, "must be at least two sample sizes >= 1")
+    return loss, jaxmoe.bounds.default_eps(args.eps_max, args.eps_min, args.per_decade)
+
+
+def _profile_json(prof) -> dict:
+    return {"eps": prof.eps, "omega": prof.omega, "spread": prof.spread, "kept_starts": prof.kept_starts,
+            "status": [jaxmoe.bounds.START_STATUS[int(s)] for s in prof.start_status.min(axis=1)],
+            "resolvable": prof.resolvable, "at_floor": prof.at_floor, "floor": prof.floor, "exponent": prof.exponent}
+
+
+def _curve_json(curve) -> dict | None:
+    return None if curve is None else {"n": curve.n, "eps_n": curve.eps_n, "local_slope": curve.local_slope,
+                                       "lower_bound": curve.lower_bound}
+
+
+def cmd_bound(args) -> int:
+    setting = _bound_setting(args)
+    loss, eps = _check_bound_args(args, setting)
+    rs = args.r or [None]
+    profiles = {r: jaxmoe.inverse_bound(setting, loss=loss, r=r, eps=eps, starts=args.starts, k=args.k,
+                                        iterations=args.iterations, divide_out=args.divide_out) for r in rs}
+    verdict = jaxmoe.bound_verdict(profiles, m_theory=args.m_theory, sigma=setting.sigma)
+    curves = {r: jaxmoe.two_point_curve(p, setting.sigma, args.sizes) for r, p in profiles.items()
+              if p.resolvable.any()}
+    prof, curve = profiles[rs[0]], curves.get(rs[0])
     cond = jaxmoe.bounds.conditioning(setting, prof)
     out = {"setting": setting.name, "verdict": verdict.verdict, "why": verdict.why, "rate": verdict.rate,
-           "exponent": prof.exponent, "loss": loss, "r": args.r, "floor": prof.floor,
-           "not_identifiable": prof.not_identifiable,
-           "profile": {"eps": prof.eps, "omega": prof.omega, "spread": prof.spread, "kept_starts": prof.kept_starts,
-                       "status": [jaxmoe.bounds.START_STATUS[int(s)] for s in prof.start_status.min(axis=1)],
-                       "resolvable": prof.resolvable, "at_floor": prof.at_floor},
-           "two_point": None if curve is None else {"n": curve.n, "eps_n": curve.eps_n, "local_slope": curve.local_slope,
-                                                    "lower_bound": curve.lower_bound},
+           "exponents": {str(r): m for r, m in verdict.exponents.items()},
+           "exponent": prof.exponent, "loss": loss, "r": rs[0], "k": prof.k, "floor": prof.floor,
+           "not_identifiable": prof.not_identifiable, "divided_out": list(prof.divided_out),
+           "profile": _profile_json(prof), "two_point": _curve_json(curve),
+           "profiles": {str(r): {"profile": _profile_json(p), "two_point": _curve_json(curves.get(r))}
+                        for r, p in profiles.items()},
            "conditioning": {f: getattr(cond, f) for f in ("fisher_min", "fisher_condition", "fisher_onset",
                                                           "symmetry_dimension", "constant", "asymptotic_eps", "onset")}}
+    if args.out:
+        out["files"] = _write_bound_files(args.out, out, profiles, curves, args.m_theory, setting.name, loss)
     if args.json:
         _print_json(out)
         return 0
-    print(f"{setting.name}: loss {loss}" + (f", r = {args.r}" if args.r else "") + f", {eps.size} eps from "
-          f"{args.eps_max:g} to {args.eps_min:g}, {args.starts} starts")
-    print(f"verdict: {verdict.verdict} ({verdict.why}); rate {verdict.rate}; exponent {prof.exponent}")
-    print(f"resolvable eps: {int(prof.resolvable.sum())} of {eps.size}; at the float64 floor: {int(prof.at_floor.sum())}")
-    if curve is not None:
-        print(f"two-point: eps_n = {curve.eps_n[-1]:.3g} at n = {curve.n[-1]:.0e} (local slope {curve.local_slope[-1]:.3f})")
+    _print_bound(setting, loss, args, eps, verdict, profiles, curves, cond, out.get("files"))
+    return 0
+
+
+def _write_bound_files(folder, out, profiles, curves, m_theory, name, loss) -> list[str]:
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "bound.json")
+    sweeps.atomic_write_json(path, _jsonable(out))
+    try:
+        return [path] + jaxmoe.bounds.plot_bound(profiles, curves, os.path.join(folder, "bound"), m_theory,
+                                                 f"{name}: {loss}")
+    except ImportError:
+        return [path]  # no matplotlib (the `plot` extra): the numbers are all in bound.json
+
+
+def _print_bound(setting, loss, args, eps, verdict, profiles, curves, cond, files) -> None:
+    rs = ", ".join("-" if r is None else f"{r:g}" for r in profiles)
+    print(f"{setting.name}: loss {loss}, r = {rs}, {eps.size} eps from {args.eps_max:g} to {args.eps_min:g}, "
+          f"{args.starts} starts" + (" (symmetries divided out)" if args.divide_out else ""))
+    print(f"verdict: {verdict.verdict} ({verdict.why}); rate {verdict.rate}; exponents {verdict.exponents}")
+    for r, prof in profiles.items():
+        line = f"r = {r}: resolvable eps {int(prof.resolvable.sum())} of {eps.size}; at the float64 floor " \
+               f"{int(prof.at_floor.sum())}"
+        if r in curves:
+            c = curves[r]
+            line += f"; two-point eps_n = {c.eps_n[-1]:.3g} at n = {c.n[-1]:.0e} (local slope {c.local_slope[-1]:.3f})"
+        print(line)
     print(f"conditioning: exact-fitted Fisher min eigenvalue {cond.fisher_min:.3g} (condition {cond.fisher_condition:.3g}, "
           f"{cond.symmetry_dimension} symmetry directions out); omega ~ {cond.constant} eps^{cond.exponent} below eps "
           f"{cond.asymptotic_eps}; predicted onset n / sigma^2 = {cond.onset}")
-    return 0
+    if files:
+        print("wrote " + ", ".join(files))
 
 
 # ---------------------------------------------------------------- sweep

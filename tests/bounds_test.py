@@ -79,6 +79,52 @@ def test_linear_router_scaling_moves_the_loss_and_is_named():
     assert all(v < 1e-9 for v in symmetry_losses(get_preset("softmax-ridge"), loss="d1").values())
 
 
+def _one_linear_atom_with_temperature():
+    """k = k* = 1, linear router and expert, tau* = 1: f = a x + b whatever tau (one atom's softmax is 1), so eq. 16
+    (r = 1) is |da| + |db| + |tau - tau*|: tau moves D and not f (the scaling); on the quotient omega = eps / 2."""
+    from jaxmoe import DenseToSparseMoE, DenseToSparseParams, Setting
+    truth = DenseToSparseParams(np.zeros(1), np.zeros((1, 1)), {"a": np.array([[2.0]]), "b": np.array([1.0])},
+                                np.float64(1.0))
+    return Setting("one-linear-atom-tau", DenseToSparseMoE("linear", k=1, d=1, router="linear"), truth, k_fit=1)
+
+
+def test_dividing_out_the_scaling_gives_the_quotient_closed_form():
+    setting = _one_linear_atom_with_temperature()
+    moved = symmetry_losses(setting, loss="temperature", r=1)
+    assert moved["scaling (beta1, beta0, tau)"] > 0.1  # tau moves eq. 16 at f_G = f*
+    assert all(v < 1e-12 for v in symmetry_losses(setting, loss="temperature", r=1, divide_out=True).values())
+    prof = inverse_bound(setting, loss="temperature", r=1, eps=np.array([0.5, 0.1, 0.02]), starts=4, iterations=150,
+                         divide_out=True)
+    np.testing.assert_allclose(prof.omega, prof.eps / 2, rtol=2e-3)
+    assert prof.not_identifiable == [] and prof.divided_out == ("scaling (beta1, beta0, tau)",)
+
+
+def test_divide_out_symmetries_keeps_f_and_is_constant_on_the_orbit():
+    import jax
+    import jax.numpy as jnp
+
+    setting = get_preset("dts-linear-router")
+    model, truth = setting.fitted_model(), setting.truth_params()
+    g = model.random_start(jax.random.PRNGKey(3))
+    scaled = g._replace(beta0=1.7 * g.beta0, beta1=1.7 * g.beta1, tau=1.7 * g.tau)
+    x = jnp.linspace(-1, 1, 33)[None, :]
+    rep, rep_scaled = model.divide_out_symmetries(g, truth), model.divide_out_symmetries(scaled, truth)
+    np.testing.assert_allclose(model(rep, x), model(g, x), rtol=1e-6)
+    np.testing.assert_allclose(rep.tau, truth.tau, rtol=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(rep), jax.tree_util.tree_leaves(rep_scaled)):
+        np.testing.assert_allclose(a, b, rtol=1e-5)  # one representative per orbit
+    nonlinear = get_preset("dts-nonlinear-router")
+    h = nonlinear.fitted_model().random_start(jax.random.PRNGKey(3))
+    assert nonlinear.fitted_model().divide_out_symmetries(h, nonlinear.truth_params()) is h
+    assert nonlinear.fitted_model().divided_symmetries() == () and model.divided_symmetries() != ()
+
+
+def test_default_nodes_keep_the_rule_small_in_higher_dimension():
+    from jaxmoe.bounds import default_nodes
+    assert default_nodes(1) == 96 and default_nodes(2) == 44 and default_nodes(3) == 12
+    assert all(default_nodes(d) ** d <= 2000 for d in range(2, 7))
+
+
 @pytest.mark.parametrize("kwargs, field", [
     ({"loss": "d1", "eps": [0.1, -1.0]}, "eps"),
     ({"loss": "d2r", "r": 0.5}, "r"),
@@ -119,6 +165,13 @@ def test_verdicts_on_profiles_with_known_exponents():
     assert bound_verdict(_synthetic_profile(1e-3, 1.0, eps[:5])).verdict == "inconclusive"
     with pytest.raises(JaxMoEInputError, match="^profiles="):
         bound_verdict({})
+    # one theory exponent per r: max(1, 2 / r) for a strongly identifiable model with a power-r loss
+    per_r = {r: _synthetic_profile(1e-3, max(1.0, 2.0 / r), eps) for r in (1.0, 2.0, 3.0)}
+    theory = {r: max(1.0, 2.0 / r) for r in per_r}
+    assert bound_verdict(per_r, m_theory=theory).verdict == "polynomial"
+    assert bound_verdict(per_r, m_theory=1.0).verdict == "inconclusive"  # m_1 = 2 is not 1
+    with pytest.raises(JaxMoEInputError, match="^m_theory="):
+        bound_verdict(per_r, m_theory={1.0: 2.0})
 
 
 ONE_LINEAR_ATOM_TOML = """
@@ -159,12 +212,36 @@ def test_cli_bound_json_has_the_documented_fields(capsys, tmp_path):
     assert cond["symmetry_dimension"] == 0 and cond["onset"] is None
 
 
+def test_cli_bound_several_r_writes_json_and_plots(capsys, tmp_path):
+    import json
+
+    from jaxmoe.cli import main
+
+    config = tmp_path / "one-linear-atom.toml"
+    config.write_text(ONE_LINEAR_ATOM_TOML)
+    out_dir = tmp_path / "bound"
+    code = main(["bound", str(config), "--loss", "d2r", "--r", "1,2", "--eps-max", "0.1", "--eps-min", "0.01",
+                 "--per-decade", "2", "--starts", "4", "--iterations", "150", "--sizes", "100,1000,10000",
+                 "--out", str(out_dir), "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["profiles"]) == {"1.0", "2.0"} and out["r"] == 1.0
+    eps = np.array(out["profiles"]["2.0"]["profile"]["eps"])
+    np.testing.assert_allclose(out["profiles"]["2.0"]["profile"]["omega"], np.sqrt(eps / 3), rtol=2e-3)
+    assert out["two_point"]["n"] == [100.0, 1000.0, 10000.0]
+    stored = json.loads((out_dir / "bound.json").read_text())
+    assert stored["verdict"] == out["verdict"] and stored["profiles"].keys() == out["profiles"].keys()
+    assert (out_dir / "bound.png").stat().st_size > 10_000 and (out_dir / "bound.pdf").read_bytes()[:4] == b"%PDF"
+
+
 @pytest.mark.parametrize("argv, field", [
     (["--preset", "softmax-ridge", "--eps-min", "1", "--eps-max", "0.1"], "--eps-min"),
     (["--preset", "softmax-ridge", "--loss", "d4"], "loss"),
     (["--preset", "softmax-linear", "--loss", "d2r", "--r", "0.5"], "r"),
     (["--preset", "nope"], "preset"),
     (["no-such.toml"], "CONFIG"),
+    (["--preset", "softmax-ridge", "--k", "1"], "--k"),
+    (["--preset", "softmax-ridge", "--sizes", "100"], "--sizes"),
 ])
 def test_cli_bound_bad_input_is_one_line_and_exit_2(argv, field, capsys):
     from jaxmoe.cli import main

@@ -118,7 +118,8 @@ def local_alternatives(setting, profile: InverseBoundProfile, sizes, replicates:
     index, eps, omega, bound = pair_bounds(setting, profile, sizes, nodes)
     model_hat = setting.fitted_model(k)
     with jax.enable_x64(True):
-        D = jax.jit(jax.vmap(loss_function(model_hat, setting.truth_params(), profile.loss, profile.r)))
+        D = jax.jit(jax.vmap(loss_function(model_hat, setting.truth_params(), profile.loss, profile.r,
+                                              bool(profile.divided_out))))
     null = _fit_losses(setting, sizes, replicates, seed, options, D, model_hat)
     alt = [None] * sizes.size
     for j in np.unique(index):

@@ -42,8 +42,8 @@ from jaxmoe.bounds.quadrature import quadrature
 from jaxmoe.families.cells import check_r
 from jaxmoe.validation import require, require_positive_int
 
-__all__ = ["InverseBoundProfile", "inverse_bound", "default_eps", "local_exponent", "loss_function", "symmetry_losses",
-           "START_STATUS"]
+__all__ = ["InverseBoundProfile", "inverse_bound", "default_eps", "default_nodes", "local_exponent", "loss_function",
+           "symmetry_losses", "START_STATUS"]
 
 START_STATUS = ("converged", "max_iter", "infeasible", "nonfinite")  # per (eps, start); the first two are kept
 FEASIBLE = 1e-3  # kept points have D >= (1 - FEASIBLE) eps
@@ -72,6 +72,7 @@ class InverseBoundProfile(NamedTuple):
     measures: object = None
     measure_loss: np.ndarray | None = None
     k: int | None = None  # atoms of the measures (the fitted k)
+    divided_out: tuple = ()  # symmetries divided out of the loss (`MoEFamily.divide_out_symmetries`)
 
     @property
     def at_floor(self) -> np.ndarray:
@@ -91,14 +92,17 @@ def default_eps(largest: float = 1.0, smallest: float = 1e-6, per_decade: int = 
     return np.geomspace(largest, smallest, int(round(decades * per_decade)) + 1)
 
 
-def loss_function(model, truth, loss: str, r=None):
-    """D(., G*) as a function of the fitted params: the family loss `loss` (a key of `LOSSES`), power `r` if it has one."""
+def loss_function(model, truth, loss: str, r=None, divide_out: bool = False):
+    """D(., G*) as a function of the fitted params: the family loss `loss` (a key of `LOSSES`), power `r` if it
+    has one; with `divide_out`, evaluated at `model.divide_out_symmetries(G, G*)` (a loss on the quotient by the
+    family's `divided_symmetries`)."""
     losses = type(model).LOSSES
     require(loss in losses, "loss", loss, f"must be one of {sorted(losses)} for family {model.name!r}")
-    if r is None:
-        return lambda g: losses[loss](g, truth)
-    r = check_r(r)
-    return lambda g: losses[loss](g, truth, r)
+    require(divide_out in (True, False), "divide_out", divide_out, "must be True or False")
+    fn = losses[loss] if r is None else (lambda g, t, _r=check_r(r): losses[loss](g, t, _r))
+    if divide_out:
+        return lambda g: fn(model.divide_out_symmetries(g, truth), truth)
+    return lambda g: fn(g, truth)
 
 
 def _bases(model, truth, k_star: int, starts: int):
@@ -207,11 +211,14 @@ def _check_eps(eps) -> np.ndarray:
 
 
 def inverse_bound(setting, *, loss: str, r: float | None = None, eps=None, starts: int = 16, key=None,
-                  iterations: int = 400, nodes: int = 96, penalty: float = 1e3, k: int | None = None
-                  ) -> InverseBoundProfile:
+                  iterations: int = 400, nodes: int | None = None, penalty: float = 1e3, k: int | None = None,
+                  divide_out: bool = False) -> InverseBoundProfile:
     """The profile omega(eps) of `setting` (a `jaxmoe.Setting`: model, truth, input law, fitted k) for the
     family loss `loss` (a key of the family's `LOSSES`; `r` for the power-r losses). Float64 throughout.
-    `k`: fitted atoms (default `setting.k_fit`, >= k*). Module docstring: the method and its guarantees."""
+    `k`: fitted atoms (default `setting.k_fit`, >= k*). `nodes`: Gauss-Legendre nodes per axis (default
+    `default_nodes(d)`). `divide_out`: the loss on the quotient by the family's `divided_symmetries` (e.g. the
+    linear router's scaling), so a symmetry that moves the loss no longer makes the profile `not_identifiable`.
+    Module docstring: the method and its guarantees."""
     eps = _check_eps(default_eps() if eps is None else eps)
     starts = require_positive_int("starts", starts)
     iterations = require_positive_int("iterations", iterations)
@@ -219,14 +226,22 @@ def inverse_bound(setting, *, loss: str, r: float | None = None, eps=None, start
     k = setting.k_fit if k is None else require_positive_int("k", k)
     require(k >= setting.k_star, "k", k, f"must be >= k* = {setting.k_star}")
     key = jax.random.PRNGKey(0) if key is None else key
+    nodes = default_nodes(setting.d) if nodes is None else require_positive_int("nodes", nodes, 2)
     with jax.enable_x64(True):
-        return _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k)
+        return _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, divide_out)
 
 
-def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k):
+def default_nodes(d: int) -> int:
+    """Gauss-Legendre nodes per axis by default: 96 in d = 1; in d >= 2 at most 2,000 nodes in all (44 per axis in
+    d = 2, 12 in d = 3, at least 3), since every optimiser step evaluates f at every node. The error is measured per
+    eps against twice the nodes (`quadrature_error` of the profile), so a rule too coarse shows."""
+    return 96 if d == 1 else max(3, int(2000.0 ** (1.0 / d) + 1e-9))
+
+
+def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, divide_out):
     model = setting.fitted_model(k)
     truth = setting.truth_params()  # float64: called under enable_x64
-    D = loss_function(model, truth, loss, r)
+    D = loss_function(model, truth, loss, r, divide_out)
     quad = quadrature(setting.inputs, setting.d, nodes)
     qx, qw = jnp.asarray(quad.x), jnp.asarray(quad.w)
     bases, free, unravel = _bases(model, truth, setting.k_star, starts)
@@ -240,7 +255,8 @@ def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k):
     measures = jax.tree_util.tree_map(np.asarray, jax.vmap(jax.vmap(prob.params, (None, 0)))(bases, best))
     return _summarise(loss, r, eps, np.asarray(best_sq), np.asarray(found_d), np.asarray(status),
                       np.asarray(floors), _quadrature_errors(prob, bases, best, fine, setting, truth),
-                      _symmetry_loss(prob, bases[0], model), measures)._replace(k=k)
+                      _symmetry_loss(prob, bases[0], model), measures)._replace(
+        k=k, divided_out=model.divided_symmetries() if divide_out else ())
 
 
 def _start_directions(prob, bases, key, starts: int):
@@ -274,7 +290,8 @@ def _quadrature_errors(prob, bases, best, fine, setting, truth):
     return np.asarray(jnp.abs(jnp.sqrt(coarse) - jnp.sqrt(finer)) / jnp.maximum(jnp.sqrt(finer), 1e-300))
 
 
-def symmetry_losses(setting, *, loss: str, r: float | None = None, k: int | None = None) -> dict[str, float]:
+def symmetry_losses(setting, *, loss: str, r: float | None = None, k: int | None = None,
+                    divide_out: bool = False) -> dict[str, float]:
     """{symmetry: D(G, G*)} at the split truth moved by 0.25 along each exact symmetry of the fitted model
     (`MoEFamily.symmetry_tangents`; f_G is the same there): a loss that moves (> 1e-6) is not bounded by
     ||f_G - f*|| at all, and `inverse_bound`'s profile names it in `not_identifiable`. No optimisation: cheap."""
@@ -284,7 +301,7 @@ def symmetry_losses(setting, *, loss: str, r: float | None = None, k: int | None
         model = setting.fitted_model(k)
         truth = setting.truth_params()
         bases, free, unravel = _bases(model, truth, setting.k_star, 1)
-        prob = _Problem(model, unravel, free, None, None, None, loss_function(model, truth, loss, r))
+        prob = _Problem(model, unravel, free, None, None, None, loss_function(model, truth, loss, r, divide_out))
         return _symmetry_loss(prob, bases[0], model)
 
 

@@ -9,7 +9,8 @@ $\log\varepsilon$ over the smallest resolvable decade, at least 8 points):
    $f_G = f^*$ to round-off and $D \ge \varepsilon$ (the addition: softmax-linear's coincident-gate atoms,
    `experiments/lower_bound.md`; a smooth decay from the top of the grid cannot reach the floor, 1e-14, within
    one decade unless $m \ge 8$ there);
-2. `polynomial` if $|m_r - m_{\text{theory}}| \le 0.1$ for every r given;
+2. `polynomial` if $|m_r - m_{\text{theory},r}| \le 0.1$ for every r given (one $m_{\text{theory}}$ for all r, or
+   one per r);
 3. `slower_than_polynomial` if $m_r \ge 1.3$ for every r and $m_1$ rises by $\ge 0.5$ from the largest
    resolvable decade to the smallest;
 4. otherwise `inconclusive` (also when some $m_r$ cannot be fitted: too few resolvable points).
@@ -58,13 +59,29 @@ def _rate(profile: InverseBoundProfile, sigma: float) -> float | None:
     return float(np.polyfit(np.log(curve.n[window]), np.log(curve.eps_n[window]), 1)[0])
 
 
-def bound_verdict(profiles, m_theory: float = 1.0, sigma: float = 0.1) -> BoundVerdict:
-    """The verdict (module docstring) of `profiles`: one `InverseBoundProfile`, or {r: profile} for r = 1..4."""
+def _theory_exponents(m_theory, profiles: dict) -> dict:
+    """{r: m_theory_r}: one number for every r, or a dict with an entry per r of `profiles`."""
+    if isinstance(m_theory, dict):
+        require(set(m_theory) >= set(profiles), "m_theory", sorted(m_theory, key=str),
+                f"must have an exponent for every r of the profiles {sorted(profiles, key=str)}")
+        values = {r: m_theory[r] for r in profiles}
+    else:
+        values = {r: m_theory for r in profiles}
+    require(all(np.isfinite(m) and m > 0 for m in values.values()), "m_theory", list(values.values()),
+            "must be finite exponents > 0")
+    return {r: float(m) for r, m in values.items()}
+
+
+def bound_verdict(profiles, m_theory: float | dict = 1.0, sigma: float = 0.1) -> BoundVerdict:
+    """The verdict (module docstring) of `profiles`: one `InverseBoundProfile`, or {r: profile} for r = 1..4.
+    `m_theory`: the exponent the theory predicts, one for all r or {r: m_r} (e.g. 2 / r for a power-r loss of a
+    strongly identifiable over-fitted cell, where D ~ |dtheta|^r and omega ~ |dtheta|^2)."""
     if isinstance(profiles, InverseBoundProfile):
         profiles = {profiles.r: profiles}
     require(isinstance(profiles, dict) and len(profiles) > 0 and
             all(isinstance(p, InverseBoundProfile) for p in profiles.values()),
             "profiles", type(profiles).__name__, "must be an InverseBoundProfile or a non-empty {r: profile} dict")
+    theory = _theory_exponents(m_theory, profiles)
     exps = {r: local_exponent(p) for r, p in profiles.items()}
     for r, p in profiles.items():
         if p.not_identifiable:
@@ -74,9 +91,10 @@ def bound_verdict(profiles, m_theory: float = 1.0, sigma: float = 0.1) -> BoundV
             return BoundVerdict("not_identifiable", f"f_G = f* to round-off with D >= {at:.3g} (r={r})", exps, None)
     if any(m is None for m in exps.values()):
         return BoundVerdict("inconclusive", "fewer than 8 resolvable eps in the smallest decade", exps, None)
-    if all(abs(m - m_theory) <= POLYNOMIAL_TOL for m in exps.values()):
-        first = next(iter(profiles.values()))
-        return BoundVerdict("polynomial", f"|m - {m_theory}| <= {POLYNOMIAL_TOL}", exps, _rate(first, sigma))
+    if all(abs(m - theory[r]) <= POLYNOMIAL_TOL for r, m in exps.items()):
+        first = next(iter(profiles))
+        return BoundVerdict("polynomial", f"|m_r - m_theory_r| <= {POLYNOMIAL_TOL} (theory {theory})", exps,
+                            _rate(profiles[first], sigma))
     r1 = min(profiles, key=lambda r: (r is not None, r))
     rise = local_exponent(profiles[r1], decade="largest")
     rise = None if rise is None else exps[r1] - rise

@@ -297,6 +297,17 @@ class MoEFamily:
         router's scaling). The null space of the Jacobian that no data can resolve."""
         return {}
 
+    def divide_out_symmetries(self, params, truth):
+        r"""The representative of `params`' orbit under the exact symmetries that the family's losses do not
+        normalise themselves (none by default: the softmax translation is normalised inside every loss), chosen
+        relative to `truth`; $f_G$ is unchanged. A loss evaluated there is a loss on the quotient by those
+        symmetries (`divided_symmetries` names them)."""
+        return params
+
+    def divided_symmetries(self) -> tuple[str, ...]:
+        """Names (keys of `symmetry_tangents`) of the symmetries `divide_out_symmetries` removes."""
+        return ()
+
     def free_coordinates(self) -> np.ndarray:
         """Indices in the flat parameter vector of the coordinates the gauged box leaves free (lower < upper)."""
         lo, hi = self.bounds(gauge=True)

@@ -160,6 +160,19 @@ class DenseToSparseMoE(FlatMoE):
             beta0=params.beta0, beta1=params.beta1, tau=params.tau)
         return {**translation_tangents(params, "beta0", "beta1"), "scaling (beta1, beta0, tau)": scaling}
 
+    def divide_out_symmetries(self, params, truth):
+        r"""Linear router: the scaling $(\beta_1, \beta_0, \tau) \to \lambda(\beta_1, \beta_0, \tau)$ with
+        $\lambda = \tau^*/\tau$, so the representative has the truth's temperature (the logits, hence $f_G$,
+        are unchanged; eq. 16's $|\tau - \tau^*|$ term vanishes and $\Delta\beta_1$ compares tempered gate
+        slopes). A non-linear router has no scaling symmetry: `params` unchanged."""
+        if not self.router.is_linear:
+            return params
+        lam = jnp.asarray(truth.tau) / jnp.asarray(params.tau)
+        return params._replace(beta0=lam * params.beta0, beta1=lam * params.beta1, tau=lam * params.tau)
+
+    def divided_symmetries(self) -> tuple[str, ...]:
+        return ("scaling (beta1, beta0, tau)",) if self.router.is_linear else ()
+
     @property
     def gate_router(self) -> Router:
         return self.router
