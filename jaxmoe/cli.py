@@ -257,6 +257,8 @@ def cmd_bound(args) -> int:
     rs = args.r or [None]
     profiles = {r: jaxmoe.inverse_bound(setting, loss=loss, r=r, eps=eps, starts=args.starts, k=args.k,
                                         iterations=args.iterations, divide_out=args.divide_out) for r in rs}
+    if len(profiles) > 1:  # every r's envelope over the measures all r found (each an upper bound on omega)
+        profiles = jaxmoe.bounds.pool_profiles(setting, profiles)
     verdict = jaxmoe.bound_verdict(profiles, m_theory=args.m_theory, sigma=setting.sigma)
     curves = {r: jaxmoe.two_point_curve(p, setting.sigma, args.sizes) for r, p in profiles.items()
               if p.resolvable.any()}

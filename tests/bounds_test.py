@@ -23,6 +23,19 @@ def test_closed_form_omega_of_one_linear_atom(r, closed_form, one_linear_atom, o
     assert np.all(prof.omega <= prof.omega_found * (1 + 1e-12))  # the envelope is below every found point
 
 
+def test_pooling_the_measures_of_several_r_keeps_the_closed_form(one_linear_atom, one_linear_profile):
+    from jaxmoe.bounds import pool_profiles
+    eps = np.array([0.5, 0.1, 0.02])
+    two = inverse_bound(one_linear_atom(), loss="d2r", r=2.0, eps=eps, starts=4, iterations=150)
+    pooled = pool_profiles(one_linear_atom(), {1.0: one_linear_profile, 2.0: two})
+    for r, own, closed in ((1.0, one_linear_profile, eps / 2), (2.0, two, np.sqrt(eps / 3))):
+        assert np.all(pooled[r].omega <= own.omega * (1 + 1e-9))  # its own points are in the pool
+        np.testing.assert_allclose(pooled[r].omega, closed, rtol=2e-3)  # and nothing beats the infimum
+        assert pooled[r].pooled_from == (1.0, 2.0) and pooled[r].resolvable.all()
+    with pytest.raises(JaxMoEInputError, match="^profiles="):
+        pool_profiles(one_linear_atom(), {1.0: one_linear_profile._replace(measures=None)})
+
+
 def test_quadrature_integrates_polynomials_exactly_and_sums_to_one():
     q = quadrature(UniformInputs(-1.0, 3.0), 2, 6)
     np.testing.assert_allclose(q.w.sum(), 1.0, rtol=1e-14)
@@ -66,6 +79,10 @@ def test_ridge_profile_is_linear_in_eps_and_translations_leave_the_loss():
     assert 1e-6 < prof.omega[-1] / prof.eps[-1] < 4e-6  # c ~ 2.1e-6 for this truth
     assert prof.not_identifiable == [] and set(prof.symmetry_loss) == {"translation beta0",
                                                                        "translation beta1[:, 0]"}
+    from jaxmoe.bounds import taylor_check
+    check = taylor_check(get_preset("softmax-ridge"), prof)  # floor-free: the series agrees where it converged
+    small = prof.eps <= 0.01
+    assert check.converged[small].all() and np.nanmax(check.relative_difference[small]) < 1e-6
 
 
 def test_linear_router_scaling_moves_the_loss_and_is_named():
@@ -249,3 +266,14 @@ def test_cli_bound_bad_input_is_one_line_and_exit_2(argv, field, capsys):
     assert main(["bound", *argv, "--iterations", "2", "--starts", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"jaxmoe: error: {field}="), err
+
+
+def test_taylor_mode_agrees_with_float64_where_both_resolve(one_linear_atom, one_linear_profile):
+    from jaxmoe.bounds import taylor_check
+    # one linear atom: f is linear in (a, b), so the series ends after the first term and equals omega exactly
+    check = taylor_check(one_linear_atom(), one_linear_profile, order=4)
+    assert check.converged.all() and check.resolvable.all()
+    np.testing.assert_allclose(check.omega_taylor, one_linear_profile.omega, rtol=1e-10)
+    assert np.all(check.tail < 1e-12) and not check.below_float64_floor.any()
+    with pytest.raises(JaxMoEInputError, match="^order="):
+        taylor_check(one_linear_atom(), one_linear_profile, order=1)

@@ -19,6 +19,9 @@ EXPECTED = {
     "hierarchical.ipynb": ["sigmoid  verdict: independent", "linear   verdict: dependent",
                            "hierarchical-ridge: 9 fits (3 sizes x 3 replicates), k* = 2, k = 2",
                            "level1_error", "voronoi_hierarchical", "L2 error"],
+    # the ridge row resolvable and linear in eps, the linear row at the floor: the two verdicts
+    "lower_bounds.ipynb": ["ridge (D1)           resolvable ", "softmax-linear  verdict: not_identifiable",
+                           "softmax-ridge   verdict: "],
 }
 
 

@@ -8,18 +8,22 @@
 - `conditioning`: `conditioning`, the exact-fitted Fisher spectrum, the profile constant and the predicted onset
   n / sigma^2; `search_truths` for well-conditioned truths;
 - `verdict`: `bound_verdict`, the row's verdict from its local exponents (the rule in one place);
-- `plot`: `plot_bound`, omega(eps) and LB(n) with the theory's slopes (PNG and PDF).
+- `plot`: `plot_bound`, omega(eps) and LB(n) with the theory's slopes (PNG and PDF);
+- `taylor`: `taylor_check`, the profile recomputed by Taylor-mode autodiff (`jax.experimental.jet`), floor-free.
 """
 
 from jaxmoe.bounds.alternatives import LocalAlternatives, local_alternatives, pair_bounds
 from jaxmoe.bounds.conditioning import Conditioning, conditioning, search_truths
 from jaxmoe.bounds.plot import plot_bound
-from jaxmoe.bounds.profile import START_STATUS, InverseBoundProfile, default_eps, default_nodes, inverse_bound, loss_function
+from jaxmoe.bounds.profile import (START_STATUS, InverseBoundProfile, default_eps, default_nodes, inverse_bound,
+                                   loss_function, pool_profiles)
 from jaxmoe.bounds.quadrature import Quadrature, quadrature
+from jaxmoe.bounds.taylor import TaylorCheck, taylor_check
 from jaxmoe.bounds.two_point import TwoPointCurve, two_point_curve
 from jaxmoe.bounds.verdict import VERDICTS, BoundVerdict, bound_verdict
 
 __all__ = ["Conditioning", "conditioning", "search_truths", "LocalAlternatives", "local_alternatives", "pair_bounds",
            "START_STATUS", "InverseBoundProfile", "default_eps", "default_nodes", "inverse_bound", "loss_function",
+           "pool_profiles",
            "Quadrature", "quadrature", "TwoPointCurve", "two_point_curve", "VERDICTS", "BoundVerdict", "bound_verdict",
-           "plot_bound"]
+           "plot_bound", "TaylorCheck", "taylor_check"]

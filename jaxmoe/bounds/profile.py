@@ -43,7 +43,7 @@ from jaxmoe.families.cells import check_r
 from jaxmoe.validation import require, require_positive_int
 
 __all__ = ["InverseBoundProfile", "inverse_bound", "default_eps", "default_nodes", "local_exponent", "loss_function",
-           "symmetry_losses", "START_STATUS"]
+           "pool_profiles", "symmetry_losses", "START_STATUS"]
 
 START_STATUS = ("converged", "max_iter", "infeasible", "nonfinite")  # per (eps, start); the first two are kept
 FEASIBLE = 1e-3  # kept points have D >= (1 - FEASIBLE) eps
@@ -73,6 +73,7 @@ class InverseBoundProfile(NamedTuple):
     measure_loss: np.ndarray | None = None
     k: int | None = None  # atoms of the measures (the fitted k)
     divided_out: tuple = ()  # symmetries divided out of the loss (`MoEFamily.divide_out_symmetries`)
+    pooled_from: tuple = ()  # r values whose measures were pooled into the envelope (`pool_profiles`)
 
     @property
     def at_floor(self) -> np.ndarray:
@@ -182,7 +183,10 @@ def _minimise(prob, base, delta0, eps, iterations: int, penalty: float):
 
 def _floor(prob, base, delta, tangents_fn, k: int):
     """Round-off of one evaluation of f at G: ||f_G - f_TG|| for an exact symmetry T (module docstring)."""
-    g = prob.params(base, delta)
+    return _floor_at(prob, prob.params(base, delta), tangents_fn, k)
+
+
+def _floor_at(prob, g, tangents_fn, k: int):
     tangents = tangents_fn(g)
     f = prob.model(g, prob.qx)
     if not tangents:
@@ -353,6 +357,57 @@ def _summarise(loss, r, eps, best_sq, found_d, status, floors, qerr, symmetry_lo
     prof = InverseBoundProfile(loss, r, eps, envelope, found, found_d_best, spread, kept, floor, resolvable,
                                qerr[pick, cols], status.T, None, symmetry_loss, _pick(measures, index), measure_loss)
     return prof._replace(exponent=local_exponent(prof))
+
+
+def pool_profiles(setting, profiles: dict, nodes: int | None = None) -> dict:
+    r"""Each profile of {r: profile} (one setting and loss, several r, as `inverse_bound` returns them) with its
+    envelope taken over the measures **every** profile kept, evaluated in its own loss: a G found at one r is a real
+    $G \in \Theta$ with its own $D_{r'}(G, G^*)$ and $\|f_G - f^*\|$ at every other $r'$, so the pooled
+    envelope is still an upper bound on $\omega$, never above the profile's own, and an optimiser that missed at
+    one r what it found at another no longer sets the exponent. The per-start fields (status, spread, kept
+    starts) stay those of the profile's own run; `pooled_from` lists the r pooled."""
+    require(isinstance(profiles, dict) and len(profiles) > 0 and all(
+        isinstance(p, InverseBoundProfile) and p.measures is not None for p in profiles.values()), "profiles",
+        type(profiles).__name__, "must be a non-empty {r: profile} dict of inverse_bound profiles (with measures)")
+    first = next(iter(profiles.values()))
+    require(len({(p.loss, p.k, p.divided_out) for p in profiles.values()}) == 1, "profiles",
+            sorted(str(r) for r in profiles), "must share the loss, fitted k and divided symmetries")
+    nodes = default_nodes(setting.d) if nodes is None else require_positive_int("nodes", nodes, 2)
+    with jax.enable_x64(True):
+        pool = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *[p.measures for p in profiles.values()])
+        finite = np.all(np.stack([np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1)
+                                  for a in jax.tree_util.tree_leaves(pool)]), axis=0)
+        pool = jax.tree_util.tree_map(lambda a: jnp.asarray(a[finite]), pool)
+        omega, floor = _pool_omegas(setting, first.k, pool, nodes)
+        return {r: _pooled(setting, p, pool, omega, floor, tuple(profiles)) for r, p in profiles.items()}
+
+
+def _pool_omegas(setting, k, pool, nodes):
+    """||f_G - f*|| and the float64 floor of every pooled measure (float64, the profile's quadrature)."""
+    model, truth = setting.fitted_model(k), setting.truth_params()
+    quad = quadrature(setting.inputs, setting.d, nodes)
+    qx, qw = jnp.asarray(quad.x), jnp.asarray(quad.w)
+    prob = _Problem(model, None, None, qx, qw, setting.model(truth, qx), None)
+    sq = jax.vmap(lambda g: jnp.sum(qw * (model(g, qx) - prob.fstar) ** 2))(pool)
+    floor = jax.vmap(lambda g: _floor_at(prob, g, model.symmetry_tangents, k))(pool)
+    return np.sqrt(np.asarray(sq)), np.asarray(floor)
+
+
+def _pooled(setting, prof, pool, omega, floor, rs):
+    model, truth = setting.fitted_model(prof.k), setting.truth_params()
+    D = np.asarray(jax.vmap(loss_function(model, truth, prof.loss, prof.r, bool(prof.divided_out)))(pool))
+    env, pick = np.full(prof.eps.size, np.inf), np.full(prof.eps.size, -1)
+    for j, e in enumerate(prof.eps):
+        cand = np.where((D >= (1 - FEASIBLE) * e) & np.isfinite(omega), omega, np.inf)
+        if np.isfinite(cand).any():
+            pick[j] = int(np.argmin(cand))
+            env[j] = cand[pick[j]]
+    take = np.maximum(pick, 0)
+    new_floor = np.where(pick >= 0, floor[take], prof.floor)
+    out = prof._replace(omega=env, floor=new_floor, resolvable=np.isfinite(env) & (env >= RESOLVE * new_floor),
+                        measures=_pick(jax.tree_util.tree_map(lambda a: np.asarray(a)[None], pool), pick),
+                        measure_loss=np.where(pick >= 0, D[take], np.nan), pooled_from=rs)
+    return out._replace(exponent=local_exponent(out))
 
 
 def local_exponent(profile: InverseBoundProfile, min_points: int = 8, decade: str = "smallest") -> float | None:
