@@ -277,3 +277,27 @@ def test_taylor_mode_agrees_with_float64_where_both_resolve(one_linear_atom, one
     assert np.all(check.tail < 1e-12) and not check.below_float64_floor.any()
     with pytest.raises(JaxMoEInputError, match="^order="):
         taylor_check(one_linear_atom(), one_linear_profile, order=1)
+
+
+def test_search_truths_ranks_valid_truths_by_fisher_min():
+    import jax
+
+    from jaxmoe.bounds import search_truths
+    found = search_truths(get_preset("softmax-ridge"), jax.random.PRNGKey(7), candidates=6, keep=3)
+    assert 1 <= len(found) <= 3
+    mins = [cond.fisher_min for _, cond in found]
+    assert mins == sorted(mins, reverse=True) and all(m > 0 for m in mins)
+    for cand, _ in found:  # each a valid truth of the family with its gauge pinned (A.3)
+        assert cand.k_star == 2 and np.all(cand.truth.beta1[-1] == 0) and cand.truth.beta0[-1] == 0
+    with pytest.raises(JaxMoEInputError, match="^candidates="):
+        search_truths(get_preset("softmax-ridge"), jax.random.PRNGKey(7), candidates=0)
+
+
+def test_linear_row_profile_sits_at_the_float64_floor():
+    """softmax-linear, D2r (r = 1): two atoms on one gate whose linear experts average to the true one give
+    f_G = f* exactly with D > 0, so omega is at the floor from the top of the grid: `not_identifiable`."""
+    prof = inverse_bound(get_preset("softmax-linear"), loss="d2r", r=1.0, eps=np.array([1.0, 0.3, 0.1]), starts=8,
+                         iterations=200)
+    assert prof.at_floor.all() and not prof.resolvable.any()
+    v = bound_verdict(prof)
+    assert v.verdict == "not_identifiable" and "round-off" in v.why

@@ -39,7 +39,7 @@ from jaxmoe.bounds.profile import InverseBoundProfile, inverse_bound, local_expo
 from jaxmoe.bounds.quadrature import quadrature
 from jaxmoe.bounds.two_point import two_point_curve
 from jaxmoe.bounds.verdict import POLYNOMIAL_TOL
-from jaxmoe.validation import require, require_positive_int
+from jaxmoe.validation import JaxMoEInputError, require, require_positive_int
 
 __all__ = ["Conditioning", "conditioning", "fisher_matrix", "profile_onset", "search_truths"]
 
@@ -149,6 +149,7 @@ def conditioning(setting, profile: InverseBoundProfile | None = None, *, nodes: 
 def search_truths(setting, key, candidates: int = 64, scale: float = 3.0, keep: int = 4, refine: dict | None = None):
     """Random truths of `setting`'s family (`random_start` in [-scale, scale] ∩ Θ, `candidates` of them) ranked
     by the exact-fitted `fisher_min` (largest first); the best `keep` are returned as [(setting, Conditioning)].
+    Each draw has its gauge pinned (A.3); one that is not a valid truth (atoms not distinct) is skipped.
     With `refine` (keyword arguments of `inverse_bound`, e.g. {"loss": "d1", "eps": ..., "starts": 4}) each kept
     truth also gets its over-fitted profile, and they are re-ranked by predicted onset (smallest first)."""
     candidates = require_positive_int("candidates", candidates)
@@ -156,10 +157,13 @@ def search_truths(setting, key, candidates: int = 64, scale: float = 3.0, keep: 
     require(np.isfinite(scale) and scale > 0, "scale", scale, "must be finite and > 0")
     with jax.enable_x64(True):
         keys = jax.random.split(key, candidates)
-        truths = [setting.model.random_start(k, scale, jnp.float64) for k in keys]
+        truths = [setting.model.fix_gauge(setting.model.random_start(k, scale, jnp.float64), pin=True) for k in keys]
     scored = []
     for truth in truths:
-        cand = setting.replace(truth=jax.tree_util.tree_map(np.asarray, truth), name=f"{setting.name}-search")
+        try:  # a draw with coinciding atoms is no truth (Setting checks it): skipped
+            cand = setting.replace(truth=jax.tree_util.tree_map(np.asarray, truth), name=f"{setting.name}-search")
+        except JaxMoEInputError:
+            continue
         eig, _ = _complement_eigenvalues(*fisher_matrix(cand))
         scored.append((float(eig[0]), cand))
     scored.sort(key=lambda t: -t[0])
