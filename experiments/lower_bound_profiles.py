@@ -1,6 +1,7 @@
 """Inverse-bound profiles omega(eps), two-point curves LB(n) and verdicts for the six Table 1 presets (issue 14).
 
     .venv/bin/python experiments/lower_bound_profiles.py [--starts 8] [--iterations 200] [--out DIR]
+    .venv/bin/python experiments/lower_bound_profiles.py --set own     # the pre-registered truths (own_truths.py)
     .venv/bin/python experiments/lower_bound_profiles.py --verdicts-from DIR/profiles.json   # fit nothing
 
 Rows: each preset with the loss its theorem is stated in; the power-r losses of the linear rows at r = 1..4 (one
@@ -11,9 +12,11 @@ the quotient the model is a softmax-gating ridge model (strongly identifiable); 
 by an over-fitted cell's split (omega ~ |dtheta|^2, D ~ |dtheta|^r: m = 2 / r) or by a cell's total weight
 (omega ~ D ~ |dw|: m = 1), whichever has the larger exponent (an exactly-fitted atom gives 1 / r).
 
-Writes DIR/profiles.json (default experiments/results/lower_bound): per row the loss, per r the profile (eps, omega,
-found D, spread, kept starts, floor, resolvable, at_floor), its local exponent and two-point curve (sigma = 0.1,
-n = 10^2..10^12), the verdict over all r and the symmetries that move the loss; and DIR/NAME.png per row.
+A row with several r pools their measures (`pool_profiles`: each r's envelope over every G any r found; the
+exponent of each r's own run is kept as `exponent_own`). Writes DIR/profiles.json (`--set own`: DIR/own_truths.json;
+default DIR experiments/results/lower_bound): per row the loss, per r the profile (eps, omega, found D, spread, kept
+starts, floor, resolvable, at_floor), its local exponent and two-point curve (sigma = 0.1, n = 10^2..10^12), the
+verdict over all r and the symmetries that move the loss; and DIR/NAME.png per row.
 """
 
 import argparse
@@ -23,26 +26,48 @@ import time
 
 import numpy as np
 
-from jaxmoe.bounds import InverseBoundProfile, bound_verdict, inverse_bound, plot_bound, two_point_curve
+from jaxmoe.bounds import (InverseBoundProfile, bound_verdict, inverse_bound, plot_bound, pool_profiles, taylor_check,
+                           two_point_curve)
 from jaxmoe.bounds.profile import default_eps
-from jaxmoe.presets import PRESET_NAMES, get_preset
+from jaxmoe.presets import get_preset
 
 R_ALL = (1.0, 2.0, 3.0, 4.0)
-# (preset, loss, r values, divide out, theory exponent per r): the loss each row's theorem is about (THEORY.md §3-5).
-ROWS = {"softmax-ridge": ("softmax-ridge", "d1", (None,), False, {None: 1.0}),
-        "softmax-linear": ("softmax-linear", "d2r", R_ALL, False, {r: 1.0 for r in R_ALL}),
-        "dts-linear-router": ("dts-linear-router", "temperature", R_ALL, False, {r: 1.0 for r in R_ALL}),
-        "dts-linear-router/divided": ("dts-linear-router", "temperature", R_ALL, True,
+# (setting, loss, r values, divide out, theory exponent per r): the loss each row's theorem is about (THEORY.md §3-5).
+ROWS = {"softmax-ridge": (lambda: get_preset("softmax-ridge"), "d1", (None,), False, {None: 1.0}),
+        "softmax-linear": (lambda: get_preset("softmax-linear"), "d2r", R_ALL, False, {r: 1.0 for r in R_ALL}),
+        "dts-linear-router": (lambda: get_preset("dts-linear-router"), "temperature", R_ALL, False,
+                              {r: 1.0 for r in R_ALL}),
+        "dts-linear-router/divided": (lambda: get_preset("dts-linear-router"), "temperature", R_ALL, True,
                                       {r: max(1.0, 2.0 / r) for r in R_ALL}),
-        "dts-nonlinear-router": ("dts-nonlinear-router", "d4", (None,), False, {None: 1.0}),
-        "hierarchical-ridge": ("hierarchical-ridge", "hierarchical", (None,), False, {None: 1.0}),
-        "hierarchical-linear": ("hierarchical-linear", "hierarchical", R_ALL, False, {r: 1.0 for r in R_ALL})}
+        "dts-nonlinear-router": (lambda: get_preset("dts-nonlinear-router"), "d4", (None,), False, {None: 1.0}),
+        "hierarchical-ridge": (lambda: get_preset("hierarchical-ridge"), "hierarchical", (None,), False, {None: 1.0}),
+        "hierarchical-linear": (lambda: get_preset("hierarchical-linear"), "hierarchical", R_ALL, False,
+                                {r: 1.0 for r in R_ALL})}
+
+
+def own_rows() -> dict:
+    """The pre-registered truths of own_truths.py in ROWS' format (their predicted verdict is dropped here)."""
+    from own_truths import TRUTHS
+    return {name: (make, loss, rs, divide, theory) for name, (make, loss, rs, divide, _, theory) in TRUTHS.items()}
 FIELDS = ("eps", "omega", "loss_found", "spread", "kept_starts", "floor", "resolvable")
 
 
-def profile_record(prof: InverseBoundProfile, sigma: float, seconds: float) -> dict:
+def taylor_record(setting, prof: InverseBoundProfile) -> dict:
+    """The floor-free cross-check (`taylor_check`): agreement where both resolve omega, and what it sees below the
+    float64 floor."""
+    c = taylor_check(setting, prof)
+    both = ~np.isnan(c.relative_difference)
+    return {"order": c.order, "converged": int(c.converged.sum()), "both_resolvable": int(both.sum()),
+            "max_relative_difference": float(np.max(c.relative_difference[both])) if both.any() else None,
+            "below_float64_floor": int(c.below_float64_floor.sum()), "omega_taylor": c.omega_taylor.tolist(),
+            "taylor_floor": c.taylor_floor.tolist(), "tail": c.tail.tolist()}
+
+
+def profile_record(prof: InverseBoundProfile, sigma: float, seconds: float, setting=None) -> dict:
     rec = {"r": prof.r, "seconds": round(seconds, 1), "exponent": prof.exponent,
            "profile": {f: np.asarray(getattr(prof, f)).tolist() for f in FIELDS}, "at_floor": prof.at_floor.tolist()}
+    if setting is not None:
+        rec["taylor"] = taylor_record(setting, prof)
     if prof.resolvable.any():
         c = two_point_curve(prof, sigma)
         rec["two_point"] = {"n": c.n.tolist(), "lower_bound": c.lower_bound.tolist(), "eps_n": c.eps_n.tolist(),
@@ -50,26 +75,33 @@ def profile_record(prof: InverseBoundProfile, sigma: float, seconds: float) -> d
     return rec
 
 
-def run_row(name: str, args) -> tuple[dict, dict]:
-    preset, loss, rs, divide, theory = ROWS[name]
-    setting = get_preset(preset)
-    profiles, by_r = {}, {}
+def run_row(name: str, spec, args) -> tuple[dict, dict]:
+    make, loss, rs, divide, theory = spec
+    setting = make()
+    profiles, seconds, own = {}, {}, {}
     for r in rs:
         t = time.time()
-        prof = inverse_bound(setting, loss=loss, r=r, eps=default_eps(), starts=args.starts,
+        prof = inverse_bound(setting, loss=loss, r=r, eps=default_eps(1.0, args.eps_min), starts=args.starts,
                              iterations=args.iterations, divide_out=divide)
-        profiles[r], by_r[str(r)] = prof, profile_record(prof, setting.sigma, time.time() - t)
+        profiles[r], seconds[r], own[r] = prof, time.time() - t, prof.exponent
         ok = prof.resolvable
-        print(f"{name:26s} {loss:12s} r={r} {by_r[str(r)]['seconds']:6.1f}s exponent={prof.exponent} "
+        print(f"{name:32s} {loss:12s} r={r} {seconds[r]:6.1f}s exponent={prof.exponent} "
               f"resolvable={int(ok.sum())}/{ok.size} at_floor={int(prof.at_floor.sum())} "
               f"not_identifiable={prof.not_identifiable}", flush=True)
+    if len(profiles) > 1:
+        profiles = pool_profiles(setting, profiles)
+        print(f"{name:32s} pooled exponents {[p.exponent for p in profiles.values()]}", flush=True)
+    by_r = {str(r): {**profile_record(p, setting.sigma, seconds[r], setting), "exponent_own": own[r]}
+            for r, p in profiles.items()}
     v = bound_verdict(profiles, m_theory=theory, sigma=setting.sigma)
     first = profiles[rs[0]]
-    rec = {"preset": preset, "loss": loss, "divided_out": list(first.divided_out), "m_theory": list(theory.values()),
+    rec = {"setting": setting.name, "d": setting.d, "loss": loss, "divided_out": list(first.divided_out), "m_theory": list(theory.values()),
            "verdict": v.verdict, "why": v.why, "rate": v.rate, "exponents": {str(r): m for r, m in v.exponents.items()},
            "not_identifiable": first.not_identifiable, "symmetry_loss": first.symmetry_loss,
            **by_r[str(rs[0])], "by_r": by_r}
-    print(f"{name:26s} verdict {v.verdict} ({v.why}) rate={v.rate}", flush=True)
+    print(f"{name:32s} verdict {v.verdict} ({v.why}) rate={v.rate}; taylor "
+          f"{[(t['taylor']['max_relative_difference'], t['taylor']['below_float64_floor']) for t in by_r.values()]}",
+          flush=True)
     return rec, profiles
 
 
@@ -77,24 +109,29 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--starts", type=int, default=8)
     ap.add_argument("--iterations", type=int, default=200)
-    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {list(ROWS)}")
+    ap.add_argument("--set", choices=("presets", "own"), default="presets")
+    ap.add_argument("--rows", help="comma-separated row names (default: every row of the set)")
+    ap.add_argument("--eps-min", type=float, help="smallest eps (default 1e-6; own truths 1e-4)")
     ap.add_argument("--out", default="experiments/results/lower_bound")
     ap.add_argument("--verdicts-from", help="print the verdicts of a profiles.json written earlier; fit nothing")
     args = ap.parse_args()
     if args.verdicts_from:
         return print_verdicts(args.verdicts_from)
+    rows = ROWS if args.set == "presets" else own_rows()
+    args.eps_min = args.eps_min or (1e-6 if args.set == "presets" else 1e-4)
     os.makedirs(args.out, exist_ok=True)
     out = {}
-    for name in args.rows.split(","):
-        out[name], profiles = run_row(name, args)
-        setting = get_preset(ROWS[name][0])
-        curves = {r: two_point_curve(p, setting.sigma) for r, p in profiles.items() if p.resolvable.any()}
-        theory = next(iter(ROWS[name][4].values()))
+    for name in (args.rows.split(",") if args.rows else rows):
+        out[name], profiles = run_row(name, rows[name], args)
+        sigma = rows[name][0]().sigma
+        curves = {r: two_point_curve(p, sigma) for r, p in profiles.items() if p.resolvable.any()}
+        theory = next(iter(rows[name][4].values()))
         plot_bound(profiles, curves, os.path.join(args.out, name.replace("/", "-")), theory,
-                   f"{name}: {ROWS[name][1]} ({out[name]['verdict']})")
-    with open(os.path.join(args.out, "profiles.json.tmp"), "w") as fh:
+                   f"{name}: {rows[name][1]} ({out[name]['verdict']})")
+    path = os.path.join(args.out, "profiles.json" if args.set == "presets" else "own_truths.json")
+    with open(path + ".tmp", "w") as fh:
         json.dump(out, fh, indent=1)
-    os.replace(os.path.join(args.out, "profiles.json.tmp"), os.path.join(args.out, "profiles.json"))
+    os.replace(path + ".tmp", path)
 
 
 def _stored(rec: dict) -> InverseBoundProfile:
@@ -120,8 +157,9 @@ def stored_profiles(path) -> dict:
 
 def print_verdicts(path):
     """`bound_verdict` of each row's profiles (all r) as stored in `path`."""
+    rows = {**ROWS, **own_rows()}
     for name, profiles in stored_profiles(path).items():
-        v = bound_verdict(profiles, m_theory=ROWS[name][4] if name in ROWS else 1.0)
+        v = bound_verdict(profiles, m_theory=rows[name][4] if name in rows else 1.0)
         print(f"{name:26s} {v.verdict:24s} rate={v.rate} exponents={v.exponents} ({v.why})")
 
 

@@ -58,7 +58,8 @@ def _two_point_panel(ax, curves: dict, m_theory: float) -> None:
     ax.set_title("two-point lower bound", fontsize=9)
     ax.set_xlabel("sample size n")
     ax.set_ylabel("LB(n), eps_n")
-    ax.legend(fontsize=6, loc="lower left")
+    if curves:
+        ax.legend(fontsize=6, loc="lower left")
 
 
 def plot_bound(profiles: dict, curves: dict, stem: str, m_theory: float = 1.0, title: str = "") -> list[str]:
