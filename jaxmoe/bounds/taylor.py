@@ -7,9 +7,12 @@ split). Along the line $t \mapsto G_0 + t\delta$,
 $$f_{G_0 + \delta} - f^* = \sum_{j \ge 1} \frac{1}{j!} \frac{d^j}{dt^j} f_{G_0 + t\delta}\Big|_{t=0},$$
 and `jet` computes the derivatives in one pass, each with a rounding error relative to its own size, not to
 $\|f^*\|$: no term is a difference of two $O(1)$ numbers. Truncated after `order` terms, the sum is
-$\omega_{\text{Taylor}}$. Its round-off is estimated as $16u$ times the largest single-coordinate first-order term
-$\|\partial_{\theta_i} f\,\delta_i\|$ (what cancels inside the first term; `taylor_floor`), and the truncation by the
-last term (`tail`: the last term's norm over the sum's; the check is valid where it is small).
+$\omega_{\text{Taylor}}$. Its round-off (`taylor_floor`) is measured as the float64 floor is: the same series for an
+exact symmetric image of $G_0$ and $G$ (moved by 0.25 along every exact symmetry of the family) represents the same
+function, so the two sums differ by round-off only; a family without symmetries gets $16u$ times the largest
+single-coordinate first-order term $\|\partial_{\theta_i} f\,\delta_i\|$ (what cancels inside the first term).
+The truncation is measured by the last term (`tail`: its norm over the sum's; the check is valid where it is
+small).
 
 What it tells: where both resolve $\omega$ they must agree (`relative_difference`, a bug check of both). At an
 $\varepsilon$ at the float64 floor a Taylor-resolvable value is the real $\|f_G - f_{G_0}\|$ of the $G$ the optimiser
@@ -83,7 +86,7 @@ def taylor_check(setting, profile: InverseBoundProfile, order: int = 8, nodes: i
         flat = jax.vmap(lambda g: jax.flatten_util.ravel_pytree(g)[0])(
             jax.tree_util.tree_map(jnp.asarray, profile.measures))
         series = jax.jit(jax.vmap(lambda g: _series(model, unravel, bases, g, qx, order)))(flat)
-        omega_t, floor_t, tail = (np.asarray(a) for a in jax.vmap(lambda s, lin: _norms(s, lin, qw))(*series))
+        omega_t, floor_t, tail = (np.asarray(a) for a in jax.vmap(lambda *a: _norms(*a, qw))(*series))
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = np.abs(omega_t - profile.omega) / profile.omega
         converged = tail <= TAIL_TOL
@@ -92,24 +95,37 @@ def taylor_check(setting, profile: InverseBoundProfile, order: int = 8, nodes: i
                        np.where(profile.resolvable & resolvable, rel, np.nan), profile.at_floor, order)
 
 
-def _series(model, unravel, bases, g, qx, order: int):
-    """The Taylor terms d^j/dt^j f(G0 + t delta) / j!, j = 1..order, at the nodes, from the nearest split truth
-    G0; and the per-atom first-order terms' largest size (for the round-off bound)."""
-    base = bases[jnp.argmin(jnp.sum((bases - g) ** 2, axis=1))]
-    delta = g - base
-    f = lambda v: model(unravel(v), qx)  # noqa: E731
+def _terms(f, base, delta, order: int):
+    """d^j/dt^j f(base + t delta) / j!, j = 1..order (rows), at the nodes."""
     _, terms = jet.jet(f, (base,), ([delta] + [jnp.zeros_like(delta)] * (order - 1),))
     fact = jnp.cumprod(jnp.arange(1, order + 1, dtype=delta.dtype))
-    terms = jnp.stack(terms) / fact[:, None]
-    # each coordinate's own first-order contribution: the size of what cancels inside the first term
-    lin = jax.vmap(lambda e: jax.jvp(f, (base,), (e * delta,))[1])(jnp.eye(delta.size, dtype=delta.dtype))
-    return terms, lin
+    return jnp.stack(terms) / fact[:, None]
 
 
-def _norms(terms, lin, qw):
+def _series(model, unravel, bases, g, qx, order: int):
+    """From the nearest split truth G0: the Taylor terms of f along G0 + t (G - G0), and the sum of the same
+    series for an exact symmetric image (G0 and G both moved by 0.25 along every exact symmetry, as the float64
+    floor is measured), whose difference from the first sum is pure round-off; with no symmetry, the
+    single-coordinate first-order terms (16 u times the largest is the round-off estimate)."""
+    base = bases[jnp.argmin(jnp.sum((bases - g) ** 2, axis=1))]
+    f = lambda v: model(unravel(v), qx)  # noqa: E731
+    terms = _terms(f, base, g - base, order)
+    tangents = model.symmetry_tangents(unravel(g))
+    if not tangents:
+        delta = g - base
+        lin = jax.vmap(lambda e: jax.jvp(f, (base,), (e * delta,))[1])(jnp.eye(delta.size, dtype=delta.dtype))
+        return terms, lin, jnp.zeros(())
+    move = lambda v: v + 0.25 * sum(  # noqa: E731
+        jax.flatten_util.ravel_pytree(t)[0] for t in model.symmetry_tangents(unravel(v)).values())
+    twin_base, twin = move(base), move(g)
+    return terms, jnp.sum(_terms(f, twin_base, twin - twin_base, order), axis=0)[None], jnp.ones(())
+
+
+def _norms(terms, other, twin, qw):
     total = jnp.sum(terms, axis=0)
     omega = jnp.sqrt(jnp.sum(qw * total ** 2))
     last = jnp.sqrt(jnp.sum(qw * terms[-1] ** 2))
-    scale = jnp.max(jnp.sqrt(jnp.sum(qw * lin ** 2, axis=1)))
-    floor = 16 * jnp.finfo(total.dtype).eps * scale
-    return omega, floor, last / jnp.maximum(omega, 1e-300)
+    eps = jnp.finfo(total.dtype).eps
+    by_twin = jnp.sqrt(2.0 * jnp.sum(qw * (total - other[0]) ** 2)) + eps * omega
+    by_terms = 16 * eps * jnp.max(jnp.sqrt(jnp.sum(qw * other ** 2, axis=1)))
+    return omega, jnp.where(twin > 0, by_twin, by_terms), last / jnp.maximum(omega, 1e-300)
