@@ -301,3 +301,14 @@ def test_linear_row_profile_sits_at_the_float64_floor():
     assert prof.at_floor.all() and not prof.resolvable.any()
     v = bound_verdict(prof)
     assert v.verdict == "not_identifiable" and "round-off" in v.why
+
+
+def test_steep_gates_leave_the_split_inside_the_box():
+    """True slopes 6, -6, 0: the fits' gauge translates a split of atom 0 by its slope (-12, clipped to -10 by
+    Theta), which moved the profile's base off the truth and made the translations 'move' D1 (0.46). The
+    profile's base is the split itself, so D1 is 0 there and along the translations."""
+    from jaxmoe import Setting, SoftmaxMoE, SoftmaxParams
+    truth = SoftmaxParams(np.array([-2.0, -2.0, 0.0]), np.array([[6.0], [-6.0], [0.0]]),
+                          {"a": np.array([[2.0], [-1.5], [1.0]]), "b": np.array([-0.5, 0.5, 1.0])})
+    setting = Setting("steep-gates", SoftmaxMoE("gelu", k=3, d=1), truth)
+    assert all(v < 1e-12 for v in symmetry_losses(setting, loss="d1").values())

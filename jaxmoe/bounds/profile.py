@@ -3,7 +3,10 @@ r"""The local inverse bound $\omega(\varepsilon) = \inf\{\|f_G - f_{G^*}\|_{L^2(
 
 **Parametrisation.** $G$ is the split truth (`near_truth_split` with no noise: the extra atoms of the
 over-fitted cells sit on a true atom, weights split) plus offsets $\delta$ on the free coordinates of the
-gauged box (`offset_map`: the last atom's gate pinned as the fits pin it), projected onto $\Theta$. The loss
+gauged box (the last atom's gate held where the split puts it, as the fits pin it; the split is not translated
+to the fits' representative, whose gate parameters can leave $\Theta$ when the split atom has a steep gate, so
+that clipping would move $G$ off the truth: true slopes 6, -6, 0 gave -12 clipped to -10), projected onto
+$\Theta$. The loss
 $D$ is the family's (`LOSSES`), which recomputes the Voronoi cells at every evaluation and normalises the
 softmax translation, so neither a cell re-labelling nor a translation can fake a large $D$ at $f_G = f^*$.
 
@@ -112,8 +115,8 @@ def _bases(model, truth, k_star: int, starts: int):
     flats = []
     for o in range(min(starts, k_star)):
         split = model.near_truth_split(jax.random.PRNGKey(0), truth, k_star, noise=0.0, offset=o)
-        flats.append(jax.flatten_util.ravel_pytree(model.fix_gauge(split))[0])
-    _, unravel = jax.flatten_util.ravel_pytree(model.fix_gauge(split))
+        flats.append(jax.flatten_util.ravel_pytree(split)[0])
+    _, unravel = jax.flatten_util.ravel_pytree(split)
     index = np.arange(starts) % len(flats)
     return jnp.stack(flats)[index], jnp.asarray(free), unravel
 

@@ -68,8 +68,8 @@ def _split_bases(setting, model, truth):
     flats = []
     for o in range(setting.k_star):
         split = model.near_truth_split(jax.random.PRNGKey(0), truth, setting.k_star, noise=0.0, offset=o)
-        flats.append(jax.flatten_util.ravel_pytree(model.fix_gauge(split))[0])
-    return jnp.stack(flats), jax.flatten_util.ravel_pytree(model.fix_gauge(split))[1]
+        flats.append(jax.flatten_util.ravel_pytree(split)[0])
+    return jnp.stack(flats), jax.flatten_util.ravel_pytree(split)[1]
 
 
 def taylor_check(setting, profile: InverseBoundProfile, order: int = 8, nodes: int | None = None) -> TaylorCheck:
