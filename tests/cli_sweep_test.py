@@ -162,11 +162,11 @@ def test_a_grid_cell_equals_the_separate_sweep(runs, env, tmp_path):
 def test_sweep_outputs(runs):
     a, summary = runs["a"], runs["whole"]
     rows = list(csv.DictReader(open(a / "results.csv")))
-    metrics = ["l2_error", "voronoi_d1", "exact_error", "overfit_error"]
+    metrics = ["l2_error", "voronoi_d1", "exact_error", "overfit_error", "overfit_error_weighted", "cell_mass"]
     assert len(rows) == 3 * 3 * len(metrics)
     assert list(rows[0]) == ["setting", "n", "replicate", "metric", "value", "status", "converged", "iterations",
                              "objective", "objective_truth", "objective_reference", "reached_minimum", "empty_cells", "on_boundary"]
-    assert [r["metric"] for r in rows[:4]] == metrics and {r["setting"] for r in rows} == {"softmax-ridge"}
+    assert [r["metric"] for r in rows[:len(metrics)]] == metrics and {r["setting"] for r in rows} == {"softmax-ridge"}
     assert {r["status"] for r in rows} <= set(jaxmoe.STATUS_NAMES.values())
     assert all(float(r["objective"]) > 0 and int(r["iterations"]) > 0 for r in rows)
     assert summary["fits"]["count"] == 9 and sum(summary["fits"]["status_counts"].values()) == 9

@@ -12,7 +12,7 @@ def test_demo_writes_table_summary_plot(tmp_path, capsys):
     assert jaxmoe.demo.main(argv) == 0
     assert "wrote" in capsys.readouterr().out
     rows = list(csv.DictReader(open(out / "results.csv")))
-    metrics = {"l2_error", "voronoi_d1", "exact_error", "overfit_error"}
+    metrics = {"l2_error", "voronoi_d1", "exact_error", "overfit_error", "overfit_error_weighted", "cell_mass"}
     assert len(rows) == 3 * 3 * len(metrics) and {r["metric"] for r in rows} == metrics
     assert all(float(r["value"]) >= 0 for r in rows if r["value"] != "nan")
     summary = json.load(open(out / "summary.json"))

@@ -120,6 +120,7 @@ def test_linear_router_scaling_symmetry_is_exact_and_only_for_a_linear_router():
 def test_theory_rates_come_from_the_family():
     rates = {name: jaxmoe.get_preset(name).fitted_model().theory_rates() for name in jaxmoe.PRESET_NAMES}
     assert rates["softmax-ridge"]["voronoi_d1"][0] == -0.5 and rates["softmax-ridge"]["overfit_error"][0] == -0.25
+    assert rates["softmax-ridge"]["overfit_error_weighted"][0] == -0.25 and rates["softmax-ridge"]["cell_mass"][0] is None
     assert rates["softmax-linear"]["voronoi_d1"][0] is None and "Theorem 2" in rates["softmax-linear"]["voronoi_d1"][1]
     assert rates["dts-linear-router"]["voronoi_temperature"][0] is None
     assert "Theorem 3" in rates["dts-linear-router"]["exact_error"][1]
@@ -127,7 +128,8 @@ def test_theory_rates_come_from_the_family():
     assert rates["hierarchical-ridge"]["level1_error"][0] == -0.5
     assert "Theorem 6" in rates["hierarchical-linear"]["voronoi_hierarchical"][1]
     sigmoid = MODELS["sigmoid"].theory_rates()
-    assert set(sigmoid) == {"l2_error", "voronoi_sigmoid", "exact_error", "overfit_error"}
+    assert set(sigmoid) == {"l2_error", "voronoi_sigmoid", "exact_error", "overfit_error", "overfit_error_weighted",
+                            "cell_mass"}
     assert all(slope is None for slope, _ in sigmoid.values())
 
 

@@ -42,6 +42,11 @@ def test_errors_split_by_cell_type_hand_computed():
     np.testing.assert_allclose(e.exact_error, 0.1, rtol=1e-5)  # cell 0, |A_0| = 1
     np.testing.assert_allclose(e.overfit_error, 0.3, rtol=1e-5)  # cell 1, |A_1| = 2
     assert np.isnan(e.tau_error) and int(e.num_empty_cells) == 0
+    # mass-weighted: masses p = (0.5, 0.25, 0.25); cell 1 has squared errors 0.01 and 0.09 + 0.01
+    np.testing.assert_allclose(e.weighted_error, [0.1, np.sqrt((0.25 * 0.01 + 0.25 * 0.1) / 0.5)], rtol=1e-5)
+    np.testing.assert_allclose(e.overfit_error_weighted, np.sqrt(0.055), rtol=1e-5)
+    np.testing.assert_allclose(e.min_mass, [0.5, 0.25], rtol=1e-6)
+    np.testing.assert_allclose(e.overfit_min_mass, 0.25, rtol=1e-6)
     # translation-invariant like the losses
     moved = fitted._replace(beta0=fitted.beta0 + 1.3, beta1=fitted.beta1 - 0.7)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
@@ -52,11 +57,13 @@ def test_nan_when_no_cell_of_a_type_and_empty_cells_counted():
     fitted, truth = _two_atom_example()
     exact = parameter_errors(truth, truth)
     assert float(exact.exact_error) == 0.0 and np.isnan(exact.overfit_error)
+    assert np.isnan(exact.overfit_error_weighted) and np.isnan(exact.overfit_min_mass)
     # one fitted atom only: true atom 1's cell is empty
     lonely = SoftmaxParams(jnp.zeros(1), jnp.array([[1.0]]), {"a": jnp.array([[1.0]]), "b": jnp.zeros(1)})
     e = parameter_errors(lonely, truth, translation="none")
     np.testing.assert_array_equal(e.cell_size, [1, 0])
     assert int(e.num_empty_cells) == 1 and np.isnan(e.gate_error[1]) and np.isnan(e.overfit_error)
+    assert np.isnan(e.weighted_error[1]) and np.isnan(e.min_mass[1])  # an empty cell has neither
     np.testing.assert_allclose(e.mass_error, [0.0, 1.0])  # the empty cell's mass error is exp(beta0*_1)
     np.testing.assert_allclose(e.exact_error, 0.0)
 

@@ -461,12 +461,16 @@ def table1_rates(param_metrics, expert: str, theorem: str, slow_theorem: str, no
     """Per metric (theory slope or None, why) for a family whose linear-expert case is slow (THEORY.md §6):
     strongly identifiable experts give n^-1/2 (exactly fitted) and n^-1/4 (over-fitted cells)."""
     rates: dict[str, tuple[float | None, str]] = {"l2_error": (-0.5, "n^-1/2 up to log n (Proposition 1)")}
-    for k in list(param_metrics) + ["exact_error", "overfit_error"]:
+    over = ("overfit_error", "overfit_error_weighted")
+    for k in list(param_metrics) + ["exact_error", *over]:
         if expert == "linear":
             rates[k] = (None, f"{SLOW} ({slow_theorem}: linear experts)")
         elif expert in STRONG_EXPERTS:
-            slope = -0.25 if k == "overfit_error" else -0.5
-            rates[k] = (slope, f"n^{'-1/4' if slope == -0.25 else '-1/2'} ({theorem}){note}")
+            slope = -0.25 if k in over else -0.5
+            why = f"n^{'-1/4' if slope == -0.25 else '-1/2'} ({theorem}){note}"
+            rates[k] = (slope, why + ("; unweighted: an atom whose mass tends to 0 dominates it"
+                                      if k == "overfit_error" else ""))
         else:
             rates[k] = (None, f"unknown: the paper gives no rate for expert {expert!r}")
+    rates["cell_mass"] = (None, "no rate: the lightest atom of an over-fitted cell may have a mass tending to 0")
     return rates

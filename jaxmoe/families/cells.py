@@ -127,8 +127,15 @@ class ParameterErrors(NamedTuple):
     - `gate_error[j]` $= \max_{i \in A_j} \|\Delta\beta_{1ij}\|$, `expert_error[j]` $= \max_{i \in A_j} \|\Delta\eta_{ij}\|$;
     - `atom_error[j]` = max of the two (the cell's largest parameter-block error);
     - `exact_error` $= \max_{|A_j| = 1} \max(\text{atom\_error}_j, \text{mass\_error}_j)$ (expected $\sim n^{-1/2}$);
-    - `overfit_error` $= \max_{|A_j| > 1} \text{atom\_error}_j$ (expected $\sim n^{-1/4}$; the merged mass of
-      an over-fitted cell converges at $n^{-1/2}$ and is in `mass_error`, not here);
+    - `overfit_error` $= \max_{|A_j| > 1} \text{atom\_error}_j$ (unweighted; the merged mass of an over-fitted cell
+      converges at $n^{-1/2}$ and is in `mass_error`, not here). An atom whose mass tends to 0, which Theorem 1
+      allows anywhere, dominates it;
+    - `weighted_error[j]` $= \big(\sum_{i \in A_j} p_i \|\Delta\theta_{ij}\|^2 / \sum_{i \in A_j} p_i\big)^{1/2}$ with
+      $p_i = w_i / \sum_l w_l$ and $\Delta\theta = (\Delta\beta_1, \Delta\eta)$: the mass-weighted error that D1's
+      over-fitted term $\sum_{i \in A_j} p_i \|\Delta\theta_{ij}\|^2$ bounds; `overfit_error_weighted` $=
+      \max_{|A_j| > 1}$ of it (expected $\sim n^{-1/4}$, Theorem 1);
+    - `min_mass[j]` $= \min_{i \in A_j} p_i$; `overfit_min_mass` $= \min_{|A_j| > 1}$ of it (the lightest atom of an
+      over-fitted cell: no rate, it may tend to 0);
     - `tau_error` $= |\tau - \tau^*|$ (dense-to-sparse; NaN otherwise);
     - `num_empty_cells`: cells with no fitted atom.
     """
@@ -142,12 +149,31 @@ class ParameterErrors(NamedTuple):
     overfit_error: Float[Array, ""]
     tau_error: Float[Array, ""]
     num_empty_cells: Int[Array, ""]
+    weighted_error: Float[Array, "k_star"]
+    min_mass: Float[Array, "k_star"]
+    overfit_error_weighted: Float[Array, ""]
+    overfit_min_mass: Float[Array, ""]
 
 
 def masked_max(values, mask, axis=None):
     """max over `mask`, NaN where the mask is empty."""
     got = jnp.max(jnp.where(mask, values, -jnp.inf), axis=axis)
     return jnp.where(jnp.isfinite(got), got, jnp.nan)
+
+
+def masked_min(values, mask, axis=None):
+    """min over `mask`, NaN where the mask is empty."""
+    return -masked_max(-values, mask, axis)
+
+
+def _weighted_cells(w, sq, member):
+    """Per true atom j: the mass-weighted RMS of the atoms' squared errors `sq` (k, k*) over its cell, and the
+    lightest normalised mass there (NaN for an empty cell)."""
+    p = w / jnp.sum(w)
+    weight = jnp.where(member, p[:, None], 0.0)
+    total = jnp.sum(weight, axis=0)
+    rms = safe_sqrt(jnp.sum(weight * sq, axis=0) / jnp.where(total > 0, total, 1.0))
+    return jnp.where(total > 0, rms, jnp.nan), masked_min(jnp.broadcast_to(p[:, None], member.shape), member, axis=0)
 
 
 def cell_errors(w, ws, gate, gs, eta, es, tau_error) -> "ParameterErrors":
@@ -158,17 +184,21 @@ def cell_errors(w, ws, gate, gs, eta, es, tau_error) -> "ParameterErrors":
     member = jax.nn.one_hot(cell_of, omega_s.shape[0], dtype=bool)  # (k, k*)
     size = jnp.sum(member, axis=0, dtype=jnp.int32)
     mass = jnp.abs(member.T.astype(w.dtype) @ w - ws)
-    gate_err = masked_max(safe_sqrt(pair_sq(gate, gs)), member, axis=0)
+    gate_sq = pair_sq(gate, gs)
+    gate_err = masked_max(safe_sqrt(gate_sq), member, axis=0)
     if eta is None:
         expert_err = jnp.full_like(gate_err, jnp.nan)
-        atom = gate_err
+        atom, sq = gate_err, gate_sq
     else:
-        expert_err = masked_max(safe_sqrt(pair_sq(eta, es)), member, axis=0)
-        atom = jnp.maximum(gate_err, expert_err)
+        eta_sq = pair_sq(eta, es)
+        expert_err = masked_max(safe_sqrt(eta_sq), member, axis=0)
+        atom, sq = jnp.maximum(gate_err, expert_err), gate_sq + eta_sq
     exact = masked_max(jnp.maximum(atom, mass), size == 1)
     over = masked_max(atom, size > 1)
+    weighted, lightest = _weighted_cells(w, sq, member)
     return ParameterErrors(size, mass, gate_err, expert_err, atom, exact, over,
-                           jnp.asarray(tau_error, dtype=w.dtype), jnp.sum(size == 0, dtype=jnp.int32))
+                           jnp.asarray(tau_error, dtype=w.dtype), jnp.sum(size == 0, dtype=jnp.int32),
+                           weighted, lightest, masked_max(weighted, size > 1), masked_min(lightest, size > 1))
 
 
 class ExpertSupErrors(NamedTuple):

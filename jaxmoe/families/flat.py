@@ -206,6 +206,7 @@ class FlatMoE(MoEFamily):
     def error_metrics(self, errors, k_star: int) -> dict:
         """The per-fit parameter errors a sweep stores, by metric name."""
         metrics = {"exact_error": errors.exact_error}
-        if self.components > k_star:
-            metrics["overfit_error"] = errors.overfit_error
+        if self.components > k_star:  # unweighted (kept, labelled), mass-weighted, and the lightest atom's mass
+            metrics.update(overfit_error=errors.overfit_error, overfit_error_weighted=errors.overfit_error_weighted,
+                           cell_mass=errors.overfit_min_mass)
         return metrics

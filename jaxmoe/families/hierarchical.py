@@ -76,13 +76,16 @@ class HierarchicalCells(NamedTuple):
 class HierarchicalParameterErrors(NamedTuple):
     r"""`level1`: `ParameterErrors` of the groups (gate $(\kappa, \omega)$; `expert_error` NaN, so
     `atom_error` = `gate_error` $= \|\Delta\omega\|$). `level2`: `ParameterErrors` with a leading axis $k_1$,
-    fitted group $i_1$ against the true group of its level-1 cell. `exact_error` / `overfit_error`: the
-    aggregates over every level-2 cell of every group (NaN when there is none of that type)."""
+    fitted group $i_1$ against the true group of its level-1 cell. `exact_error` / `overfit_error` /
+    `overfit_error_weighted` / `overfit_min_mass`: the aggregates over every level-2 cell of every group (NaN when
+    there is none of that type; level-2 masses normalised within their group)."""
 
     level1: vc.ParameterErrors
     level2: vc.ParameterErrors
     exact_error: Float[Array, ""]
     overfit_error: Float[Array, ""]
+    overfit_error_weighted: Float[Array, ""]
+    overfit_min_mass: Float[Array, ""]
 
 
 def _group_of(fitted, truth):
@@ -294,7 +297,9 @@ class HierarchicalMoE(MoEFamily):
             jnp.asarray(fitted.beta0), jnp.asarray(fitted.beta1), vc.flat(fitted.eta, 2), b0_s, b1_s, eta_s)
         exact = vc.masked_max(jnp.maximum(level2.atom_error, level2.mass_error), level2.cell_size == 1)
         over = vc.masked_max(level2.atom_error, level2.cell_size > 1)
-        return HierarchicalParameterErrors(level1, level2, exact, over)
+        return HierarchicalParameterErrors(level1, level2, exact, over,
+                                           vc.masked_max(level2.weighted_error, level2.cell_size > 1),
+                                           vc.masked_min(level2.min_mass, level2.cell_size > 1))
 
     @classmethod
     def expert_sup(cls, fn, fitted, truth, x):
@@ -314,7 +319,8 @@ class HierarchicalMoE(MoEFamily):
     def error_metrics(self, errors, k_star: int) -> dict:
         metrics = {"exact_error": errors.exact_error}
         if self.components > k_star:
-            metrics["overfit_error"] = errors.overfit_error
+            metrics.update(overfit_error=errors.overfit_error, overfit_error_weighted=errors.overfit_error_weighted,
+                           cell_mass=errors.overfit_min_mass)
         metrics["level1_error"] = errors.level1.exact_error
         return metrics
 

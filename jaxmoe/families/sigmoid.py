@@ -93,7 +93,8 @@ class SigmoidGatingMoE(FlatMoE):
         return {"voronoi_sigmoid": "sigmoid"}
 
     def theory_rates(self) -> dict:
-        return {k: (None, NO_THEORY) for k in ("l2_error", "voronoi_sigmoid", "exact_error", "overfit_error")}
+        return {k: (None, NO_THEORY) for k in ("l2_error", "voronoi_sigmoid", "exact_error", "overfit_error",
+                                               "overfit_error_weighted", "cell_mass")}
 
     def identifiability_case(self) -> dict | None:
         return None  # THEORY.md states no identifiability condition for sigmoid gating
