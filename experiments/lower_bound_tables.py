@@ -1,0 +1,76 @@
+"""The markdown tables of experiments/lower_bound.md from the committed results (no computation).
+
+    .venv/bin/python experiments/lower_bound_tables.py [--dir experiments/results/lower_bound]
+"""
+
+import argparse
+import json
+import os
+
+
+def _fmt(x, spec=".2f"):
+    return "-" if x is None else format(x, spec)
+
+
+def verdict_table(path):
+    with open(path) as fh:
+        rows = json.load(fh)
+    out = ["| row | d | loss | r | m_r (pooled; own run) | theory m_r | resolvable / at floor (of eps) | verdict | rate | "
+           "Taylor: max rel. diff where both resolve |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, rec in rows.items():
+        by_r = rec["by_r"]
+        rs = ", ".join("-" if r == "None" else f"{float(r):g}" for r in by_r)
+        ms = ", ".join(f"{_fmt(p['exponent'])} ({_fmt(p.get('exponent_own'))})" for p in by_r.values())
+        counts = ", ".join(f"{sum(p['profile']['resolvable'])} / {sum(p['at_floor'])}" for p in by_r.values())
+        n_eps = len(next(iter(by_r.values()))["profile"]["eps"])
+        taylor = ", ".join(_fmt((p.get("taylor") or {}).get("max_relative_difference"), ".1e") for p in by_r.values())
+        theory = ", ".join(f"{m:g}" for m in rec["m_theory"])
+        rate = _fmt(rec["rate"], ".3f")
+        why = rec["why"].replace("|", "/")
+        out.append(f"| {name} | {rec.get('d', 1)} | {rec['loss']} | {rs} | {ms} | {theory} | {counts} (of {n_eps}) | "
+                   f"**{rec['verdict']}** ({why}) | {rate} | {taylor} |")
+    return "\n".join(out)
+
+
+def conditioning_table(path):
+    with open(path) as fh:
+        rows = json.load(fh)
+    out = ["| row | Fisher min eigenvalue | condition | symmetry dims | m | c | power law below eps | "
+           "predicted onset n / sigma^2 |", "|---|---|---|---|---|---|---|---|"]
+    for name, c in rows.items():
+        out.append(f"| {name} | {_fmt(c['fisher_min'], '.1e')} | {_fmt(c['fisher_condition'], '.1e')} | "
+                   f"{c['symmetry_dimension']} | {_fmt(c['exponent'])} | {_fmt(c['constant'], '.1e')} | "
+                   f"{_fmt(c['asymptotic_eps'], '.2g')} | {_fmt(c['onset'], '.0e')} |")
+    return "\n".join(out)
+
+
+def bench_table(path):
+    with open(path) as fh:
+        rows = json.load(fh)
+    out = ["| row | d | nodes | cold s | warm s | target s | (start, eps) converged / max_iter | exponent | "
+           "max quadrature error |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, b in rows.items():
+        s = b["status_counts"]
+        out.append(f"| {name} | {b['d']} | {b['nodes_per_axis']}^{b['d']} | {b['cold_seconds']} | {b['warm_seconds']} | "
+                   f"{b['target_seconds']:g} | {s['converged']} / {s['max_iter']} | {_fmt(b['exponent'])} | "
+                   f"{b['max_quadrature_error']:.1e} |")
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", default="experiments/results/lower_bound")
+    args = ap.parse_args()
+    for title, fn, name in (("verdicts, presets", verdict_table, "profiles.json"),
+                            ("verdicts, own truths", verdict_table, "own_truths.json"),
+                            ("conditioning, presets", conditioning_table, "conditioning.json"),
+                            ("conditioning, own truths", conditioning_table, "own_conditioning.json"),
+                            ("speed", bench_table, "bench.json")):
+        path = os.path.join(args.dir, name)
+        if os.path.exists(path):
+            print(f"### {title}\n\n{fn(path)}\n")
+
+
+if __name__ == "__main__":
+    main()
