@@ -17,6 +17,7 @@ import time
 import jax
 import numpy as np
 
+from jaxmoe import JaxMoEInputError
 from jaxmoe.bounds import conditioning, default_eps, inverse_bound, search_truths
 from jaxmoe.presets import get_preset
 
@@ -37,8 +38,13 @@ def main():
         setting, loss = get_preset(name), LOSSES[name]
         t = time.time()
         preset = conditioning(setting, inverse_bound(setting, loss=loss, **refine))
-        found = search_truths(setting, jax.random.PRNGKey(7), args.candidates, keep=args.keep,
-                              refine={"loss": loss, **refine})
+        try:
+            found = search_truths(setting, jax.random.PRNGKey(7), args.candidates, keep=args.keep,
+                                  refine={"loss": loss, **refine})
+        except JaxMoEInputError as err:  # no valid draw: recorded, not hidden
+            out[name] = {"preset": {f: getattr(preset, f) for f in FIELDS}, "found": [], "refused": str(err)}
+            print(name, "refused:", err, flush=True)
+            continue
         out[name] = {"preset": {f: getattr(preset, f) for f in FIELDS},
                      "found": [{"truth": jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), cand.truth)._asdict(),
                                 **{f: getattr(cond, f) for f in FIELDS}} for cand, cond in found],

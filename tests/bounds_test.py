@@ -291,6 +291,9 @@ def test_search_truths_ranks_valid_truths_by_fisher_min():
         assert cand.k_star == 2 and np.all(cand.truth.beta1[-1] == 0) and cand.truth.beta0[-1] == 0
     with pytest.raises(JaxMoEInputError, match="^candidates="):
         search_truths(get_preset("softmax-ridge"), jax.random.PRNGKey(7), candidates=0)
+    # a non-linear router's gauge pins beta0 only, so no draw meets A.3: refused in one line naming the reason
+    with pytest.raises(JaxMoEInputError, match="^candidates=3: gave no valid truth.*A.3"):
+        search_truths(get_preset("dts-nonlinear-router"), jax.random.PRNGKey(7), candidates=3)
 
 
 def test_linear_row_profile_sits_at_the_float64_floor():

@@ -149,7 +149,8 @@ def conditioning(setting, profile: InverseBoundProfile | None = None, *, nodes: 
 def search_truths(setting, key, candidates: int = 64, scale: float = 3.0, keep: int = 4, refine: dict | None = None):
     """Random truths of `setting`'s family (`random_start` in [-scale, scale] ∩ Θ, `candidates` of them) ranked
     by the exact-fitted `fisher_min` (largest first); the best `keep` are returned as [(setting, Conditioning)].
-    Each draw has its gauge pinned (A.3); one that is not a valid truth (atoms not distinct) is skipped.
+    Each draw has its gauge pinned (A.3); one that is not a valid truth (atoms not distinct) is skipped, and a
+    family none of whose draws is valid is refused naming the first reason.
     With `refine` (keyword arguments of `inverse_bound`, e.g. {"loss": "d1", "eps": ..., "starts": 4}) each kept
     truth also gets its over-fitted profile, and they are re-ranked by predicted onset (smallest first)."""
     candidates = require_positive_int("candidates", candidates)
@@ -158,14 +159,17 @@ def search_truths(setting, key, candidates: int = 64, scale: float = 3.0, keep: 
     with jax.enable_x64(True):
         keys = jax.random.split(key, candidates)
         truths = [setting.model.fix_gauge(setting.model.random_start(k, scale, jnp.float64), pin=True) for k in keys]
-    scored = []
+    scored, first_refusal = [], None
     for truth in truths:
         try:  # a draw with coinciding atoms is no truth (Setting checks it): skipped
             cand = setting.replace(truth=jax.tree_util.tree_map(np.asarray, truth), name=f"{setting.name}-search")
-        except JaxMoEInputError:
+        except JaxMoEInputError as err:
+            first_refusal = first_refusal or str(err)
             continue
         eig, _ = _complement_eigenvalues(*fisher_matrix(cand))
         scored.append((float(eig[0]), cand))
+    require(len(scored) > 0, "candidates", candidates, f"gave no valid truth of this family (first refusal: "
+            f"{first_refusal})")
     scored.sort(key=lambda t: -t[0])
     out = []
     for _, cand in scored[:keep]:
