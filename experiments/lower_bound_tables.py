@@ -12,6 +12,12 @@ def _fmt(x, spec=".2f"):
     return "-" if x is None else format(x, spec)
 
 
+def _table(columns, rows) -> str:
+    """A markdown table: header, separator, one line per row (lists of cell strings)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def verdict_table(path):
     with open(path) as fh:
         rows = json.load(fh)
@@ -36,26 +42,22 @@ def verdict_table(path):
 def conditioning_table(path):
     with open(path) as fh:
         rows = json.load(fh)
-    out = ["| row | Fisher min eigenvalue | condition | symmetry dims | m | c | power law below eps | "
-           "predicted onset n / sigma^2 |", "|---|---|---|---|---|---|---|---|"]
-    for name, c in rows.items():
-        out.append(f"| {name} | {_fmt(c['fisher_min'], '.1e')} | {_fmt(c['fisher_condition'], '.1e')} | "
-                   f"{c['symmetry_dimension']} | {_fmt(c['exponent'])} | {_fmt(c['constant'], '.1e')} | "
-                   f"{_fmt(c['asymptotic_eps'], '.2g')} | {_fmt(c['onset'], '.0e')} |")
-    return "\n".join(out)
+    columns = ("row", "Fisher min eigenvalue", "condition", "symmetry dims", "m", "c", "power law below eps",
+               "predicted onset n / sigma^2")
+    return _table(columns, [[name, _fmt(c["fisher_min"], ".1e"), _fmt(c["fisher_condition"], ".1e"),
+                             str(c["symmetry_dimension"]), _fmt(c["exponent"]), _fmt(c["constant"], ".1e"),
+                             _fmt(c["asymptotic_eps"], ".2g"), _fmt(c["onset"], ".0e")] for name, c in rows.items()])
 
 
 def bench_table(path):
     with open(path) as fh:
         rows = json.load(fh)
-    out = ["| row | d | nodes | cold s | warm s | target s | (start, eps) converged / max_iter | exponent | "
-           "max quadrature error |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, b in rows.items():
-        s = b["status_counts"]
-        out.append(f"| {name} | {b['d']} | {b['nodes_per_axis']}^{b['d']} | {b['cold_seconds']} | {b['warm_seconds']} | "
-                   f"{b['target_seconds']:g} | {s['converged']} / {s['max_iter']} | {_fmt(b['exponent'])} | "
-                   f"{b['max_quadrature_error']:.1e} |")
-    return "\n".join(out)
+    columns = ("row", "d", "nodes", "cold s", "warm s", "target s", "(start, eps) converged / max_iter", "exponent",
+               "max quadrature error")
+    return _table(columns, [[name, str(b["d"]), f"{b['nodes_per_axis']}^{b['d']}", str(b["cold_seconds"]),
+                             str(b["warm_seconds"]), f"{b['target_seconds']:g}",
+                             f"{b['status_counts']['converged']} / {b['status_counts']['max_iter']}",
+                             _fmt(b["exponent"]), f"{b['max_quadrature_error']:.1e}"] for name, b in rows.items()])
 
 
 def main():

@@ -181,12 +181,7 @@ def _positive_float(text: str) -> float:
 
 
 def _r_list(text: str) -> list[float]:
-    values = []
-    for part in text.split(","):
-        values.append(_positive_float(part.strip()))
-    if not values:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be r values > 0, e.g. 1 or 1,2,3,4")
-    return values
+    return [_positive_float(part.strip()) for part in text.split(",")]  # an empty part is refused there
 
 
 def add_bound_parser(sub) -> None:
@@ -235,8 +230,10 @@ def _check_bound_args(args, setting) -> tuple[str, np.ndarray]:
         check_r(r)
     if args.eps_min >= args.eps_max:
         raise JaxMoEInputError("--eps-min", args.eps_min, f"must be < --eps-max = {args.eps_max}")
-    if args.sizes is not None and (len(args.sizes) < 2 or min(args.sizes) < 1):
-        raise JaxMoEInputError("--sizes", args.sizes, "must be at least two sample sizes >= 1")
+    if args.sizes is not None:
+        args.sizes = check_sizes("--sizes", args.sizes)
+        if len(args.sizes) < 2:
+            raise JaxMoEInputError("--sizes", args.sizes, "must be at least two sample sizes (a curve)")
     return loss, jaxmoe.bounds.default_eps(args.eps_max, args.eps_min, args.per_decade)
 
 

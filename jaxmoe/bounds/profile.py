@@ -46,7 +46,7 @@ from jaxmoe.families.cells import check_r
 from jaxmoe.validation import require, require_positive_int
 
 __all__ = ["InverseBoundProfile", "inverse_bound", "default_eps", "default_nodes", "local_exponent", "loss_function",
-           "pool_profiles", "symmetry_losses", "START_STATUS"]
+           "pool_profiles", "split_truths", "symmetry_losses", "START_STATUS"]
 
 START_STATUS = ("converged", "max_iter", "infeasible", "nonfinite")  # per (eps, start); the first two are kept
 FEASIBLE = 1e-3  # kept points have D >= (1 - FEASIBLE) eps
@@ -109,16 +109,22 @@ def loss_function(model, truth, loss: str, r=None, divide_out: bool = False):
     return lambda g: fn(g, truth)
 
 
-def _bases(model, truth, k_star: int, starts: int):
-    """Flat split truths (one per start, cycling the offset), the free coordinates and `unravel`."""
-    free = model.free_coordinates()
+def split_truths(model, truth, k_star: int, count: int | None = None):
+    """The exact splits of `truth` (`near_truth_split` without noise), one per offset (which true atom gets the
+    extra atoms; `count` of them, at most k*), flat, and `unravel`. Not moved to the fits' gauge representative:
+    for a steep gate that translation leaves Theta and the clipped split is no longer f* (module docstring)."""
     flats = []
-    for o in range(min(starts, k_star)):
+    for o in range(min(k_star if count is None else count, k_star)):
         split = model.near_truth_split(jax.random.PRNGKey(0), truth, k_star, noise=0.0, offset=o)
         flats.append(jax.flatten_util.ravel_pytree(split)[0])
-    _, unravel = jax.flatten_util.ravel_pytree(split)
-    index = np.arange(starts) % len(flats)
-    return jnp.stack(flats)[index], jnp.asarray(free), unravel
+    return jnp.stack(flats), jax.flatten_util.ravel_pytree(split)[1]
+
+
+def _bases(model, truth, k_star: int, starts: int):
+    """Flat split truths (one per start, cycling the offset), the free coordinates and `unravel`."""
+    flats, unravel = split_truths(model, truth, k_star, starts)
+    index = np.arange(starts) % flats.shape[0]
+    return flats[index], jnp.asarray(model.free_coordinates()), unravel
 
 
 class _Problem(NamedTuple):

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import jet
 
-from jaxmoe.bounds.profile import InverseBoundProfile, default_nodes
+from jaxmoe.bounds.profile import InverseBoundProfile, default_nodes, split_truths
 from jaxmoe.bounds.quadrature import quadrature
 from jaxmoe.validation import require, require_positive_int
 
@@ -63,15 +63,6 @@ class TaylorCheck(NamedTuple):
         return self.resolvable & self.at_float64_floor
 
 
-def _split_bases(setting, model, truth):
-    """Flat split truths, one per offset (which true atom gets the extra atoms), and `unravel`."""
-    flats = []
-    for o in range(setting.k_star):
-        split = model.near_truth_split(jax.random.PRNGKey(0), truth, setting.k_star, noise=0.0, offset=o)
-        flats.append(jax.flatten_util.ravel_pytree(split)[0])
-    return jnp.stack(flats), jax.flatten_util.ravel_pytree(split)[1]
-
-
 def taylor_check(setting, profile: InverseBoundProfile, order: int = 8, nodes: int | None = None) -> TaylorCheck:
     """The cross-check (module docstring) of every eps of `profile` (an `inverse_bound` profile with its measures)."""
     require(isinstance(profile, InverseBoundProfile) and profile.measures is not None, "profile",
@@ -82,7 +73,7 @@ def taylor_check(setting, profile: InverseBoundProfile, order: int = 8, nodes: i
         model, truth = setting.fitted_model(profile.k), setting.truth_params()
         quad = quadrature(setting.inputs, setting.d, nodes)
         qx, qw = jnp.asarray(quad.x), jnp.asarray(quad.w)
-        bases, unravel = _split_bases(setting, model, truth)
+        bases, unravel = split_truths(model, truth, setting.k_star)
         flat = jax.vmap(lambda g: jax.flatten_util.ravel_pytree(g)[0])(
             jax.tree_util.tree_map(jnp.asarray, profile.measures))
         series = jax.jit(jax.vmap(lambda g: _series(model, unravel, bases, g, qx, order)))(flat)
