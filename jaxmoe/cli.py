@@ -230,6 +230,8 @@ def _check_bound_args(args, setting) -> tuple[str, np.ndarray]:
         check_r(r)
     if args.eps_min >= args.eps_max:
         raise JaxMoEInputError("--eps-min", args.eps_min, f"must be < --eps-max = {args.eps_max}")
+    if args.out and os.path.exists(os.path.join(args.out, "bound.json")):  # never overwrite a finished study
+        raise JaxMoEInputError("--out", args.out, "holds a bound.json already: choose another folder or remove it")
     if args.sizes is not None:
         args.sizes = check_sizes("--sizes", args.sizes)
         if len(args.sizes) < 2:

@@ -249,6 +249,11 @@ def test_cli_bound_several_r_writes_json_and_plots(capsys, tmp_path):
     stored = json.loads((out_dir / "bound.json").read_text())
     assert stored["verdict"] == out["verdict"] and stored["profiles"].keys() == out["profiles"].keys()
     assert (out_dir / "bound.png").stat().st_size > 10_000 and (out_dir / "bound.pdf").read_bytes()[:4] == b"%PDF"
+    # a second run into the same folder is refused before any work, and the first study is kept
+    before = (out_dir / "bound.json").read_bytes()
+    assert main(["bound", str(config), "--out", str(out_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("jaxmoe: error: --out=") and (out_dir / "bound.json").read_bytes() == before
 
 
 @pytest.mark.parametrize("argv, field", [
