@@ -50,6 +50,16 @@ def test_cells_cross_in_the_order_written_and_zip_pairs():
     assert zipped.columns(zipped.cells[2]) == {"data.sigma": 0.03, "sweep.sizes": 1, "model.k_fit": 3}
 
 
+def test_zipped_members_may_repeat_a_level_when_the_tuples_differ():
+    """Variants as a zip group (Table 1's configs): sigma repeats across the over-fitted cells and k_fit across
+    the noise levels, but every (sigma, k_fit, restarts) tuple is a cell of its own."""
+    grid = grid_from_dict(_grid(**{"data.sigma": [0.1, 0.01, 0.1], "model.k_fit": [3, 3, 2],
+                                   "solver.restarts": [4, 4, 1],
+                                   "zip": [["data.sigma", "model.k_fit", "solver.restarts"]]}))
+    assert [(c.config.spec["data"]["sigma"], c.config.spec["model"]["k_fit"], c.config.spec["solver"]["restarts"])
+            for c in grid.cells] == [(0.1, 3, 4), (0.01, 3, 4), (0.1, 2, 1)]
+
+
 def test_a_cell_is_the_sweep_of_its_own_file():
     grid = grid_from_dict(_six())
     alone = jaxmoe.preset_config("softmax-ridge").replace(sizes=BASE["sweep"]["sizes"], replicates=2)
@@ -73,6 +83,8 @@ def test_a_cell_is_the_sweep_of_its_own_file():
     ({"data.sigma": [0.1, -1.0]}, "grid[cell 1: data.sigma=-1.0] data.sigma=-1.0: must be a finite number >= 0"),
     ({"engine.lanes": [2]}, "grid.engine.lanes=[2]: is speed only"),
     ({"data.sigma": [0.1, 0.1]}, "grid.data.sigma=0.1: repeats a level"),
+    ({"data.sigma": [0.1, 0.1], "model.k_fit": [3, 3], "zip": [["data.sigma", "model.k_fit"]]},
+     "grid.zip ['data.sigma', 'model.k_fit']=[0.1, 3]: repeats a level"),
     ({"data.sigma": [0.1, 0.2], "sweep.sizes": [[100, 200]], "zip": [["data.sigma", "sweep.sizes"]]},
      "grid.zip=['data.sigma', 'sweep.sizes']: zipped factors must have as many levels each"),
     ({"data.sigma": [0.1], "zip": [["data.sigma", "model.k_fit"]]}, "grid.zip='model.k_fit': is not a factor"),

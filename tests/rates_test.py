@@ -8,7 +8,7 @@ import jaxmoe
 import pytest
 
 from jaxmoe.validation import JaxMoEInputError
-from jaxmoe.losses import bootstrap_se, compare_laws, local_slopes, loglog_slope, theil_sen_slope, window_slopes
+from jaxmoe.losses import bootstrap_se, compare_laws, local_slopes, loglog_slope, theil_sen_fit, theil_sen_slope, window_slopes
 
 NS = np.array([1e2, 3e2, 1e3, 3e3, 1e4, 3e4, 1e5])
 
@@ -176,6 +176,29 @@ def test_theil_sen_and_local_slopes_closed_forms():
     assert theil_sen_slope(ns, bent) == pytest.approx(-0.25, abs=1e-12)
     assert abs(np.polyfit(np.log(ns), np.log(bent), 1)[0] + 0.25) > 0.1
     np.testing.assert_allclose(local_slopes(ns, bent), [-0.25, -0.25, -0.25, 1.75], atol=1e-12)
+
+
+def test_theil_sen_interval_covers_the_slope_and_ignores_one_bad_size():
+    """Log-normal replicates around n^-0.5: over 200 synthetic curves the 90% Theil-Sen interval (of the per-n
+    medians) covers -0.5 at about its level; one size whose replicates are all 100x off moves least squares of
+    the medians by > 0.1 and the Theil-Sen slope by < 0.05."""
+    ns = np.geomspace(1e2, 1e5, 7)
+    rng = np.random.default_rng(5)
+    covered = []
+    for _ in range(200):
+        losses = ns ** -0.5 * np.exp(rng.normal(0, 0.3, (16, ns.size)))
+        slope, lo, hi = theil_sen_fit(ns, losses, "median", num_bootstrap=200, seed=rng, level=0.9)
+        assert lo <= slope <= hi
+        covered.append(lo <= -0.5 <= hi)
+    assert 0.82 <= np.mean(covered) <= 0.98
+    bad = ns ** -0.5 * np.exp(rng.normal(0, 0.05, (16, ns.size)))
+    bad[:, -1] *= 100.0
+    assert theil_sen_fit(ns, bad, num_bootstrap=100)[0] == pytest.approx(-0.5, abs=0.05)
+    assert loglog_slope(ns, bad, "median", num_bootstrap=100).slope > -0.4
+    with pytest.raises(JaxMoEInputError, match="needs at least 2 finite replicates"):
+        theil_sen_fit(ns, np.where(np.arange(ns.size) == 2, np.nan, bad)[:3])
+    with pytest.raises(JaxMoEInputError, match="statistic='mode': must be one of"):
+        theil_sen_fit(ns, bad, "mode")
 
 
 def test_window_slopes_flag_a_rate_whose_regime_starts_late():

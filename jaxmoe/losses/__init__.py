@@ -22,6 +22,7 @@ from jaxmoe.losses.rates import (
     compare_laws,
     local_slopes,
     loglog_slope,
+    theil_sen_fit,
     theil_sen_slope,
     window_slopes,
 )
@@ -48,7 +49,7 @@ __all__ = [
     "ExpertSupErrors", "HierarchicalParameterErrors", "ParameterErrors", "expert_grid", "expert_sup_errors",
     "parameter_errors", "quadrature_rule", "regression_l2_error", "regression_l2_error_quadrature",
     "NO_PREFERENCE_AIC", "LawComparison", "LawFit", "SlopeFit", "WindowSlopes", "bootstrap_se", "compare_laws", "local_slopes", "loglog_slope",
-    "theil_sen_slope", "window_slopes",
+    "theil_sen_fit", "theil_sen_slope", "window_slopes",
     "LOSSES", "TRANSLATIONS", "HierarchicalCells", "VoronoiCells", "batched_loss", "normalize_translation",
     "voronoi_cells", "voronoi_loss_d1", "voronoi_loss_d2r", "voronoi_loss_d4", "voronoi_loss_hierarchical",
     "voronoi_loss_temperature", "voronoi_loss_sigmoid",

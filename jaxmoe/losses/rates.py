@@ -166,6 +166,29 @@ def theil_sen_slope(ns, values) -> float:
     return float(np.median((logv[j] - logv[i]) / (logn[j] - logn[i])))
 
 
+def theil_sen_fit(ns, losses, statistic: str = "median", num_bootstrap: int = 1000, seed=0,
+                  level: float = 0.95) -> tuple[float, float, float]:
+    r"""(slope, ci_low, ci_high): `theil_sen_slope` of the per-n `statistic` of `losses` (replicates, sizes),
+    with the same within-n bootstrap as `loglog_slope` (finite replicates resampled at each n, the statistic
+    and the Theil-Sen slope recomputed B times, the $(1 \pm \text{level})/2$ percentiles)."""
+    ns = _check_ns(ns, min_sizes=2)
+    losses = np.asarray(losses, dtype=float)
+    require(losses.ndim == 2 and losses.shape[1] == ns.size, "losses.shape", losses.shape,
+            f"must be (replicates, sizes) = (r, {ns.size})")
+    require(statistic in STATISTICS, "statistic", statistic, f"must be one of {list(STATISTICS)}")
+    num_bootstrap = require_positive_int("num_bootstrap", num_bootstrap)
+    cols = [c[np.isfinite(c)] for c in losses.T]
+    require(all(c.size >= 2 for c in cols), "losses", f"finite replicates per n: {[c.size for c in cols]}",
+            "needs at least 2 finite replicates at every n for the bootstrap")
+    stat = _statistic(statistic)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    boot = np.stack([stat(c[rng.integers(0, c.size, size=(num_bootstrap, c.size))], axis=1) for c in cols], axis=1)
+    logn, i, j = np.log(ns), *np.triu_indices(ns.size, k=1)
+    pair = (np.log(boot[:, j]) - np.log(boot[:, i])) / (logn[j] - logn[i])
+    lo, hi = np.quantile(np.median(pair, axis=1), [(1 - level) / 2, (1 + level) / 2])
+    return theil_sen_slope(ns, [stat(c) for c in cols]), float(lo), float(hi)
+
+
 class WindowSlopes(NamedTuple):
     """`window_slopes`: per smallest size used, the fit over the sizes from it on, and the flag."""
 

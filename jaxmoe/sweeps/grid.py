@@ -27,8 +27,9 @@ replicate) keys, so its fits do not depend on the grid around it and equal a sep
 `truth.beta0`, ...; `truth` and `preset` replace the whole truth. Quoted (`"data.sigma" = [...]`) and
 nested TOML keys (`data.sigma = [...]`, a table) are the same path. Not factors: `[engine]` (speed only, not
 hashed: the same fits), `name`, `labels`. Refused with one line naming the field and, where a cell's config
-is what fails, the cell: a path outside the schema, an empty or non-list level list, a repeated level, zip
-groups of unequal length or naming a path that is not a factor, two cells that are the same sweep.
+is what fails, the cell: a path outside the schema, an empty or non-list level list, a repeated level of a
+crossed factor (members of a zip group may repeat one, as long as no two of the group's level tuples are
+equal), zip groups of unequal length or naming a path that is not a factor, two cells that are the same sweep.
 
 **Folder** (`DIR`): `grid.json` (the grid as written, its hash, and per cell its values, folder and config
 hash), `config.source.toml`, `cells/cell-XXX/` (an ordinary sweep folder per cell: `config.json`, `chunks/`,
@@ -184,9 +185,19 @@ def _check_factor(path: str, levels: Any) -> list:
         require(parts[1] in SECTIONS[head], field, levels, f"unknown field; {head} allows {list(SECTIONS[head])}")
     require(isinstance(levels, list) and len(levels) > 0, field, levels,
             "must be a non-empty list of levels (one value per cell)")
-    for i, level in enumerate(levels):
-        require(level not in levels[:i], field, level, "repeats a level: every level is a cell of its own")
     return levels
+
+
+def _check_repeats(factors: dict, groups: tuple) -> None:
+    """A crossed factor's levels are distinct (each is a cell of its own); a zip group's members may repeat a
+    level (variants that share a noise level, say), but no two of the group's level tuples may be equal."""
+    zipped = {path for group in groups for path in group}
+    units = [(f"grid.{path}", [(v,) for v in levels]) for path, levels in factors.items() if path not in zipped]
+    units += [(f"grid.zip {list(g)}", list(zip(*(factors[p] for p in g)))) for g in groups]
+    for field, levels in units:
+        for i, level in enumerate(levels):
+            require(level not in levels[:i], field, level[0] if len(level) == 1 else list(level),
+                    "repeats a level: every level is a cell of its own")
 
 
 def _check_zip(groups: Any, factors: dict) -> tuple:
@@ -259,6 +270,7 @@ def grid_from_dict(raw: dict) -> GridConfig:
     factors = {path: _check_factor(path, levels) for path, levels in _flatten(grid).items()}
     require(factors, "grid", raw["grid"], 'needs at least one factor, e.g. "data.sigma" = [0.1, 0.03]')
     groups = _check_zip(groups, factors)
+    _check_repeats(factors, groups)
     base = {k: v for k, v in raw.items() if k != "grid"}
     cells = tuple(GridCell(i, values, _cell_config(base, i, values))
                   for i, values in enumerate(_combinations(factors, groups)))

@@ -16,10 +16,11 @@ r"""Reports of a sweep folder: the tidy table, the summary with slopes and theor
   (`loglog_slope`), the slope of the median, the law preferred by `compare_laws` (power vs slower than
   any polynomial), the theory's slope where the paper gives one (THEORY.md §6), the mean per n with a
   bootstrap CI, and the finite / non-finite counts per n; and, since Theorem 1 and its kin are O_P statements
-  (about quantiles, which the mean is not: a few far-off fits move it), the slopes of the 75% and 90%
-  quantiles per n with bootstrap CIs, the Theil-Sen and local slopes of the median, and the median's slope
-  per smallest n used (`window_median_slopes`; `median_slope_moves_with_window` when a window's CI no
-  longer overlaps the full range's); timings and provenance. `slope` (of the mean) is kept as it was; `law_preferred` is read off
+  (about quantiles, which the mean is not: a few far-off fits move it), `quantile_slopes` {"0.5", "0.75",
+  "0.9": {slope, ci}} (slopes of the per-n quantiles, bootstrap CIs), `theil_sen` {statistic, slope, ci}
+  (over the per-n medians), the local slopes of the median, and `window_slopes` [{n_min, statistic, slope,
+  ci}] (the median's slope per smallest n used) with `window_stable` (every window's CI overlaps the full
+  range's); top level `boundary_fraction` (also in `fits`); timings and provenance. `slope` (of the mean) is kept as it was; `law_preferred` is read off
   the means and is `"none"` when |dAIC| < 2 (`LawComparison.verdict`: a coin toss is no preference; `law_best_aic`
   keeps the smallest-AIC law), and the text summary prints the dAIC next to it.
 - `rate_curves.png` / `.pdf`: one log-log panel per metric: mean per n, its CI band, the fitted line and
@@ -49,7 +50,7 @@ import numpy as np
 from jaxmoe.validation import JaxMoEInputError, require
 from jaxmoe.estimation.problem import STATUS_NAMES
 from jaxmoe.families.base import SLOW
-from jaxmoe.losses.rates import bootstrap_se, compare_laws, local_slopes, loglog_slope, theil_sen_slope, window_slopes
+from jaxmoe.losses.rates import bootstrap_se, compare_laws, local_slopes, loglog_slope, theil_sen_fit, window_slopes
 from jaxmoe.sweeps.config import SweepConfig, config_from_dict
 from jaxmoe.sweeps.grid import is_grid_folder
 from jaxmoe.sweeps.table import FRAMES, sweep_columns, to_frame, write_parquet
@@ -245,26 +246,30 @@ def _fit_counts(res: SweepResults) -> dict:
             if res.config.spec["solver"]["reference"] and status.size else None}
 
 
-ROBUST_KEYS = ("q75_slope", "q75_ci", "q90_slope", "q90_ci", "theil_sen_median_slope", "local_median_slopes",
-               "window_median_slopes", "median_slope_moves_with_window")
+ROBUST_KEYS = ("quantile_slopes", "theil_sen", "local_median_slopes", "window_slopes", "window_stable")
+QUANTILES = {"0.5": "median", "0.75": "q75", "0.9": "q90"}  # summary.json's quantile_slopes keys -> statistics
 
 
 def _robust_slopes(ns: np.ndarray, losses: np.ndarray, medians: np.ndarray, num_bootstrap: int, level: float,
                    seed: int) -> dict:
-    """The slopes an O_P rate is about (of the 75% and 90% quantiles per n, with bootstrap CIs), the Theil-Sen
-    and local slopes of the median, and the median's slope per smallest n used (`losses.rates`)."""
-    out = {}
+    """The slopes an O_P rate is about: of the median, 75% and 90% quantiles per n (`quantile_slopes`, bootstrap
+    CIs), the Theil-Sen slope of the per-n medians with its bootstrap CI, the local slopes of the median, and the
+    median's slope per smallest n used (`window_slopes`; `window_stable`: every window's CI overlaps the full
+    range's). `losses.rates` has the estimators."""
+    out: dict = {"quantile_slopes": {}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # omitted non-finite values are counted in the entry
-        for q in ("q75", "q90"):
-            fit = loglog_slope(ns, losses, q, num_bootstrap, seed, level)
-            out[f"{q}_slope"], out[f"{q}_ci"] = fit.slope, [fit.ci_low, fit.ci_high]
+        for key, statistic in QUANTILES.items():
+            fit = loglog_slope(ns, losses, statistic, num_bootstrap, seed, level)
+            out["quantile_slopes"][key] = {"slope": fit.slope, "ci": [fit.ci_low, fit.ci_high]}
         window = window_slopes(ns, losses, "median", num_bootstrap, seed, level)
-    out["theil_sen_median_slope"] = theil_sen_slope(ns, medians)
+        slope, lo, hi = theil_sen_fit(ns, losses, "median", num_bootstrap, seed, level)
+    out["theil_sen"] = {"statistic": "median", "slope": slope, "ci": [lo, hi]}
     out["local_median_slopes"] = local_slopes(ns, medians).tolist()
-    out["window_median_slopes"] = [{"n_min": float(n), "slope": float(b), "ci": [float(lo), float(hi)]}
-                                   for n, b, lo, hi in zip(window.n_min, window.slope, window.ci_low, window.ci_high)]
-    out["median_slope_moves_with_window"] = window.moves_with_window
+    out["window_slopes"] = [{"n_min": float(n), "statistic": window.statistic, "slope": float(b),
+                             "ci": [float(lo), float(hi)]}
+                            for n, b, lo, hi in zip(window.n_min, window.slope, window.ci_low, window.ci_high)]
+    out["window_stable"] = not window.moves_with_window
     return out
 
 
@@ -328,14 +333,14 @@ def summarize(res: SweepResults, num_bootstrap: int = 1000, level: float = 0.95)
     theory = theory_rates(config.spec)
     metrics = {name: _metric_summary(ns, values, theory.get(name, (None, "unknown")), num_bootstrap, level, seed)
                for name, values in res.metrics.items()}
-    infos = res.chunk_infos
+    infos, fits = res.chunk_infos, _fit_counts(res)
     return {
         "setting": config.name, "preset": config.spec.get("preset"), "config_hash": config.hash,
         "complete": res.complete, "chunks_done": len(infos), "chunks_total": res.chunks_total,
         "sizes": res.sizes.tolist(), "replicates": config.replicates, "seed": seed,
         "k_star": config.spec["model"]["k_star"], "k_fit": config.spec["model"]["k_fit"],
         "estimator": estimator(config.spec),
-        "fits": _fit_counts(res), "metrics": metrics, "num_bootstrap": num_bootstrap,
+        "fits": fits, "boundary_fraction": fits["boundary_fraction"], "metrics": metrics, "num_bootstrap": num_bootstrap,
         "seconds": {"chunks": float(sum(i["seconds"] for i in infos)),
                     "compile_wait": float(sum(i["compile_seconds"] for i in infos))},
     }
@@ -456,7 +461,8 @@ def format_summary(summary: dict) -> str:
             lines.append(f"{name:<22} {'-':>7}  {'':<17} {'-':>7} {'-':>7} {theory:>7}  ({s['note']})")
             continue
         ci = f"[{s['ci'][0]:.3f}, {s['ci'][1]:.3f}]"
-        window = "  [median slope moves with the window]" if s.get("median_slope_moves_with_window") else ""
-        lines.append(f"{name:<22} {s['slope']:7.3f}  {ci:<17} {s['median_slope']:7.3f} {s['q90_slope']:7.3f} "
+        window = "  [median slope moves with the window]" if s.get("window_stable") is False else ""
+        lines.append(f"{name:<22} {s['slope']:7.3f}  {ci:<17} {s['median_slope']:7.3f} "
+                     f"{s['quantile_slopes']['0.9']['slope']:7.3f} "
                      f"{theory:>7}  {_law_text(s)}{window}")
     return "\n".join(lines)
