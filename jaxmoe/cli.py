@@ -1,7 +1,7 @@
 """The `jaxmoe` command line (also `python -m jaxmoe`).
 
 Subcommands: `sweep` (a rate study from a TOML config or a preset, resumable; `jaxmoe.sweeps`), `report`
-(tables and plots of a sweep folder), `identify` (identifiability verdicts), `bound` (the inverse-bound profile,
+(tables and plots of a sweep folder), `table1` (every row of Table 1 as sweeps, one report with verdicts), `identify` (identifiability verdicts), `bound` (the inverse-bound profile,
 two-point lower bound and verdict of a truth; `jaxmoe.bounds`), `presets` (the Table 1 truths).
 One function per subcommand, `cmd_<name>(args) -> int`, registered in `build_parser()` by an
 `add_<name>_parser(subparsers)` function; to add one, write both and append the adder to `SUBCOMMANDS`.
@@ -496,9 +496,94 @@ def cmd_report(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- table1
+TABLE1_CONFIGS = os.path.join("experiments", "configs", "table1")
+
+
+def _names(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be comma-separated row names, e.g. softmax-ridge,softmax-linear")
+    return names
+
+
+def add_table1_parser(sub) -> None:
+    p = sub.add_parser(
+        "table1", help="every row of Table 1 as ordinary sweeps (one TOML per row), resumable, one report with verdicts",
+        description="Run every row config of --configs (one TOML per row: an ordinary sweep or grid, its cells the "
+                    "row's variants) into --out/<row>, then write --out/table1.md, summary.json and table1.png/.pdf: "
+                    "per row and variant the slopes of the median with CIs and a verdict against the theory "
+                    "(rules in jaxmoe/sweeps/table1.py and the README). Resumable with --resume.")
+    p.add_argument("--configs", default=TABLE1_CONFIGS, help=f"folder of row configs (default {TABLE1_CONFIGS})")
+    p.add_argument("--rows", type=_names, help="only these rows (file names without .toml), e.g. softmax-ridge")
+    p.add_argument("--out", default="table1", help="output folder (default: table1)")
+    p.add_argument("--sizes", type=_sizes, help="override every row's sample sizes (a reduced table)")
+    p.add_argument("--replicates", type=_positive_int, help="override every row's replicates per size")
+    p.add_argument("--resume", action="store_true", help="continue the rows already in --out: keep their chunks")
+    p.add_argument("--overwrite", action="store_true", help="discard the rows' previous files in --out and start again")
+    p.add_argument("--report-only", action="store_true", dest="report_only",
+                   help="fit nothing: report the rows already in --out (complete or not)")
+    p.add_argument("--dry-run", action="store_true", help="validate every row config, print the rows and cells, fit nothing")
+    p.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for the CIs (default 1000)")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar with ETA on stderr (default: on for a terminal)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.set_defaults(func=cmd_table1)
+
+
+def _table1_dry_run(rows, out: str, as_json: bool) -> int:
+    plan = []
+    for name, config in rows:
+        cells = config.cells if isinstance(config, sweeps.GridConfig) else [None]
+        plan.append({"row": name, "dir": os.path.join(out, name), "variants": [
+            sweeps.variant_label((c.config if c else config).spec) for c in cells],
+            "fits": sum(p.fits for c in cells for p in sweeps.plan_chunks(c.config if c else config))})
+    if as_json:
+        _print_json({"out": out, "rows": plan})
+        return 0
+    for r in plan:
+        print(f"{r['row']}: {len(r['variants'])} variants, {r['fits']} fits into {r['dir']}")
+        for label in r["variants"]:
+            print(f"  {label}")
+    return 0
+
+
+def cmd_table1(args) -> int:
+    if args.report_only:
+        rows = sweeps.row_folders(args.out)
+        if args.rows:
+            unknown = [r for r in args.rows if r not in rows]
+            if unknown:
+                raise JaxMoEInputError("--rows", ",".join(unknown), f"not in {args.out}; it holds {rows}")
+            rows = [r for r in rows if r in args.rows]
+        summary = sweeps.write_table1_report(args.out, rows, num_bootstrap=args.bootstrap, plots=not args.no_plots)
+    else:
+        rows = sweeps.load_rows(args.configs, args.rows, sizes=args.sizes, replicates=args.replicates)
+        if args.dry_run:
+            return _table1_dry_run(rows, args.out, args.json)
+        progress = (not args.json and sys.stderr.isatty()) if args.progress is None else args.progress
+        try:
+            summary = sweeps.run_table1(rows, args.out, resume=args.resume, overwrite=args.overwrite, progress=progress,
+                                        num_bootstrap=args.bootstrap, plots=not args.no_plots,
+                                        log=lambda line: print(line, file=sys.stderr)).summary
+        except KeyboardInterrupt:
+            print(f"\njaxmoe: interrupted; the completed chunks are saved in {args.out}: rerun with --resume to "
+                  "continue", file=sys.stderr)
+            return INTERRUPTED
+        except OSError as err:
+            raise JaxMoEInputError("out", args.out, f"could not be written ({err})") from None
+    if args.json:
+        _print_json(summary)
+    else:
+        print(sweeps.table1_markdown(summary), end="")
+        print(f"wrote {args.out}/: {', '.join(summary['files'])}")
+    return 0
+
+
 # ---------------------------------------------------------------- entry point
-SUBCOMMANDS: list[Callable] = [add_sweep_parser, add_report_parser, add_identify_parser, add_bound_parser,
-                               add_presets_parser]
+SUBCOMMANDS: list[Callable] = [add_sweep_parser, add_report_parser, add_table1_parser, add_identify_parser,
+                               add_bound_parser, add_presets_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

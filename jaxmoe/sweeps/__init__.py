@@ -11,7 +11,9 @@ The modules, each importing only those above it:
   `rate_curves.png` / `.pdf`;
 - `grid_report`: the same for a grid folder, over its cells (a `cell` column and one column per factor);
 - `runner`: `run_sweep`: locks the folder, fits the chunks not yet done, saves each as it finishes, reports;
-  `run_grid` (also `run_sweep` of a grid): the cells one by one, then the grid's report.
+  `run_grid` (also `run_sweep` of a grid): the cells one by one, then the grid's report;
+- `table1`: `run_table1`: one TOML per row of Table 1 run as ordinary sweeps into one folder, then one report
+  (`table1.md`, `summary.json`, plots) with a verdict per row and variant, read on the median.
 """
 
 from jaxmoe.sweeps.config import SweepConfig, config_from_dict, load_config, preset_config, setting_to_dict
@@ -27,6 +29,16 @@ from jaxmoe.sweeps.report import (
 )
 from jaxmoe.sweeps.runner import GridResult, SweepResult, run_grid, run_sweep
 from jaxmoe.sweeps.store import ChunkPlan, atomic_write_bytes, atomic_write_json, plan_chunks
+from jaxmoe.sweeps.table1 import (
+    Table1Result,
+    load_rows,
+    rate_verdict,
+    row_folders,
+    run_table1,
+    table1_markdown,
+    variant_label,
+    write_table1_report,
+)
 
 __all__ = [
     "SweepConfig", "config_from_dict", "load_config", "preset_config", "setting_to_dict",
@@ -35,4 +47,6 @@ __all__ = [
     "format_grid_summary", "load_grid_results", "write_grid_report",
     "GridResult", "SweepResult", "run_grid", "run_sweep",
     "ChunkPlan", "atomic_write_bytes", "atomic_write_json", "plan_chunks",
+    "Table1Result", "load_rows", "rate_verdict", "row_folders", "run_table1", "table1_markdown", "variant_label",
+    "write_table1_report",
 ]

@@ -47,7 +47,7 @@ from jaxmoe.sweeps.store import atomic_write_bytes
 from jaxmoe.validation import JaxMoEInputError, require
 
 __all__ = ["MATCH_RTOL", "SIGMA_FACTOR", "SLOPE_BAND", "CollapsePoint", "collapse_points", "effective_size_report",
-           "format_effective_size", "plot_effective_size", "pooled_curve", "rate_onset", "sigma_groups", "varies_sigma"]
+           "band_onset", "format_effective_size", "plot_effective_size", "pooled_curve", "rate_onset", "sigma_groups", "varies_sigma"]
 
 SIGMA_FACTOR = "data.sigma"
 MATCH_RTOL = 0.02
@@ -159,6 +159,17 @@ def pooled_curve(cells: list, metric: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array([np.exp(np.mean(np.log(x))) for x in xs]), losses
 
 
+def band_onset(slope, ci_low, ci_high, theory_slope: float) -> tuple[int | None, np.ndarray]:
+    """(index of the first window from which every later window is in the band, or None; the in-band flags) for
+    window slopes ordered by their smallest size: in the band when |slope - theory| <= `SLOPE_BAND` and the
+    window's CI contains the theory's slope."""
+    slope, ci_low, ci_high = (np.asarray(a, float) for a in (slope, ci_low, ci_high))
+    in_band = (np.abs(slope - theory_slope) <= SLOPE_BAND) & (ci_low <= theory_slope) & (theory_slope <= ci_high)
+    tail = np.flatnonzero(~in_band)
+    start = 0 if tail.size == 0 else int(tail[-1]) + 1
+    return (start if start < slope.size else None), in_band
+
+
 def rate_onset(x: np.ndarray, losses: np.ndarray, theory_slope: float, num_bootstrap: int = 1000,
                level: float = 0.95, seed: int = 0) -> dict:
     """The onset of `theory_slope` on a pooled curve (module docstring): the windows (smallest x, slope, CI,
@@ -166,10 +177,8 @@ def rate_onset(x: np.ndarray, losses: np.ndarray, theory_slope: float, num_boots
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         w = window_slopes(x, losses, "median", num_bootstrap, seed, level)
-    in_band = (np.abs(w.slope - theory_slope) <= SLOPE_BAND) & (w.ci_low <= theory_slope) & (theory_slope <= w.ci_high)
-    tail = np.flatnonzero(~in_band)
-    start = 0 if tail.size == 0 else int(tail[-1]) + 1
-    onset = float(w.n_min[start]) if start < w.n_min.size else None
+    start, in_band = band_onset(w.slope, w.ci_low, w.ci_high, theory_slope)
+    onset = float(w.n_min[start]) if start is not None else None
     windows = [{"x_min": float(a), "slope": float(b), "ci": [float(lo), float(hi)], "in_band": bool(ok)}
                for a, b, lo, hi, ok in zip(w.n_min, w.slope, w.ci_low, w.ci_high, in_band)]
     return {"onset": onset, "x_max": float(np.max(x)), "windows": windows}

@@ -70,7 +70,7 @@ from jaxmoe.sweeps.store import (
 )
 
 __all__ = ["GRID_FILE", "CELL_DIR", "FACTOR_HEADS", "GridCell", "GridConfig", "grid_from_dict", "load_sweep",
-           "as_sweep", "is_grid_folder", "read_grid_folder", "cell_folder", "claim_grid_folder"]
+           "as_sweep", "is_grid_folder", "read_grid_folder", "cell_folder", "check_grid_folder", "claim_grid_folder"]
 
 GRID_FILE = "grid.json"
 CELL_DIR = "cells"
@@ -346,6 +346,14 @@ def _check_grid_folder(out: str, grid: GridConfig, resume: bool) -> bool:
     require(not found, "out", out, f"has {found} but no {GRID_FILE}, so it is not a jaxmoe grid folder; "
             "use another --out, or --overwrite to replace them")
     return False
+
+
+def check_grid_folder(out: str, grid: GridConfig, *, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse `out` as `claim_grid_folder` would (another grid, this grid without `resume`, a one-sweep folder,
+    foreign files), touching nothing (see `store.check_folder`)."""
+    check_modes(resume, overwrite)
+    if not overwrite and os.path.isdir(out):
+        _check_grid_folder(out, grid, resume)
 
 
 def _clear_grid(out: str) -> None:

@@ -68,7 +68,7 @@ __all__ = [
     "ChunkPlan", "plan_chunks", "Shard", "ONE_SHARD", "parse_shard", "chunk_filename", "key_name", "param_field",
     "atomic_write_bytes", "atomic_write_json", "ChunkChecksumError", "chunk_checksum", "save_chunk", "load_chunk",
     "completed_chunks",
-    "now", "check_modes", "check_shard_modes", "make_folder", "read_folder_config", "clear_outputs", "prepare_folder",
+    "now", "check_modes", "check_shard_modes", "make_folder", "read_folder_config", "clear_outputs", "check_folder", "prepare_folder",
     "environment", "read_runs", "Provenance", "FolderLock", "read_lock", "claim_folder",
 ]
 
@@ -358,6 +358,14 @@ def _check_stored(out: str, config: SweepConfig, stored: dict | None, resume: bo
     found = [n for n in OUTPUT_FILES + (CHUNK_DIR,) if os.path.exists(os.path.join(out, n))]
     require(not found, "out", out, f"has {found} but no config.json, so it is not a jaxmoe sweep folder; "
             "use another --out, or --overwrite to replace them")
+
+
+def check_folder(out: str, config: SweepConfig, *, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse `out` as `prepare_folder` would (a folder of another config, this config without `resume`, foreign
+    files), touching nothing: for a run of several sweeps that checks every folder before any work."""
+    check_modes(resume, overwrite)
+    if not overwrite and os.path.isdir(out):
+        _check_stored(out, config, read_folder_config(out), resume)
 
 
 def prepare_folder(out: str, config: SweepConfig, *, resume: bool = False, overwrite: bool = False,

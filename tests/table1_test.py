@@ -1,0 +1,192 @@
+"""`jaxmoe table1`: the six committed row configs, the verdict rule on closed cases, the run / resume / report-only
+cycle and every bad input on fake chunks (no fits), and summary.json's rate keys.
+
+The reduced real run of Table 1 for CI (fits, not fakes) is tests/table1_reduced_test.py."""
+
+import glob
+import json
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+import jaxmoe
+from jaxmoe import sweeps
+from jaxmoe.cli import main
+from jaxmoe.presets import PRESET_NAMES
+from jaxmoe.sweeps import runner
+from jaxmoe.sweeps.effective_size import MATCH_RTOL, SLOPE_BAND
+from jaxmoe.sweeps.table1 import MIN_CONVERGED, rate_verdict
+from jaxmoe.validation import JaxMoEInputError
+from sweep_fakes import fake_run_chunk
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "experiments" / "configs" / "table1"
+
+
+def test_the_committed_rows_are_table_1_in_order_with_their_five_variants():
+    rows = sweeps.load_rows(str(CONFIGS))
+    assert [name for name, _ in rows] == list(PRESET_NAMES)
+    for name, grid in rows:
+        specs = [c.config.spec for c in grid.cells]
+        assert [s.get("preset") for s in specs] == [name] * 5
+        labels = [sweeps.variant_label(s) for s in specs]
+        assert sum("least squares" in label and "over-fitted" in label for label in labels) == 3
+        assert sum(label.startswith("exact-fitted") for label in labels) == 1
+        assert labels[-1].startswith("over-fitted") and "oracle-initialised (0.005 n^-0.083)" in labels[-1]
+        sigmas = [s["data"]["sigma"] for s in specs[:3]]
+        np.testing.assert_allclose(np.array(sigmas[:-1]) / np.array(sigmas[1:]), np.sqrt(10), rtol=1e-5)
+        # consecutive sigmas share n / sigma^2 at all but 2 of the 7 sizes (the collapse test's matched points)
+        sizes = np.asarray(grid.cells[0].config.sizes, float)
+        x = [sizes / s ** 2 for s in sigmas]
+        matched = [np.sum(np.min(np.abs(a[:, None] / b[None, :] - 1), axis=1) <= MATCH_RTOL) for a, b in zip(x, x[1:])]
+        assert matched == [5, 5]
+        gtol = [s["solver"]["options"]["gtol"] for s in specs[:3]]
+        np.testing.assert_allclose(gtol, [1e-9 * (s / 0.1) ** 2 for s in sigmas])  # stopping scales with sigma^2
+
+
+def _entry(windows, ci, theory=-0.5, theory_text="n^-1/2", note=None):
+    return {"theory_slope": theory, "theory": theory_text, "median_slope": None if note else float(np.mean(ci)),
+            "median_ci": ci, "note": note, "window_stable": True,
+            "window_slopes": [{"n_min": n, "statistic": "median", "slope": b, "ci": [lo, hi]} for n, b, lo, hi in windows]}
+
+
+@pytest.mark.parametrize("windows, ci, expected, onset", [
+    ([(100, -0.52, -0.6, -0.45), (1000, -0.49, -0.6, -0.4)], [-0.58, -0.46], "met", 100),
+    ([(100, -0.2, -0.25, -0.15), (1000, -0.45, -0.55, -0.4), (1e4, -0.5, -0.6, -0.41)], [-0.3, -0.2],
+     "met from n >= 1e3", 1000),
+    ([(100, -0.2, -0.25, -0.15), (1000, -0.18, -0.3, -0.1)], [-0.25, -0.15], "flatter", None),
+    ([(100, -0.9, -1.0, -0.8), (1000, -0.85, -1.0, -0.7)], [-1.0, -0.8], "steeper", None),
+    ([(100, -0.35, -0.45, -0.25)], [-0.45, -0.25], "inconclusive", None),
+    ([(100, -0.5, -0.8, -0.2)], [-0.8, -0.2], "inconclusive (CI wider than the band)", None),
+    # the band edge: |slope - theory| = 0.1 is in the band, a hair more is not
+    ([(100, -0.5 + SLOPE_BAND, -0.5, -0.35)], [-0.5, -0.35], "met", 100),
+    ([(100, -0.5 + SLOPE_BAND + 1e-9, -0.5, -0.35)], [-0.5, -0.35], "inconclusive", None),
+])
+def test_rate_verdict_closed_cases(windows, ci, expected, onset):
+    v = rate_verdict(_entry(windows, ci), converged_fraction=1.0)
+    assert v["verdict"] == expected and v["onset_n"] == onset and v["statistic"] == "median"
+
+
+def test_rate_verdict_withholds_the_rate_of_unconverged_fits_and_names_the_other_cases():
+    entry = _entry([(100, -0.5, -0.55, -0.45)], [-0.55, -0.45])
+    v = rate_verdict(entry, converged_fraction=MIN_CONVERGED - 0.01)
+    assert v["verdict"] == "unconverged" and v["rate_verdict_if_converged"] == "met"
+    assert rate_verdict(entry, converged_fraction=MIN_CONVERGED)["verdict"] == "met"
+    slow = {**entry, "theory_slope": None, "theory": "slower than any polynomial (Theorem 2: linear experts)"}
+    assert rate_verdict(slow, 1.0)["verdict"] == "lower-bound row"
+    assert rate_verdict({**slow, "theory": "unknown: no rate"}, 1.0)["verdict"] == "no theory"
+    none = rate_verdict(_entry([], [None, None], note="losses: needs at least 3 sample sizes"), 1.0)
+    assert none["verdict"] == "no slope" and "3 sample sizes" in none["note"]
+
+
+ROW_GRID = """preset = "softmax-ridge"
+[sweep]
+sizes = [100, 316, 1000, 3162]
+replicates = 2
+[grid]
+"data.sigma" = [0.1, 0.0316228, 0.1]
+"model.k_fit" = [3, 3, 2]
+zip = [["data.sigma", "model.k_fit"]]
+"""
+ROW_SWEEP = """preset = "softmax-linear"
+[sweep]
+sizes = [100, 316, 1000]
+replicates = 2
+"""
+
+
+@pytest.fixture
+def configs(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "run_chunk", fake_run_chunk)
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "b-linear.toml").write_text(ROW_SWEEP)
+    (folder / "a-ridge.toml").write_text(ROW_GRID)
+    return folder
+
+
+def _chunks(folder):
+    return glob.glob(os.path.join(folder, "**", "chunk-*.npz"), recursive=True)
+
+
+def test_run_resume_and_report_only_on_fake_chunks(configs, tmp_path):
+    out = tmp_path / "t1"
+    rows = sweeps.load_rows(str(configs))
+    assert [name for name, _ in rows] == ["a-ridge", "b-linear"]  # Table 1's order: softmax-ridge first
+    summary = sweeps.run_table1(rows, str(out), num_bootstrap=20, plots=False).summary
+    assert [r["row"] for r in summary["rows"]] == ["a-ridge", "b-linear"] and summary["complete"]
+    ridge, linear = summary["rows"]
+    assert [v["sigma"] for v in ridge["variants"]] == [0.1, 0.0316228, 0.1]
+    assert linear["variants"][0]["values"] == {} and linear["effective_sample_size"] == []
+    l2 = ridge["variants"][0]["metrics"]["l2_error"]  # fake chunks: l2 = n^-1/2 exactly (x 1.0, 1.1)
+    assert l2["slope"] == pytest.approx(-0.5) and l2["verdict"] == "met" and l2["statistic"] == "median"
+    [group] = ridge["effective_sample_size"]  # the two over-fitted sigmas; the exact-fitted cell stands alone
+    assert group["sigmas"] == [0.1, 0.0316228] and "l2_error" in group["metrics"]
+    text = (out / "table1.md").read_text()
+    assert text.count("| a-ridge |") == 3 + 1 and "| b-linear | over-fitted k = 3, least squares, best of 32" in text
+    assert json.loads((out / "summary.json").read_text())["rows"][0]["row"] == "a-ridge"
+    before = sorted(_chunks(out))
+    assert len(before) == 3 * 4 + 3
+    with pytest.raises(JaxMoEInputError, match=r"already holds this grid .*pass --resume"):
+        sweeps.run_table1(rows, str(out), num_bootstrap=20, plots=False)
+    again = sweeps.run_table1(rows, str(out), resume=True, num_bootstrap=20, plots=False)
+    assert all(r.computed == [] for r in again.rows["a-ridge"].cells) and again.rows["b-linear"].computed == []
+    assert sorted(_chunks(out)) == before
+    assert main(["table1", "--out", str(out), "--report-only", "--rows", "b-linear", "--bootstrap", "20",
+                 "--no-plots"]) == 0
+    assert "a-ridge" not in (out / "table1.md").read_text()
+
+
+def test_a_row_folder_that_cannot_run_is_refused_before_any_fit(configs, tmp_path):
+    out = tmp_path / "t1"
+    other = jaxmoe.run_sweep({"preset": "softmax-linear", "sweep": {"sizes": [100, 200, 400], "replicates": 2}},
+                             str(out / "b-linear"), num_bootstrap=20, plots=False)
+    assert other.computed
+    with pytest.raises(JaxMoEInputError, match=r"^out='.*b-linear': holds a sweep of another config"):
+        sweeps.run_table1(sweeps.load_rows(str(configs)), str(out), num_bootstrap=20, plots=False)
+    assert not os.path.exists(out / "a-ridge")  # the first row did not start
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--configs", "nowhere"], "--configs='nowhere': no such folder"),
+    (["--rows", "a-ridge,nope"], "--rows='nope': unknown row; "),
+    (["--sizes", "100,100"], "--sizes"),
+    (["--replicates", "0"], "--replicates"),
+    (["--rows", ","], "--rows"),
+])
+def test_bad_input_is_one_line_and_exit_2(configs, tmp_path, capsys, args, message):
+    argv = ["table1", "--configs", str(configs), "--out", str(tmp_path / "t1"), *args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not os.path.exists(tmp_path / "t1")
+
+
+def test_report_only_of_a_folder_without_rows_is_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["table1", "--out", str(tmp_path / "empty"), "--report-only"]) == 2
+    assert "holds no row folder" in capsys.readouterr().err
+
+
+def test_dry_run_lists_rows_and_variants_without_fitting(configs, tmp_path, capsys):
+    assert main(["table1", "--configs", str(configs), "--out", str(tmp_path / "t1"), "--dry-run", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [r["row"] for r in plan["rows"]] == ["a-ridge", "b-linear"] and plan["rows"][0]["fits"] == 3 * 4 * 2
+    assert not os.path.exists(tmp_path / "t1")
+
+
+def test_summary_has_the_rate_keys_of_issue_16(tmp_path, monkeypatch):
+    """quantile_slopes / theil_sen / window_slopes / window_stable per metric, boundary_fraction at the top; on
+    fake chunks whose l2_error is n^-1/2 x (1.0, 1.1) every slope is -1/2 exactly and every window is stable."""
+    monkeypatch.setattr(runner, "run_chunk", fake_run_chunk)
+    raw = {"preset": "softmax-ridge", "sweep": {"sizes": [100, 200, 400, 800], "replicates": 2}}
+    summary = jaxmoe.run_sweep(raw, str(tmp_path / "s"), num_bootstrap=20, plots=False).summary
+    l2 = summary["metrics"]["l2_error"]
+    assert set(l2["quantile_slopes"]) == {"0.5", "0.75", "0.9"}
+    for fit in [*l2["quantile_slopes"].values(), l2["theil_sen"]]:
+        assert fit["slope"] == pytest.approx(-0.5) and fit["ci"][0] <= -0.5 <= fit["ci"][1]
+    assert [w["n_min"] for w in l2["window_slopes"]] == [100, 200]
+    assert all(w["statistic"] == "median" and w["slope"] == pytest.approx(-0.5) for w in l2["window_slopes"])
+    assert l2["window_stable"] is True and summary["boundary_fraction"] == summary["fits"]["boundary_fraction"] == 0.0
