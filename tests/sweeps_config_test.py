@@ -191,3 +191,27 @@ def test_the_default_gradient_tolerance_scales_with_the_noise(solver):
     assert kept.spec["solver"]["options"]["gtol"] == 1e-9 and kept.hash != small.hash
     given = jaxmoe.get_solver(solver, gtol=1e-7)  # a Solver object keeps its own tolerance
     assert jaxmoe.FitOptions(solver=given).validated(small.setting()).solver.config.gtol == 1e-7
+
+
+def test_fewer_samples_than_free_parameters_is_refused_and_a_thin_design_warned(tmp_path):
+    """softmax-ridge over-fitted (k = 3): 12 parameters, the gauge pins the last atom's beta0 and beta1, so 10
+    are free. n = 9 is refused in one line; n = 10 (interpolation) and 2 sizes are warned about, before any fit."""
+    from jaxmoe.sweeps import runner
+    from jaxmoe.sweeps.config import free_parameters
+    from sweep_fakes import fake_run_chunk
+
+    assert free_parameters(jaxmoe.get_preset("softmax-ridge")) == 10
+    assert free_parameters(jaxmoe.get_preset("softmax-ridge").replace(k_fit=2)) == 6
+    with pytest.raises(jaxmoe.JaxMoEInputError) as err:
+        config_from_dict({"preset": "softmax-ridge", "sweep": {"sizes": [9, 100, 200]}})
+    assert str(err.value).startswith("sweep.sizes=[9]: must be >= 10, the fitted model's free parameters (k = 3)")
+    config = config_from_dict({"preset": "softmax-ridge", "sweep": {"sizes": [10, 100], "replicates": 2}})
+    assert config.design_warnings() == [
+        "sweep.sizes=[10, 100]: fewer than 3 sizes, so no slope can be fitted",
+        "sweep.sizes: n = 10 equals the fitted model's 10 free parameters: the fit interpolates"]
+    assert config_from_dict({"preset": "softmax-ridge", "sweep": {"sizes": [11, 100, 200]}}).design_warnings() == []
+    lines = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runner, "run_chunk", fake_run_chunk)
+        jaxmoe.run_sweep(config, str(tmp_path / "s"), num_bootstrap=10, plots=False, log=lines.append)
+    assert lines[:2] == [f"jaxmoe: warning: {w}" for w in config.design_warnings()]

@@ -190,3 +190,26 @@ def test_summary_has_the_rate_keys_of_issue_16(tmp_path, monkeypatch):
     assert [w["n_min"] for w in l2["window_slopes"]] == [100, 200]
     assert all(w["statistic"] == "median" and w["slope"] == pytest.approx(-0.5) for w in l2["window_slopes"])
     assert l2["window_stable"] is True and summary["boundary_fraction"] == summary["fits"]["boundary_fraction"] == 0.0
+
+
+def test_a_panel_without_a_slope_still_draws_the_theory_and_counts_non_finite_values(tmp_path, monkeypatch):
+    """Two sizes (no slope): the theory's line is drawn through the means, the note and the count of non-finite
+    values sit in the title (never over the legend), the axes are labelled in words."""
+    from matplotlib.figure import Figure
+
+    from jaxmoe.sweeps.report import metric_panel
+
+    monkeypatch.setattr(runner, "run_chunk", fake_run_chunk)
+    raw = {"preset": "softmax-ridge", "sweep": {"sizes": [100, 400], "replicates": 2}}
+    summary = jaxmoe.run_sweep(raw, str(tmp_path / "s"), num_bootstrap=10, log=lambda line: None).summary
+    entry = {**summary["metrics"]["l2_error"], "nonfinite": [1, 0]}
+    assert entry["slope"] is None and entry["theory_slope"] == -0.5
+    ax = Figure().subplots()
+    metric_panel(ax, np.array([100.0, 400.0]), "l2_error", entry)
+    theory = [line for line in ax.get_lines() if line.get_label() == "theory: slope -0.5"]
+    assert len(theory) == 1
+    x, y = theory[0].get_data()
+    assert y[1] / y[0] == pytest.approx(2.0 ** -1)  # slope -1/2 over a factor 4 in n
+    title = ax.get_title()
+    assert title.startswith("l2_error (1 non-finite values)\nno slope: ") and "sample size n" == ax.get_xlabel()
+    assert os.path.isfile(tmp_path / "s" / "rate_curves.png")

@@ -163,6 +163,16 @@ class SweepConfig:
                     # default) all chunks then run one compiled program; the fits do not depend on it.
                     padded_length=int(max(self.sizes)), **self.spec["engine"])
 
+    def design_warnings(self) -> list[str]:
+        """One line per weakness of the design that is not an error: fewer than 3 sizes (no slope can be
+        fitted), a size equal to the fitted model's number of free parameters (the fit interpolates the data)."""
+        p = free_parameters(self.setting())
+        out = [f"sweep.sizes={list(self.sizes)}: fewer than 3 sizes, so no slope can be fitted"] \
+            if len(self.sizes) < 3 else []
+        if p in self.sizes:
+            out.append(f"sweep.sizes: n = {p} equals the fitted model's {p} free parameters: the fit interpolates")
+        return out
+
     def replace(self, **overrides) -> "SweepConfig":
         """A new config with command-line overrides (`OVERRIDES`: `sizes`, `replicates`, `seed`, `k_fit`, `sigma`,
         `solver`, `restarts`, `init`, `name`); `None` leaves a value as is. The overrides are applied to the
@@ -373,8 +383,16 @@ def config_from_dict(raw: dict) -> SweepConfig:
     _check_keys("labels", labels)
     spec["labels"] = {k: str(labels.get(k, "")) for k in SECTIONS["labels"]}
     config = SweepConfig(spec, written)
-    config.setting()  # validates the truth against the model: shapes, box, A.2-A.4
+    p = free_parameters(config.setting())  # validates the truth against the model: shapes, box, A.2-A.4
+    below = [n for n in spec["sweep"]["sizes"] if n < p]
+    require(not below, "sweep.sizes", below, f"must be >= {p}, the fitted model's free parameters (k = "
+            f"{spec['model']['k_fit']}): with fewer samples than parameters least squares has no unique fit")
     return config
+
+
+def free_parameters(setting) -> int:
+    """The fitted model's number of free parameters: coordinates of Theta the gauge leaves free."""
+    return int(setting.fitted_model().free_coordinates().size)
 
 
 def _read_solver(s: dict, overfitted: bool, sigma: float) -> dict:

@@ -347,30 +347,47 @@ def summarize(res: SweepResults, num_bootstrap: int = 1000, level: float = 0.95)
 
 
 # ---------------------------------------------------------------- plots
-def _panel(ax, ns: np.ndarray, name: str, s: dict) -> None:
+def metric_panel(ax, ns: np.ndarray, name: str, s: dict) -> None:
     """One metric's log-log panel: mean per n, its CI band, the fitted line and the theory's slope."""
     mean = np.array([np.nan if v is None else v for v in s["mean"]])
     low = np.array([np.nan if v is None else v for v in s["mean_ci_low"]])
     high = np.array([np.nan if v is None else v for v in s["mean_ci_high"]])
     ax.fill_between(ns, low, high, color="C0", alpha=0.2, lw=0, label=f"{int(s['level'] * 100)}% CI of the mean")
     ax.loglog(ns, mean, "o", color="C0", ms=4, label="mean over replicates")
+    notes = []
     if s["slope"] is not None:
         line = np.exp(s["intercept"]) * ns ** s["slope"]
         ax.loglog(ns, line, "-", color="C1",
                   label=f"fit: slope {s['slope']:.2f} [{s['ci'][0]:.2f}, {s['ci'][1]:.2f}]")
-        if s["theory_slope"] is not None:
-            mid = math.sqrt(ns[0] * ns[-1])
-            anchor = np.exp(s["intercept"]) * mid ** s["slope"]
-            ax.loglog(ns, anchor * (ns / mid) ** s["theory_slope"], "--", color="k", alpha=0.6,
-                      label=f"theory: slope {s['theory_slope']:g}")
-    elif s["note"]:
-        ax.text(0.02, 0.02, "no slope: " + s["note"][:60], transform=ax.transAxes, fontsize=6)
-    if s["theory_slope"] is None:
-        ax.text(0.98, 0.98, "theory: " + s["theory"].split(" (")[0], transform=ax.transAxes, fontsize=7,
-                ha="right", va="top")
-    ax.set_title(name, fontsize=10)
-    ax.set_xlabel("n")
-    ax.legend(fontsize=6, loc="lower left")
+        mid = math.sqrt(ns[0] * ns[-1])
+        anchor = np.exp(s["intercept"]) * mid ** s["slope"]
+    else:  # no fitted line: the theory's line goes through the geometric mean of the finite means
+        notes.append("no slope: " + (s["note"] or "")[:70])
+        good = np.isfinite(mean) & (mean > 0)
+        mid, anchor = (math.exp(np.mean(np.log(ns[good]))), math.exp(np.mean(np.log(mean[good])))) \
+            if good.any() else (None, None)
+    if s["theory_slope"] is not None and mid is not None:
+        ax.loglog(ns, anchor * (ns / mid) ** s["theory_slope"], "--", color="k", alpha=0.6,
+                  label=f"theory: slope {s['theory_slope']:g}")
+    elif s["theory_slope"] is None:
+        notes.append("theory: " + s["theory"].split(" (")[0])
+    bad = int(sum(s["nonfinite"]))
+    # notes go under the title, not in the axes, so they never overlap the legend or the points
+    ax.set_title(name + (f" ({bad} non-finite values)" if bad else "") +
+                 "".join("\n" + note for note in notes), fontsize=9 if notes else 10)
+    ax.set_xlabel("sample size n")
+    ax.set_ylabel("mean over replicates")
+    _decade_ticks(ax)
+    ax.legend(fontsize=6, loc="best")
+
+
+def _decade_ticks(ax) -> None:
+    """Label only the powers of ten on an axis spanning more than a decade (minor labels collide there)."""
+    from matplotlib.ticker import NullFormatter
+
+    for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if lo > 0 and hi / lo > 10:
+            axis.set_minor_formatter(NullFormatter())
 
 
 def plot_curves(res: SweepResults, summary: dict, stem: str) -> list[str]:
@@ -387,7 +404,7 @@ def plot_curves(res: SweepResults, summary: dict, stem: str) -> list[str]:
     axes = fig.subplots(rows, cols, squeeze=False)
     ns = res.sizes.astype(float)
     for ax, name in zip(axes.flat, names):
-        _panel(ax, ns, name, summary["metrics"][name])
+        metric_panel(ax, ns, name, summary["metrics"][name])
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     done = "" if res.complete else f" (partial: {len(res.chunk_infos)} of {res.chunks_total} chunks)"

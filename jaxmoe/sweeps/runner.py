@@ -211,6 +211,8 @@ def _run_target(target: Target, *, resume: bool, overwrite: bool, progress: bool
     """Claim one sweep folder and fit its chunks of `shard` not yet done (see `run_sweep`)."""
     config, out = target.config, target.out
     log = log or (lambda line: print(line, file=sys.stderr))
+    for line in config.design_warnings():
+        log(f"jaxmoe: warning: {line}")
     setting = config.setting()
     with claim_folder(out, config, resume=resume, overwrite=overwrite, source_text=source_text, log=log,
                       shard=shard) as lock:
