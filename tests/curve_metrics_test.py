@@ -42,3 +42,28 @@ def test_curve_metrics_match_single_fit_functions(d):
     # the truth itself has zero error
     exact = jaxmoe.curve_metrics(base, _fake_fit(base, (1, 1), 0.0), l2_points=20_000)
     assert exact["l2_error"][0, 0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_linear_experts_also_report_the_loss_theorem_2_is_stated_in():
+    """Softmax + linear experts: D2r at r = 1, 2 next to D1 (Theorem 2 is stated in D2r), each equal to
+    `voronoi_loss_d2r` at its r and labelled slower than any polynomial; ridge experts report D1 only."""
+    import jax.numpy as jnp
+
+    from jaxmoe.losses import batched_loss, voronoi_loss_d2r
+
+    linear = jaxmoe.get_preset("softmax-linear")
+    model = linear.fitted_model()
+    losses = model.curve_losses()
+    assert list(losses) == ["voronoi_d1", "voronoi_d2r_r1", "voronoi_d2r_r2"]
+    assert list(jaxmoe.get_preset("softmax-ridge").fitted_model().curve_losses()) == ["voronoi_d1"]
+    rates = model.theory_rates()
+    assert all(rates[k][0] is None and rates[k][1].startswith("slower than any polynomial (Theorem 2") for k in losses)
+    with jax.enable_x64(True):
+        truth = linear.truth_params()
+        fitted = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), linear.model.zeros())
+        fitted = fitted._replace(beta0=truth.beta0 + 0.3, beta1=truth.beta1 - 0.2,
+                                 eta={k: v + 0.1 for k, v in truth.eta.items()})
+        batch = jax.tree_util.tree_map(lambda a: a[None], fitted)
+        for r in (1, 2):
+            got = float(batched_loss(losses[f"voronoi_d2r_r{r}"], batch, truth)[0])
+            assert got == pytest.approx(float(voronoi_loss_d2r(fitted, truth, r=float(r))), rel=1e-12) and got > 0
