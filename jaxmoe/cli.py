@@ -523,6 +523,8 @@ def add_table1_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="discard the rows' previous files in --out and start again")
     p.add_argument("--report-only", action="store_true", dest="report_only",
                    help="fit nothing: report the rows already in --out (complete or not)")
+    p.add_argument("--onsets", metavar="FILE", help="JSON {row: {onset, fisher_onset}} of predicted onsets n / sigma^2 "
+                   "(e.g. experiments/results/lower_bound/conditioning.json), shown next to the measured ones")
     p.add_argument("--dry-run", action="store_true", help="validate every row config, print the rows and cells, fit nothing")
     p.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for the CIs (default 1000)")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
@@ -549,7 +551,20 @@ def _table1_dry_run(rows, out: str, as_json: bool) -> int:
     return 0
 
 
+def _read_onsets(path: str | None):
+    if path is None:
+        return None
+    try:
+        with open(path) as fh:
+            return sweeps.check_onsets(json.load(fh))
+    except OSError as err:
+        raise JaxMoEInputError("--onsets", path, f"could not be read ({err.strerror})") from None
+    except json.JSONDecodeError as err:
+        raise JaxMoEInputError("--onsets", path, f"is not JSON ({err.msg}, line {err.lineno})") from None
+
+
 def cmd_table1(args) -> int:
+    onsets = _read_onsets(args.onsets)
     if args.report_only:
         rows = sweeps.row_folders(args.out)
         if args.rows:
@@ -557,7 +572,8 @@ def cmd_table1(args) -> int:
             if unknown:
                 raise JaxMoEInputError("--rows", ",".join(unknown), f"not in {args.out}; it holds {rows}")
             rows = [r for r in rows if r in args.rows]
-        summary = sweeps.write_table1_report(args.out, rows, num_bootstrap=args.bootstrap, plots=not args.no_plots)
+        summary = sweeps.write_table1_report(args.out, rows, num_bootstrap=args.bootstrap, plots=not args.no_plots,
+                                             onsets=onsets)
     else:
         rows = sweeps.load_rows(args.configs, args.rows, sizes=args.sizes, replicates=args.replicates)
         if args.dry_run:
@@ -565,7 +581,7 @@ def cmd_table1(args) -> int:
         progress = (not args.json and sys.stderr.isatty()) if args.progress is None else args.progress
         try:
             summary = sweeps.run_table1(rows, args.out, resume=args.resume, overwrite=args.overwrite, progress=progress,
-                                        num_bootstrap=args.bootstrap, plots=not args.no_plots,
+                                        num_bootstrap=args.bootstrap, plots=not args.no_plots, onsets=onsets,
                                         log=lambda line: print(line, file=sys.stderr)).summary
         except KeyboardInterrupt:
             print(f"\njaxmoe: interrupted; the completed chunks are saved in {args.out}: rerun with --resume to "

@@ -164,6 +164,30 @@ def test_bad_input_is_one_line_and_exit_2(configs, tmp_path, capsys, args, messa
     assert not os.path.exists(tmp_path / "t1")
 
 
+def test_predicted_onsets_sit_next_to_the_measured_ones(configs, tmp_path, capsys):
+    out = tmp_path / "t1"
+    sweeps.run_table1(sweeps.load_rows(str(configs)), str(out), num_bootstrap=20, plots=False)
+    onsets = tmp_path / "onsets.json"
+    onsets.write_text(json.dumps({"a-ridge": {"onset": 6.3e14, "fisher_onset": 4.6e5, "fisher_min": 2e-6}}))
+    assert main(["table1", "--out", str(out), "--report-only", "--onsets", str(onsets), "--bootstrap", "20",
+                 "--no-plots", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows"][0]["predicted_onset"] == {"onset": 6.3e14, "fisher_onset": 4.6e5}
+    assert summary["rows"][1]["predicted_onset"] == {"onset": None, "fisher_onset": None}
+    lines = [line for line in (out / "table1.md").read_text().splitlines() if "| a-ridge | over-fitted" in line
+             and "| l2_error |" in line]
+    assert lines and lines[0].endswith("| 6.3e14; 4.6e5 (beyond reach) |")
+    for text, message in (("[1, 2]", "--onsets='list': must be a JSON object"),
+                          ('{"a-ridge": {"onset": -1}}', "--onsets[a-ridge].onset=-1: must be a number > 0"),
+                          ("{", "is not JSON")):
+        onsets.write_text(text)
+        assert main(["table1", "--out", str(out), "--report-only", "--onsets", str(onsets)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err
+    assert main(["table1", "--out", str(out), "--report-only", "--onsets", str(tmp_path / "none.json")]) == 2
+    assert "could not be read" in capsys.readouterr().err
+
+
 def test_report_only_of_a_folder_without_rows_is_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["table1", "--out", str(tmp_path / "empty"), "--report-only"]) == 2

@@ -31,6 +31,7 @@ from jaxmoe.sweeps.runner import GridResult, SweepResult, run_grid, run_sweep
 from jaxmoe.sweeps.store import ChunkPlan, atomic_write_bytes, atomic_write_json, plan_chunks
 from jaxmoe.sweeps.table1 import (
     Table1Result,
+    check_onsets,
     load_rows,
     rate_verdict,
     row_folders,
@@ -47,6 +48,6 @@ __all__ = [
     "format_grid_summary", "load_grid_results", "write_grid_report",
     "GridResult", "SweepResult", "run_grid", "run_sweep",
     "ChunkPlan", "atomic_write_bytes", "atomic_write_json", "plan_chunks",
-    "Table1Result", "load_rows", "rate_verdict", "row_folders", "run_table1", "table1_markdown", "variant_label",
+    "Table1Result", "check_onsets", "load_rows", "rate_verdict", "row_folders", "run_table1", "table1_markdown", "variant_label",
     "write_table1_report",
 ]

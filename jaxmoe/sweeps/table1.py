@@ -34,7 +34,9 @@ read on the **median** per n (Theorem 1 and its kin are O_P statements: about qu
 `overfit_error` (the unweighted largest atom error of an over-fitted cell, dominated by atoms whose mass tends
 to 0) is reported but gets no verdict: `overfit_error_weighted` is the quantity D1's over-fitted term bounds.
 For a grid over `data.sigma`, the effective-sample-size groups (`effective_size`) give per metric the collapse
-test and the rate onset in n / sigma^2, listed per row.
+test and the rate onset in n / sigma^2, listed per row next to the lower-bound lab's predicted onsets when
+given (`onsets`: the over-fitted profile's, flagged "beyond reach" when it exceeds the n / sigma^2 reached, and
+the exact-fitted Fisher 1 / lambda_min).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ from jaxmoe.sweeps.report import folder_config, write_report
 from jaxmoe.sweeps.runner import run_sweep
 from jaxmoe.sweeps.store import atomic_write_bytes, atomic_write_json, check_folder
 
-__all__ = ["MIN_CONVERGED", "NO_VERDICT", "Table1Result", "load_rows", "row_folders", "check_rows", "run_table1", "rate_verdict",
+__all__ = ["MIN_CONVERGED", "NO_VERDICT", "Table1Result", "load_rows", "row_folders", "check_rows", "check_onsets", "run_table1", "rate_verdict",
            "variant_label", "summarize_table1", "table1_markdown", "write_table1_report"]
 
 MIN_CONVERGED = 0.95  # issue 13's target: below it a curve is of fits that stopped at the iteration limit
@@ -123,9 +125,10 @@ def check_rows(rows: list, out: str, *, resume: bool = False, overwrite: bool = 
 
 
 def run_table1(rows: list, out: str, *, resume: bool = False, overwrite: bool = False, progress: bool = False,
-               num_bootstrap: int = 1000, plots: bool = True, log=None) -> Table1Result:
+               num_bootstrap: int = 1000, plots: bool = True, log=None, onsets: dict | None = None) -> Table1Result:
     """Run every row of `rows` (`load_rows`) as an ordinary sweep into `out/<row>` (resumable: `resume=True`
     keeps the completed chunks of every row), then write the report (`write_table1_report`)."""
+    check_onsets(onsets)
     check_rows(rows, out, resume=resume, overwrite=overwrite)
     results = {}
     for name, config in rows:
@@ -133,7 +136,8 @@ def run_table1(rows: list, out: str, *, resume: bool = False, overwrite: bool = 
             log(f"table1: row {name}")
         results[name] = run_sweep(config, os.path.join(out, name), resume=resume, overwrite=overwrite,
                                   progress=progress, num_bootstrap=num_bootstrap, plots=plots)
-    summary = write_table1_report(out, [name for name, _ in rows], num_bootstrap=num_bootstrap, plots=plots)
+    summary = write_table1_report(out, [name for name, _ in rows], num_bootstrap=num_bootstrap, plots=plots,
+                                  onsets=onsets)
     return Table1Result(out, results, summary)
 
 
@@ -255,11 +259,33 @@ def _row_summary(out: str, name: str, num_bootstrap: int, plots: bool) -> dict:
             "effective_sample_size": []}
 
 
-def summarize_table1(out: str, rows: Sequence[str], num_bootstrap: int = 1000, plots: bool = True) -> dict:
+def check_onsets(onsets) -> dict:
+    """`onsets`: {row: {"onset": x, "fisher_onset": x, ...}}, the lower-bound lab's predictions per row (the
+    format of experiments/results/lower_bound/conditioning.json: `onset` is the over-fitted profile's predicted
+    n / sigma^2, `fisher_onset` the exact-fitted 1 / lambda_min); None: no predictions."""
+    if onsets is None:
+        return {}
+    require(isinstance(onsets, dict) and all(isinstance(v, dict) for v in onsets.values()), "--onsets",
+            type(onsets).__name__, 'must be a JSON object {row: {"onset": n/sigma^2, "fisher_onset": n/sigma^2}}')
+    for row, v in onsets.items():
+        for key in ("onset", "fisher_onset"):
+            x = v.get(key)
+            require(x is None or (isinstance(x, (int, float)) and x > 0), f"--onsets[{row}].{key}", x,
+                    "must be a number > 0 or null")
+    return onsets
+
+
+def summarize_table1(out: str, rows: Sequence[str], num_bootstrap: int = 1000, plots: bool = True,
+                     onsets: dict | None = None) -> dict:
     """The dict written to `DIR/summary.json`: per row its variants (fits, fractions with Wilson CIs, per metric
-    the verdict and its evidence) and its effective-sample-size groups; each row folder's own report is
-    rewritten on the way (`write_report` / `write_grid_report`)."""
+    the verdict and its evidence), its effective-sample-size groups and the lower-bound lab's predicted onsets
+    (`onsets`, see `check_onsets`); each row folder's own report is rewritten on the way (`write_report` /
+    `write_grid_report`)."""
+    onsets = check_onsets(onsets)
     records = [_row_summary(out, name, num_bootstrap, plots) for name in rows]
+    for r in records:
+        given = onsets.get(r["row"], {})
+        r["predicted_onset"] = {k: given.get(k) for k in ("onset", "fisher_onset")}
     return {"rows": records, "complete": all(r["complete"] for r in records), "statistic": "median",
             "slope_band": SLOPE_BAND, "min_converged": MIN_CONVERGED, "num_bootstrap": num_bootstrap}
 
@@ -296,6 +322,16 @@ def _variant_line(row: str, v: dict) -> str:
             + " | ".join(cells) + f" | {v['loss'] or '-'}{'; ' + '; '.join(others) if others else ''} |")
 
 
+def _predicted(row: dict, x_max: float | None) -> str:
+    """The lab's predicted onsets of a row, and whether the over-fitted one lies beyond the n / sigma^2 reached."""
+    p = row.get("predicted_onset") or {}
+    if p.get("onset") is None and p.get("fisher_onset") is None:
+        return "-"
+    text = "; ".join("none" if p.get(k) is None else _sci(p[k]) for k in ("onset", "fisher_onset"))
+    beyond = p.get("onset") is not None and x_max is not None and p["onset"] > x_max
+    return text + (" (beyond reach)" if beyond else "")
+
+
 def _group_label(variants: list, factors: dict) -> str:
     """A sigma group in words: the label of its first variant without the noise level."""
     for v in variants:
@@ -316,7 +352,7 @@ def _effective_lines(summary: dict) -> list[str]:
                 onset = (_sci(e["onset"]) if e["onset"] is not None else
                          ("-" if e["x_max"] is None else f"not reached by {_sci(e['x_max'])}"))
                 lines.append(f"| {r['row']} | {label} | {', '.join(f'{s:g}' for s in g['sigmas'])} | {name} | "
-                             f"{e['theory_slope']:g} | {collapse} | {onset} |")
+                             f"{e['theory_slope']:g} | {collapse} | {onset} | {_predicted(r, e['x_max'])} |")
     return lines
 
 
@@ -336,8 +372,8 @@ def table1_markdown(summary: dict) -> str:
         lines += ["", "Effective sample size (median against n / sigma^2, sigmas pooled): collapse = the paired-"
                   "bootstrap CI of the log-ratio of medians at equal n / sigma^2 contains 0 at every matched point "
                   "(Bonferroni); onset = the smallest n / sigma^2 from which every window slope is in the band.", "",
-                  "| row | group | sigmas | metric | theory slope | collapses | onset n / sigma^2 |",
-                  "|---|---|---|---|---|---|---|", *effective]
+                  "| row | group | sigmas | metric | theory slope | collapses | onset n / sigma^2 | predicted onset "
+                  "(profile; Fisher 1/lambda_min) |", "|---|---|---|---|---|---|---|---|", *effective]
     return "\n".join(lines) + "\n"
 
 
@@ -380,10 +416,13 @@ def plot_table1(summary: dict, stem: str) -> list[str]:
     return paths
 
 
-def write_table1_report(out: str, rows: Sequence[str], num_bootstrap: int = 1000, plots: bool = True) -> dict:
+def write_table1_report(out: str, rows: Sequence[str], num_bootstrap: int = 1000, plots: bool = True,
+                        onsets: dict | None = None) -> dict:
     """Write `table1.md`, `summary.json` and (`plots`) `table1.png` / `.pdf` into `out` from the row folders
-    `out/<row>` (complete or not: a partial row is reported on what it has, and says so); returns the summary."""
-    summary = summarize_table1(out, rows, num_bootstrap, plots)
+    `out/<row>` (complete or not: a partial row is reported on what it has, and says so); `onsets`: the
+    lower-bound lab's predictions per row (`check_onsets`), shown next to the measured onsets. Returns the
+    summary."""
+    summary = summarize_table1(out, rows, num_bootstrap, plots, onsets)
     files = ["table1.md", "summary.json"]
     if plots:
         try:
