@@ -68,7 +68,8 @@ __all__ = [
     "ChunkPlan", "plan_chunks", "Shard", "ONE_SHARD", "parse_shard", "chunk_filename", "key_name", "param_field",
     "atomic_write_bytes", "atomic_write_json", "ChunkChecksumError", "chunk_checksum", "save_chunk", "load_chunk",
     "completed_chunks",
-    "now", "check_modes", "check_shard_modes", "make_folder", "read_folder_config", "clear_outputs", "check_folder", "prepare_folder",
+    "now", "check_modes", "check_shard_modes", "make_folder", "read_folder_config", "clear_outputs", "check_folder",
+    "prepare_folder",
     "environment", "read_runs", "Provenance", "FolderLock", "read_lock", "claim_folder",
 ]
 

@@ -22,7 +22,8 @@ read on the **median** per n (Theorem 1 and its kin are O_P statements: about qu
   theory's slope: `effective_size.band_onset`, the rule of the rate onset), and the full range's CI is no wider
   than the band (half-width <= 0.1: otherwise slopes outside the band would pass too, and the verdict is
   `inconclusive (CI wider than the band)`);
-- `met from n >= N`: the windows from N on are in the band, an earlier one is not (the regime starts at N);
+- `met from n >= N`: the windows from N on are in the band, an earlier one is not (the regime starts at N), and
+  the window from N has a CI no wider than the band (else `inconclusive (CI wider than the band)` too);
 - `flatter` / `steeper`: no window run reaches the band and the full range's CI lies wholly above / below it;
 - `inconclusive`: neither (the CI overlaps the band, the estimate does not sit in it);
 - `unconverged`: fewer than `MIN_CONVERGED` = 95% of the variant's fits stopped on a stopping rule; the rate of
@@ -60,8 +61,9 @@ from jaxmoe.sweeps.report import folder_config, write_report
 from jaxmoe.sweeps.runner import run_sweep
 from jaxmoe.sweeps.store import atomic_write_bytes, atomic_write_json, check_folder
 
-__all__ = ["MIN_CONVERGED", "NO_VERDICT", "Table1Result", "load_rows", "row_folders", "check_rows", "check_onsets", "run_table1", "rate_verdict",
-           "variant_label", "summarize_table1", "table1_markdown", "write_table1_report"]
+__all__ = ["MIN_CONVERGED", "NO_VERDICT", "Table1Result", "load_rows", "row_folders", "check_rows", "check_onsets",
+           "run_table1", "rate_verdict", "variant_label", "summarize_table1", "table1_markdown", "plot_table1",
+           "write_table1_report"]
 
 MIN_CONVERGED = 0.95  # issue 13's target: below it a curve is of fits that stopped at the iteration limit
 NO_VERDICT = {"overfit_error": "unweighted: an atom whose mass tends to 0 dominates it (see overfit_error_weighted)"}
@@ -173,7 +175,8 @@ def rate_verdict(entry: dict, converged_fraction: float | None) -> dict:
                                 [w["ci"][1] for w in windows], theory)
     out["windows_in_band"] = in_band.tolist()
     ci = out["ci"]
-    if start is not None and (ci[1] - ci[0]) / 2 > SLOPE_BAND:
+    onset_ci = windows[start]["ci"] if start is not None else None  # start 0: the full range's
+    if start is not None and (onset_ci[1] - onset_ci[0]) / 2 > SLOPE_BAND:
         verdict = "inconclusive (CI wider than the band)"  # in the band, but so would be slopes outside it
     elif start is not None:
         out["onset_n"] = windows[start]["n_min"]
