@@ -20,11 +20,13 @@ r"""Reports of a sweep folder: the tidy table, the summary with slopes and theor
   "0.9": {slope, ci}} (slopes of the per-n quantiles, bootstrap CIs), `theil_sen` {statistic, slope, ci}
   (over the per-n medians), the local slopes of the median, and `window_slopes` [{n_min, statistic, slope,
   ci}] (the median's slope per smallest n used) with `window_stable` (every window's CI overlaps the full
-  range's); top level `boundary_fraction` (also in `fits`); timings and provenance. `slope` (of the mean) is kept as it was; `law_preferred` is read off
-  the means and is `"none"` when |dAIC| < 2 (`LawComparison.verdict`: a coin toss is no preference; `law_best_aic`
-  keeps the smallest-AIC law), and the text summary prints the dAIC next to it.
-- `rate_curves.png` / `.pdf`: one log-log panel per metric: mean per n, its CI band, the fitted line and
-  the theory's slope (dashed, drawn through the fitted line at the middle n).
+  range's); top level `boundary_fraction` (also in `fits`); timings and provenance. `slope` (of the mean) is
+  kept as it was; `law_preferred` is read off the means and is `"none"` when |dAIC| < 2
+  (`LawComparison.verdict`: a coin toss is no preference; `law_best_aic` keeps the smallest-AIC law), and the
+  text summary prints the dAIC next to it.
+- `rate_curves.png` / `.pdf`: one log-log panel per metric (`metric_panel`): mean per n, its CI band, the fitted
+  line and the theory's slope (dashed, through the fitted line at the middle n, or through the means where no
+  slope can be fitted); axes labelled in words, the non-finite count and any note in the panel's title.
 
 A partial folder (a sweep still running or killed) is reported on the chunks it has; `complete` says so. A
 folder with an unreadable chunk file (truncated, corrupted, failing its checksum: `store.load_chunk`) is not
@@ -340,7 +342,8 @@ def summarize(res: SweepResults, num_bootstrap: int = 1000, level: float = 0.95)
         "sizes": res.sizes.tolist(), "replicates": config.replicates, "seed": seed,
         "k_star": config.spec["model"]["k_star"], "k_fit": config.spec["model"]["k_fit"],
         "estimator": estimator(config.spec),
-        "fits": fits, "boundary_fraction": fits["boundary_fraction"], "metrics": metrics, "num_bootstrap": num_bootstrap,
+        "fits": fits, "boundary_fraction": fits["boundary_fraction"], "metrics": metrics,
+        "num_bootstrap": num_bootstrap,
         "seconds": {"chunks": float(sum(i["seconds"] for i in infos)),
                     "compile_wait": float(sum(i["compile_seconds"] for i in infos))},
     }
