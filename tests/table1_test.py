@@ -191,6 +191,37 @@ def test_predicted_onsets_sit_next_to_the_measured_ones(configs, tmp_path, capsy
     assert "could not be read" in capsys.readouterr().err
 
 
+def _with_loss(config, setting, chunk, errors_fn=None):
+    """A fake chunk with a Voronoi loss too (D1 = 2 n^-1/2), so the rows have a curve to plot."""
+    arrays, info = fake_run_chunk(config, setting, chunk, errors_fn)
+    arrays["metric/voronoi_d1"] = 2.0 * arrays["metric/l2_error"]
+    return arrays, info
+
+
+def test_the_plot_has_a_panel_per_row_and_a_curve_per_variant(configs, tmp_path, monkeypatch):
+    from jaxmoe.sweeps.table1 import table1_figure
+
+    monkeypatch.setattr(runner, "run_chunk", _with_loss)
+    out = tmp_path / "t1"
+    summary = sweeps.run_table1(sweeps.load_rows(str(configs)), str(out), num_bootstrap=20).summary
+    fig = table1_figure(summary)
+    ridge, linear = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in (ridge, linear)] == ["a-ridge", "b-linear"]
+    assert ridge.get_xlabel() == "effective sample size n / sigma^2"
+    solid = [line for line in ridge.get_lines() if line.get_linestyle() == "-"]
+    dashed = [line for line in ridge.get_lines() if line.get_linestyle() == "--"]
+    assert len(solid) == 3 and len(dashed) == 3  # three variants, each with its theory line (-1/2)
+    x, y = solid[1].get_data()
+    np.testing.assert_allclose(x, np.array([100, 316, 1000, 3162]) / 0.0316228 ** 2)  # against n / sigma^2
+    assert len([line for line in linear.get_lines() if line.get_linestyle() == "--"]) == 0  # slow: no slope
+    assert summary["files"] == ["table1.md", "summary.json", "table1.png", "table1.pdf"]
+    assert (out / "table1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pdf = (out / "table1.pdf").read_bytes()
+    assert pdf[:5] == b"%PDF-" and b"CreationDate" not in pdf  # re-reporting leaves it byte-identical
+    sweeps.write_table1_report(str(out), ["a-ridge", "b-linear"], num_bootstrap=20)
+    assert (out / "table1.pdf").read_bytes() == pdf
+
+
 def test_report_only_of_a_folder_without_rows_is_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["table1", "--out", str(tmp_path / "empty"), "--report-only"]) == 2

@@ -62,7 +62,7 @@ from jaxmoe.sweeps.runner import run_sweep
 from jaxmoe.sweeps.store import atomic_write_bytes, atomic_write_json, check_folder
 
 __all__ = ["MIN_CONVERGED", "NO_VERDICT", "Table1Result", "load_rows", "row_folders", "check_rows", "check_onsets",
-           "run_table1", "rate_verdict", "variant_label", "summarize_table1", "table1_markdown", "plot_table1",
+           "run_table1", "rate_verdict", "variant_label", "summarize_table1", "table1_markdown", "table1_figure", "plot_table1",
            "write_table1_report"]
 
 MIN_CONVERGED = 0.95  # issue 13's target: below it a curve is of fits that stopped at the iteration limit
@@ -381,8 +381,20 @@ def table1_markdown(summary: dict) -> str:
 
 
 def plot_table1(summary: dict, stem: str) -> list[str]:
-    """`stem.png` / `.pdf`: per row, the median of its Voronoi loss against n / sigma^2, one curve per started
-    variant, the theory's slope dashed through each curve's first point (needs matplotlib, the `plot` extra)."""
+    """`stem.png` / `.pdf` of `table1_figure` (needs matplotlib, the `plot` extra)."""
+    fig = table1_figure(summary)
+    paths = [stem + ".png", stem + ".pdf"]
+    for path in paths:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=path.rsplit(".", 1)[1], dpi=110, **({"metadata": {"CreationDate": None}}
+                                                                     if path.endswith(".pdf") else {}))
+        atomic_write_bytes(path, lambda fh: fh.write(buf.getvalue()))
+    return paths
+
+
+def table1_figure(summary: dict):
+    """Per row a panel: the median of its Voronoi loss against n / sigma^2, one curve per started variant, the
+    theory's slope dashed through each curve's first point; a matplotlib `Figure`."""
     from matplotlib.figure import Figure  # optional dependency: see report.plot_curves
 
     rows = summary["rows"]
@@ -410,13 +422,7 @@ def plot_table1(summary: dict, stem: str) -> list[str]:
         ax.set_visible(False)
     fig.suptitle("Table 1: median of each row's loss per n (dashed: the theory's slope)", fontsize=10)
     fig.tight_layout()
-    paths = [stem + ".png", stem + ".pdf"]
-    for path in paths:
-        buf = io.BytesIO()
-        fig.savefig(buf, format=path.rsplit(".", 1)[1], dpi=110, **({"metadata": {"CreationDate": None}}
-                                                                     if path.endswith(".pdf") else {}))
-        atomic_write_bytes(path, lambda fh: fh.write(buf.getvalue()))
-    return paths
+    return fig
 
 
 def write_table1_report(out: str, rows: Sequence[str], num_bootstrap: int = 1000, plots: bool = True,
