@@ -260,7 +260,9 @@ class DenseToSparseMoE(FlatMoE):
         if self.router.is_linear:
             why = (None, f"{SLOW} (Theorem 3: linear router with temperature, any expert)")
             return {"l2_error": (-0.5, "n^-1/2 up to log n (Proposition 1)"),
-                    **{k: why for k in ("voronoi_temperature", "exact_error", "overfit_error")}}
+                    **{k: why for k in ("voronoi_temperature", "exact_error", "overfit_error",
+                                        "overfit_error_weighted")},
+                    "cell_mass": (None, "no rate: the lightest atom of an over-fitted cell may have a mass tending to 0")}
         note = " (assumes router and expert algebraically independent: `jaxmoe identify`)"
         return table1_rates(["voronoi_d4"], expert_key(self.expert), "Theorem 4", "Theorem 2", note)
 
