@@ -139,7 +139,7 @@ def run_table1(rows: list, out: str, *, resume: bool = False, overwrite: bool = 
         results[name] = run_sweep(config, os.path.join(out, name), resume=resume, overwrite=overwrite,
                                   progress=progress, num_bootstrap=num_bootstrap, plots=plots)
     summary = write_table1_report(out, [name for name, _ in rows], num_bootstrap=num_bootstrap, plots=plots,
-                                  onsets=onsets)
+                                  onsets=onsets, row_summaries={name: r.summary for name, r in results.items()})
     return Table1Result(out, results, summary)
 
 
@@ -247,17 +247,18 @@ def _effective_size(grid_summary: dict) -> list:
     return out
 
 
-def _row_summary(out: str, name: str, num_bootstrap: int, plots: bool) -> dict:
+def _row_summary(out: str, name: str, num_bootstrap: int, plots: bool, summary: dict | None = None) -> dict:
+    """One row's record; `summary`: the row folder's report just written by its sweep (else written here)."""
     folder = os.path.join(out, name)
     require(os.path.isdir(folder), "DIR", folder, "no such row folder: run the row first (jaxmoe table1)")
     if is_grid_folder(folder):
         grid = read_grid_folder(folder)
-        summary = write_grid_report(folder, num_bootstrap=num_bootstrap, plots=plots)
+        summary = summary or write_grid_report(folder, num_bootstrap=num_bootstrap, plots=plots)
         variants = [_variant(cell.config, rec["summary"], os.path.join(name, rec["dir"]), cell.values)
                     for cell, rec in zip(grid.cells, summary["cells"])]
         return {"row": name, "complete": summary["complete"], "variants": variants,
                 "effective_sample_size": _effective_size(summary)}
-    summary = write_report(folder, num_bootstrap=num_bootstrap, plots=plots)
+    summary = summary or write_report(folder, num_bootstrap=num_bootstrap, plots=plots)
     return {"row": name, "complete": summary["complete"], "variants": [_variant(folder_config(folder), summary, name)],
             "effective_sample_size": []}
 
@@ -279,13 +280,14 @@ def check_onsets(onsets) -> dict:
 
 
 def summarize_table1(out: str, rows: Sequence[str], num_bootstrap: int = 1000, plots: bool = True,
-                     onsets: dict | None = None) -> dict:
+                     onsets: dict | None = None, row_summaries: dict | None = None) -> dict:
     """The dict written to `DIR/summary.json`: per row its variants (fits, fractions with Wilson CIs, per metric
     the verdict and its evidence), its effective-sample-size groups and the lower-bound lab's predicted onsets
     (`onsets`, see `check_onsets`); each row folder's own report is rewritten on the way (`write_report` /
     `write_grid_report`)."""
     onsets = check_onsets(onsets)
-    records = [_row_summary(out, name, num_bootstrap, plots) for name in rows]
+    given = row_summaries or {}  # reports the rows' sweeps have just written: not bootstrapped again
+    records = [_row_summary(out, name, num_bootstrap, plots, given.get(name)) for name in rows]
     for r in records:
         given = onsets.get(r["row"], {})
         r["predicted_onset"] = {k: given.get(k) for k in ("onset", "fisher_onset")}
@@ -426,12 +428,12 @@ def table1_figure(summary: dict):
 
 
 def write_table1_report(out: str, rows: Sequence[str], num_bootstrap: int = 1000, plots: bool = True,
-                        onsets: dict | None = None) -> dict:
+                        onsets: dict | None = None, row_summaries: dict | None = None) -> dict:
     """Write `table1.md`, `summary.json` and (`plots`) `table1.png` / `.pdf` into `out` from the row folders
     `out/<row>` (complete or not: a partial row is reported on what it has, and says so); `onsets`: the
     lower-bound lab's predictions per row (`check_onsets`), shown next to the measured onsets. Returns the
     summary."""
-    summary = summarize_table1(out, rows, num_bootstrap, plots, onsets)
+    summary = summarize_table1(out, rows, num_bootstrap, plots, onsets, row_summaries)
     files = ["table1.md", "summary.json"]
     if plots:
         try:
