@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m jaxmoe.demo --out demo_output
 
+# one pytest worker per core; --dist loadscope keeps a module's tests (and its fixtures' fits) on one worker
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope tests
 
 bench: $(STAMP)  # about 15 minutes on the 2-core CPU; experiments/speed_and_scale.md
 	$(PY) experiments/bench_baselines.py
