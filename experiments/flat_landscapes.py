@@ -22,7 +22,10 @@ decrease the LM model predicts for the next step. Variants (`name:budget`):
 - `default`, `marquardt`, `exact`: jaxmoe's own `levenberg_marquardt.update` (LMConfig scaling/hessian);
 - `floor`: a copy of that update with D = max(diag(J^T J), 1e-3 x its running max) (Marquardt's with a floor);
 - `geodesic`: the same copy with Transtrum-Sethna geodesic acceleration (step v + a/2, a from the second
-  directional derivative of the residuals, accepted only if 2 ||a||_D / ||v||_D <= 0.75).
+  directional derivative of the residuals, accepted only if 2 ||a||_D / ||v||_D <= 0.75);
+- `varpro`: variable projection (Golub-Pereyra, Kaufman's step) over the coordinates the model is affine in
+  (found by autodiff: `linear_coordinates`), re-solved exactly in the box at every candidate (`box_qp_step`);
+  two residual passes per iteration (`varpro_update`).
 
 `analyse` evaluates, from the trajectories, a config = (variant, budget, stopping rule) exactly as if the
 solver had stopped there: a fit is the best of its first `--restarts` starts (the lowest objective, its
@@ -51,7 +54,7 @@ import jax.numpy as jnp  # noqa: E402
 import jaxmoe  # noqa: E402
 from jaxmoe.estimation import levenberg_marquardt as lm  # noqa: E402
 from jaxmoe.estimation.options import default_starts  # noqa: E402
-from jaxmoe.estimation.problem import least_squares_problem, projected_gradient_norm  # noqa: E402
+from jaxmoe.estimation.problem import least_squares_problem, projected_gradient_norm, ravel  # noqa: E402
 from jaxmoe.estimation.sampling import fit_data, fit_keys, fit_starts  # noqa: E402
 from jaxmoe.estimation.status import (CONVERGED_FTOL, CONVERGED_GTOL, CONVERGED_STALL, MAX_ITER,  # noqa: E402
                                       NONFINITE, RUNNING, STATUS_NAMES)
@@ -124,13 +127,179 @@ def variant_update(state: lm.LMState, problem, config: lm.LMConfig, kind: str) -
                       jnp.asarray(False))
 
 
+# ------------------------------------------------------------------------------------ variable projection
+def linear_coordinates(model, unravel, lower, upper, x, key) -> np.ndarray:
+    """Coordinates of theta the model is jointly affine in, by autodiff: candidates have a zero second
+    derivative d2f/dtheta_j^2, and candidates with a non-zero cross term are dropped greedily until the block's
+    Hessian vanishes. Tested at two random points of the box and a random combination of the samples (zero
+    there with probability one only if identically zero). Pinned coordinates are never linear."""
+    free = np.asarray(lower < upper)
+    k1, k2, k3 = jax.random.split(key, 3)
+    w = jax.random.normal(k3, (x.shape[-1],))
+    hess = []
+    for k in (k1, k2):
+        u = jax.random.uniform(k, lower.shape, dtype=lower.dtype)
+        theta = jnp.where(lower < upper, lower + u * (upper - lower), lower)
+        hess.append(np.abs(np.asarray(jax.hessian(lambda t: jnp.dot(w, model(unravel(t), x)))(theta))))
+    hess = np.maximum(*hess)
+    tol = 1e-12 * max(hess.max(), 1.0)
+    linear = free & (np.diag(hess) <= tol)
+    while True:
+        block = np.where(linear[:, None] & linear[None, :], hess, 0.0)
+        worst = np.argmax((block > tol).sum(axis=1))
+        if not (block > tol).any():
+            return linear
+        linear[worst] = False
+
+
+def box_qp_step(c, g, lo, hi, newton: int = 20):
+    """min over gamma of q(gamma) = 2 g.gamma + gamma' C gamma with lo <= gamma <= hi (C s.p.s.d., small, often
+    ill-conditioned: an atom with a near-empty cell leaves its expert nearly undetermined).
+
+    Projected Newton with an arc search (Bertsekas): from the better of 0 and the clipped unconstrained
+    minimiser, Newton on the coordinates not held by a face their gradient pushes against, then the best of
+    clip(gamma + t d) over t = 1, 1/2, ..., 2^-15. Monotone in q and feasible throughout (lo <= 0 <= hi)."""
+    q = c.shape[0]
+    c = c + jnp.finfo(c.dtype).eps * jnp.trace(c) / q * jnp.eye(q, dtype=c.dtype)
+    model = lambda v: 2.0 * jnp.dot(g, v) + v @ c @ v
+    clipped = jnp.clip(jnp.linalg.solve(c, -g), lo, hi)
+    gamma = jnp.where(model(clipped) <= 0.0, clipped, jnp.zeros_like(g))
+    ts = 0.5 ** jnp.arange(16, dtype=c.dtype)
+
+    def newton_step(_, gamma):
+        grad = g + c @ gamma
+        held = ((gamma <= lo) & (grad > 0)) | ((gamma >= hi) & (grad < 0))
+        reduced = jnp.where(~held[:, None] & ~held[None, :], c, 0.0) + jnp.diag(jnp.where(held, 1.0, 0.0))
+        d = jnp.linalg.solve(reduced, -jnp.where(held, 0.0, grad))
+        trials = jnp.clip(gamma[None, :] + ts[:, None] * d[None, :], lo, hi)
+        values = jax.vmap(model)(trials)
+        best = jnp.argmin(values)
+        return jnp.where(values[best] <= model(gamma), trials[best], gamma)
+
+    return jax.lax.fori_loop(0, newton, newton_step, gamma)
+
+
+def varpro_update(state: lm.LMState, problem, config: lm.LMConfig, linear, kaufman: bool = True) -> lm.LMState:
+    """Variable projection (Golub-Pereyra with Kaufman's Jacobian) on jaxmoe's LM. theta = (nonlinear a,
+    linear c), r(a, c) affine in c. The state sits at c = c*(a), the box-constrained minimiser over c.
+    Step: the damped Gauss-Newton system with the damping on the a-block only, i.e. the Schur complement
+    A - B C^-1 B' of the Gram (Kaufman's reduced Gram, since J_c' r = 0 at an interior c*). Candidate a' =
+    P(a + delta_a); pass 1 at (a', c) gives the exact quadratic in c, so c*(a') is a small box QP; pass 2 at
+    (a', c*(a')) gives the objective, gradient and Gram the next step needs. Two passes per iteration (under
+    vmap both always run). Acceptance, Nielsen damping and the stopping rules are those of `lm.update`.
+
+    `kaufman=False` (variant `lm_then_c`): jaxmoe's LM step on every coordinate (damped, predicted decrease and
+    all), then c re-solved from that candidate: each step is never worse than the LM step from the same state."""
+    if not kaufman:
+        return _lm_then_c(state, problem, config, linear)
+    p = state.theta.shape[0]
+    eps = 1e-12 * (problem.upper - problem.lower)
+    at_lower = (state.theta <= problem.lower + eps) & (state.grad > 0)
+    at_upper = (state.theta >= problem.upper - eps) & (state.grad < 0)
+    free = problem.free & ~at_lower & ~at_upper
+    # The step's model holds c on its active faces too (else it predicts moves c cannot make); the candidate's
+    # c is then re-solved over the whole box, so a face can be left.
+    free_c = problem.free & linear
+    tiny = jnp.finfo(state.theta.dtype).tiny ** 0.5
+    scale = jnp.where(linear, 0.0, jnp.maximum(state.scale, tiny))
+    gram = jnp.where(free[:, None] & free[None, :], state.gram, 0.0) + jnp.diag(jnp.where(free, 0.0, 1.0))
+    a = gram + state.damping * jnp.diag(scale)
+    chol = jax.scipy.linalg.cho_factor(a + jnp.finfo(a.dtype).eps * jnp.trace(a) / p * jnp.eye(p, dtype=a.dtype))
+    # Kaufman's step: the reduced gradient is J_a' r at c*(a) (J_c' r = 0 there). Zeroing the c-part of the
+    # right-hand side matters: C is often ill-conditioned (a near-empty cell), so a round-off J_c' r would be
+    # amplified by C^-1 into the a-step.
+    rhs = jnp.where(free & ~linear, state.grad, 0.0)
+    # The first iteration only re-solves c at the start (the state sits at c*(a) from then on).
+    delta = jnp.where(state.fresh | (state.iteration == 0), 0.0, jax.scipy.linalg.cho_solve(chol, -rhs))
+    base = problem.project(state.theta + jnp.where(linear, 0.0, delta))  # c kept: the QP starts from it
+    # rho against the reduced (Schur) model's decrease, i.e. the full model's at the unprojected step, whose
+    # c-part is -C^-1 B' delta_a: positive by construction (predicting with c held is not: delta_a
+    # overshoots that model, and rho = 0 doubled the damping on accepted steps).
+    predicted = -(2.0 * jnp.dot(delta, rhs) + delta @ gram @ delta)
+    f1, g1, gram1 = lm.linearise(problem, base, config)
+    lo = jnp.where(free_c, problem.lower - base, 0.0)
+    hi = jnp.where(free_c, problem.upper - base, 0.0)
+    gamma = box_qp_step(jnp.where(free_c[:, None] & free_c[None, :], gram1, 0.0) + jnp.diag(jnp.where(free_c, 0.0, 1.0)),
+                        jnp.where(free_c, g1, 0.0), lo, hi)
+    candidate = problem.project(base + gamma)
+    f_new, grad_new, gram_new = lm.linearise(problem, candidate, config)
+    actual = state.objective - f_new
+    rho = actual / jnp.where(predicted > 0, predicted, jnp.inf)
+    accept = jnp.isfinite(f_new) & (actual > 0)
+    theta = jnp.where(accept, candidate, state.theta)
+    objective = jnp.where(accept, f_new, state.objective)
+    gram = jnp.where(accept, gram_new, state.gram)
+    grad = jnp.where(accept, grad_new, state.grad)
+    new_scale = jnp.where(accept, jnp.maximum(state.scale, jnp.abs(jnp.diag(gram_new))), state.scale)
+    shrink = jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * jnp.clip(rho, 0.0, 1.0) - 1.0) ** 3)
+    damping = jnp.where(accept, state.damping * shrink, state.damping * state.nu)
+    nu = jnp.where(accept, 2.0, state.nu * 2.0)
+    pgrad = projected_gradient_norm(theta, 2.0 * grad, problem)
+    rel_decrease = actual / jnp.maximum(state.objective, jnp.finfo(theta.dtype).tiny)
+    status = jnp.where(pgrad <= config.gtol, CONVERGED_GTOL, RUNNING)
+    status = jnp.where((status == RUNNING) & accept & (rel_decrease <= config.ftol), CONVERGED_FTOL, status)
+    status = jnp.where((status == RUNNING) & (damping >= config.max_damping), CONVERGED_STALL, status)
+    status = jnp.where(jnp.isfinite(objective) & jnp.all(jnp.isfinite(theta)), status, NONFINITE)
+    return lm.LMState(theta, objective, gram, grad, new_scale, jnp.minimum(damping, config.max_damping), nu,
+                      state.iteration + 1, status.astype(jnp.int32), jnp.asarray(False))
+
+
+def _lm_then_c(state: lm.LMState, problem, config: lm.LMConfig, linear) -> lm.LMState:
+    """`lm.update`'s candidate with its c re-solved exactly in the box, accepted on the re-solved objective."""
+    p = state.theta.shape[0]
+    eps = 1e-12 * (problem.upper - problem.lower)
+    free = problem.free & ~((state.theta <= problem.lower + eps) & (state.grad > 0)) \
+        & ~((state.theta >= problem.upper - eps) & (state.grad < 0))
+    scale = jnp.maximum(state.scale, jnp.finfo(state.theta.dtype).tiny ** 0.5)
+    gram = jnp.where(free[:, None] & free[None, :], state.gram, 0.0) + jnp.diag(jnp.where(free, 0.0, 1.0))
+    a = gram + state.damping * jnp.diag(scale)
+    chol = jax.scipy.linalg.cho_factor(a + jnp.finfo(a.dtype).eps * jnp.trace(a) / p * jnp.eye(p, dtype=a.dtype))
+    delta = jax.scipy.linalg.cho_solve(chol, -jnp.where(free, state.grad, 0.0))
+    base = problem.project(state.theta + delta)
+    step = base - state.theta
+    predicted = -(2.0 * jnp.dot(step, state.grad) + step @ state.gram @ step)
+    free_c = problem.free & linear
+    f1, g1, gram1 = lm.linearise(problem, base, config)
+    gamma = box_qp_step(jnp.where(free_c[:, None] & free_c[None, :], gram1, 0.0) + jnp.diag(jnp.where(free_c, 0.0, 1.0)),
+                        jnp.where(free_c, g1, 0.0), jnp.where(free_c, problem.lower - base, 0.0),
+                        jnp.where(free_c, problem.upper - base, 0.0))
+    candidate = problem.project(base + gamma)
+    f_new, grad_new, gram_new = lm.linearise(problem, candidate, config)
+    actual = state.objective - f_new
+    rho = actual / jnp.where(predicted > 0, predicted, jnp.inf)
+    accept = jnp.isfinite(f_new) & (actual > 0)
+    theta = jnp.where(accept, candidate, state.theta)
+    objective = jnp.where(accept, f_new, state.objective)
+    grad = jnp.where(accept, grad_new, state.grad)
+    new_scale = jnp.where(accept, jnp.maximum(state.scale, jnp.abs(jnp.diag(gram_new))), state.scale)
+    shrink = jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * jnp.clip(rho, 0.0, 1.0) - 1.0) ** 3)
+    damping = jnp.where(accept, state.damping * shrink, state.damping * state.nu)
+    nu = jnp.where(accept, 2.0, state.nu * 2.0)
+    pgrad = projected_gradient_norm(theta, 2.0 * grad, problem)
+    rel_decrease = actual / jnp.maximum(state.objective, jnp.finfo(theta.dtype).tiny)
+    status = jnp.where(pgrad <= config.gtol, CONVERGED_GTOL, RUNNING)
+    status = jnp.where((status == RUNNING) & accept & (rel_decrease <= config.ftol), CONVERGED_FTOL, status)
+    status = jnp.where((status == RUNNING) & (damping >= config.max_damping), CONVERGED_STALL, status)
+    status = jnp.where(jnp.isfinite(objective) & jnp.all(jnp.isfinite(theta)), status, NONFINITE)
+    return lm.LMState(theta, objective, jnp.where(accept, gram_new, state.gram), grad, new_scale,
+                      jnp.minimum(damping, config.max_damping), nu, state.iteration + 1, status.astype(jnp.int32),
+                      jnp.asarray(False))
+
+
 VARIANTS = {  # name -> (LMConfig overrides, update kind: None = jaxmoe's own update)
     "default": ({}, None),
     "marquardt": ({"scaling": "marquardt"}, None),
     "exact": ({"hessian": "exact"}, None),
     "floor": ({}, "floor"),
     "geodesic": ({}, "geodesic"),
+    "varpro": ({}, "varpro"),  # two passes per iteration
+    "lm_then_c": ({}, "lm_then_c"),  # two passes per iteration
 }
+
+
+# residual + normal-equation passes per iteration (the cost unit); geodesic and exact add derivative passes of
+# another kind (measured in wall time in flat_landscapes.md), so they have none here
+PASSES_PER_ITERATION = {"default": 1, "marquardt": 1, "floor": 1, "varpro": 2, "lm_then_c": 2}
 
 
 def next_predicted(state: lm.LMState, problem) -> jax.Array:
@@ -152,8 +321,17 @@ def trajectories(setting, model, n: int, keys, starts, variant: str, budget: int
     """Every job's per-iteration record, (J, budget + 1) arrays, and its final status / iteration (J,)."""
     overrides, kind = VARIANTS[variant]
     config = lm.LMConfig(max_iter=budget, **overrides)
-    update = (lambda s, pr: lm.update(s, pr, config)) if kind is None else \
-        (lambda s, pr: variant_update(s, pr, config, kind))
+    if kind in ("varpro", "lm_then_c"):
+        x0 = fit_data(keys[0], n, setting=setting, length=n)[0]
+        lo, hi = (ravel(b)[0] for b in model.bounds(True))
+        linear = jnp.asarray(linear_coordinates(model, ravel(model.bounds(True)[0])[1], lo, hi, x0,
+                                                jax.random.PRNGKey(1)))
+        print(f"varpro: {int(linear.sum())} linear coordinates of {linear.size}", flush=True)
+        update = lambda s, pr: varpro_update(s, pr, config, linear, kaufman=kind == "varpro")
+    elif kind is None:
+        update = lambda s, pr: lm.update(s, pr, config)
+    else:
+        update = lambda s, pr: variant_update(s, pr, config, kind)
 
     def one(key, theta0):
         x, y, mask, _ = fit_data(key, n, setting=setting, length=n)
@@ -247,6 +425,27 @@ def stop_point(rec, status, iters, budget, rule):
     return t, st, filled[np.arange(J), t]
 
 
+def merged_studies(paths):
+    """Trajectory files grouped by study (preset, k, sizes, replicates, pool: the same data and starts), each
+    group merged into one (arrays, meta) with the union of its variants, so variants run separately share one
+    best-known minimum. A variant in two files of a group must be the same run (the later file is skipped)."""
+    groups = {}
+    for path in paths:
+        data = np.load(path)
+        meta = json.loads(str(data["meta"]))
+        study = (meta["preset"], meta["k"], tuple(meta["sizes"]), meta["replicates"], meta["pool"])
+        arrays, merged = groups.setdefault(study, ({}, dict(meta, variants=[])))
+        for variant, budget in meta["variants"]:
+            if variant in dict(merged["variants"]):
+                continue
+            merged["variants"].append([variant, budget])
+            for name in data.files:
+                if name.startswith(f"{variant}_n"):
+                    arrays[name] = data[name]
+            merged.update({k: v for k, v in meta.items() if k.startswith(f"{variant}_n")})
+    return list(groups.values())
+
+
 def cmd_analyse(args):
     rules = {"none": None}
     for c in (0.0001, 0.001, 0.01):
@@ -254,9 +453,7 @@ def cmd_analyse(args):
             rules[f"window(c={c},m={m})"] = ("window", c, m)
         rules[f"pred(c={c})"] = ("pred", c, None)
     rows = []
-    for path in args.files:
-        data = np.load(path)
-        meta = json.loads(str(data["meta"]))
+    for data, meta in merged_studies(args.files):
         preset, pool, R, sigma = meta["preset"], meta["pool"], meta["replicates"], meta["sigma"]
         M = args.restarts
         assert 2 * M <= pool, "the pool must hold at least twice the starts a config uses"
@@ -311,6 +508,7 @@ def cmd_analyse(args):
                        kept_iterations_p90=float(np.percentile(it, 90)),
                        job_iterations_median=float(np.median(jit)), job_iterations_p90=float(np.percentile(jit, 90)),
                        mean_job_iterations=float(np.mean(jit)),
+                       mean_job_passes=float(np.mean(jit)) * PASSES_PER_ITERATION.get(variant, np.nan),
                        stopped_by_n=[float(np.mean(p["status"] != MAX_ITER)) for p in parts],
                        within_0_1_by_n=[float(np.mean(p["gap"] <= 0.1)) for p in parts],
                        run_wall_s_at_full_budget=[p["wall"] for p in parts])
@@ -319,13 +517,14 @@ def cmd_analyse(args):
         json.dump(dict(restarts=args.restarts, rows=rows), f, indent=1)
     shown = set(args.show.split(";"))
     print("| preset | variant | max_iter | rule | stop on rule | within 0.1 s2/n | within 0.1, same starts | "
-          "within 1 | max gap | it med/p90 (kept) | job it mean |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "within 1 | max gap | it med/p90 (kept) | job it mean | job passes mean |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r["rule"] in shown or "all" in shown:
             print(f"| {r['preset']} | {r['variant']} | {r['max_iter']} | {r['rule']} | {r['stopped_on_rule']:.3f} | "
                   f"{r['within_0_1']:.3f} | {r['within_0_1_same_starts']:.3f} | {r['within_1']:.3f} | {r['max_gap']:.3g} | "
-                  f"{r['kept_iterations_median']:.0f}/{r['kept_iterations_p90']:.0f} | {r['mean_job_iterations']:.0f} |")
+                  f"{r['kept_iterations_median']:.0f}/{r['kept_iterations_p90']:.0f} | {r['mean_job_iterations']:.0f} | "
+                  f"{r['mean_job_passes']:.0f} |")
 
 
 def cmd_diagnose(args):
@@ -408,6 +607,38 @@ def cmd_crosscheck(args):
         json.dump(out, f, indent=1)
 
 
+def cmd_linear_block(args):
+    """The conditioning of the linear block C = J_c' J_c (relative eigenvalues) at the near-truth starts of
+    replicate 0 and at the default LM's end point of each of them: how well the data determine the affine
+    coordinates that `varpro` re-solves exactly."""
+    setting = jaxmoe.get_preset(args.preset)
+    model = setting.fitted_model(setting.k_star + 1)
+    noise = default_starts(True)[1]
+    lo, unravel = ravel(model.bounds(True)[0])
+    hi = ravel(model.bounds(True)[1])[0]
+    out = dict(preset=args.preset, n=args.n, starts=[])
+    key = fit_keys(jax.random.PRNGKey(0), jnp.full((1,), args.n), jnp.arange(1))[0]
+    x, y, mask, _ = fit_data(key, args.n, setting=setting, length=args.n)
+    problem = least_squares_problem(model, x, y, mask)[0]
+    linear = np.asarray(linear_coordinates(model, unravel, lo, hi, x, jax.random.PRNGKey(1))) & np.asarray(problem.free)
+    starts, _ = fit_starts(key, setting=setting, model=model, init="near_truth", restarts=args.starts, noise=noise,
+                           scale=3.0)
+    fit = jax.jit(lambda t: jax.lax.while_loop(lambda s: (s.status == RUNNING) & (s.iteration < 1000),
+                                               lambda s: lm.update(s, problem, lm.LMConfig(max_iter=1000)),
+                                               lm.init(t, problem, lm.LMConfig(max_iter=1000))).theta)
+    for m, theta in enumerate(starts):
+        row = dict(start=m)
+        for where, point in (("start", problem.project(theta)), ("lm_1000", fit(theta))):
+            gram = np.asarray(problem.normal_equations(point)[2])[np.ix_(linear, linear)]
+            eig = np.linalg.eigvalsh(gram)
+            row[where] = dict(relative_eigenvalues=[float(f"{v:.3g}") for v in eig / eig.max()])
+        out["starts"].append(row)
+        print(m, "min relative eigenvalue of C: start", row["start"]["relative_eigenvalues"][0],
+              "after 1000 LM iterations", row["lm_1000"]["relative_eigenvalues"][0], flush=True)
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -434,8 +665,15 @@ def main():
     cro.add_argument("file")
     cro.add_argument("--restarts", type=int, default=4)
     cro.add_argument("--out", default=os.path.join(OUT_DIR, "crosscheck.json"))
+    lin = sub.add_parser("linear-block")
+    lin.add_argument("--preset", required=True)
+    lin.add_argument("--n", type=int, default=1000)
+    lin.add_argument("--starts", type=int, default=4)
+    lin.add_argument("--out", required=True)
     args = parser.parse_args()
-    if args.cmd == "crosscheck":
+    if args.cmd == "linear-block":
+        cmd_linear_block(args)
+    elif args.cmd == "crosscheck":
         cmd_crosscheck(args)
     elif args.cmd == "diagnose":
         cmd_diagnose(args)
