@@ -17,8 +17,9 @@ class JaxMoEInputError(ValueError):
 
 
 def _short(value: Any) -> str:
+    # A long value keeps its head and its tail: a path's last folder (and the closing quote) is what names it.
     text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= 80 else text[:38] + "..." + text[-39:]
 
 
 def require(ok: bool, field: str, value: Any, allowed: str) -> None:

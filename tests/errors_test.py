@@ -32,6 +32,14 @@ def test_bad_construction(build, field):
     assert "must" in str(info.value)
 
 
+def test_a_long_value_keeps_its_head_and_its_tail():
+    path = "/a/very/long/folder/" + "x" * 100 + "/b-linear"
+    message = str(JaxMoEInputError("out", path, "holds a sweep of another config"))
+    assert message.startswith("out='/a/very/long/folder/") and message.endswith("/b-linear': holds a sweep of another config")
+    assert "..." in message and len(message.split(":")[0]) == len("out=") + 80
+    assert str(JaxMoEInputError("k", 0, "must be >= 1")) == "k=0: must be >= 1"
+
+
 def test_wrong_shapes():
     model = SoftmaxMoE("sigmoid", k=2, d=2)
     p = model.zeros()

@@ -147,8 +147,7 @@ def test_a_row_folder_that_cannot_run_is_refused_before_any_fit(configs, tmp_pat
     other = jaxmoe.run_sweep({"preset": "softmax-linear", "sweep": {"sizes": [100, 200, 400], "replicates": 2}},
                              str(out / "b-linear"), num_bootstrap=20, plots=False)
     assert other.computed
-    # a long tmp path is shortened in the message, so the row is named by the config difference
-    message = r"^out='[^:]+: holds a sweep of another config \(folder vs this run: name: \"softmax-linear\" vs \"b-linear\""
+    message = r"^out='.*b-linear': holds a sweep of another config \(folder vs this run: name: \"softmax-linear\""
     with pytest.raises(JaxMoEInputError, match=message):
         sweeps.run_table1(sweeps.load_rows(str(configs)), str(out), num_bootstrap=20, plots=False)
     assert not os.path.exists(out / "a-ridge")  # the first row did not start
