@@ -527,6 +527,61 @@ def cmd_analyse(args):
                   f"{r['mean_job_passes']:.0f} |")
 
 
+def cmd_halving(args):
+    """A cheaper starts policy, evaluated on the recorded trajectories of one variant: run all `--pool` starts
+    for t0 iterations, keep the K lowest objectives there, run only those on to the budget (their own stop), and
+    return the best of them. Against the best of all the starts run to the end (the estimator as defined
+    today): how often it is the same fit (within 0.1 sigma^2 / n), the gap to the best known (every variant's
+    final point over the pool and the references), and the cost in iterations summed over starts. t0 = 0 is the
+    baseline it must beat: the first K starts alone."""
+    rows = []
+    for data, meta in merged_studies(args.files):
+        R, pool, sigma = meta["replicates"], meta["pool"], meta["sigma"]
+        budget = dict((v, b) for v, b in meta["variants"])[args.variant]
+        for t0 in (int(t) for t in args.t0.split(",")):
+            for keep in (int(k) for k in args.keep.split(",")):
+                same, gap, cost, full_cost = [], [], [], []
+                for n in meta["sizes"]:
+                    tag = f"{args.variant}_n{n}"
+                    obj, iters = data[f"{tag}_objective"], data[f"{tag}_iterations"]
+                    J, B1 = obj.shape
+                    idx = np.arange(B1)[None, :]
+                    filled = np.where(idx <= iters[:, None], obj, obj[np.arange(J), iters][:, None])
+                    final = filled[np.arange(J), iters]
+                    best = np.full(R, np.inf)
+                    for variant, _ in meta["variants"]:
+                        o, it = data[f"{variant}_n{n}_objective"], data[f"{variant}_n{n}_iterations"]
+                        f = o[np.arange(len(it)), it]
+                        best = np.fmin(best, np.fmin(f[:R * pool].reshape(R, pool).min(axis=1), f[R * pool:]))
+                    at_t0 = filled[:R * pool, min(t0, budget)].reshape(R, pool)
+                    fin = final[:R * pool].reshape(R, pool)
+                    its = iters[:R * pool].reshape(R, pool)
+                    kept = np.argsort(np.where(np.isfinite(at_t0), at_t0, np.inf), axis=1)[:, :keep]
+                    if t0 == 0:  # the baseline: the first K starts, no selection (the estimator with K starts)
+                        kept = np.broadcast_to(np.arange(keep), (R, keep))
+                    chosen = np.take_along_axis(fin, kept, axis=1).min(axis=1)
+                    unit = sigma**2 / n
+                    same.append((chosen - fin.min(axis=1)) / unit <= 0.1)
+                    gap.append((chosen - best) / unit)
+                    kept_its = np.take_along_axis(its, kept, axis=1)
+                    cost.append(np.minimum(its, t0).sum(axis=1) + np.maximum(kept_its - t0, 0).sum(axis=1))
+                    full_cost.append(its.sum(axis=1))
+                same, gap, cost, full_cost = (np.concatenate(a) for a in (same, gap, cost, full_cost))
+                rows.append(dict(preset=meta["preset"], variant=args.variant, budget=budget, starts=pool, t0=t0,
+                                 keep=keep, fits=int(same.size), same_as_all_starts=float(np.mean(same)),
+                                 within_0_1_of_best_known=float(np.mean(gap <= 0.1)),
+                                 within_1_of_best_known=float(np.mean(gap <= 1.0)),
+                                 cost_ratio=float(cost.sum() / full_cost.sum())))
+    with open(args.out, "w") as f:
+        json.dump(rows, f, indent=1)
+    print("| preset | budget | starts | t0 | keep | same fit as all starts | within 0.1 of best known | "
+          "within 1 | cost / all starts |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['preset']} | {r['budget']} | {r['starts']} | {r['t0']} | {r['keep']} | {r['same_as_all_starts']:.3f} | "
+              f"{r['within_0_1_of_best_known']:.3f} | {r['within_1_of_best_known']:.3f} | {r['cost_ratio']:.2f} |")
+
+
 def cmd_diagnose(args):
     """Why the default LM's fits hit the limit: for every job still running at `--at` iterations, how much the
     objective still falls afterwards (in sigma^2 / n), its damping, projected gradient, acceptance rate and how
@@ -665,13 +720,21 @@ def main():
     cro.add_argument("file")
     cro.add_argument("--restarts", type=int, default=4)
     cro.add_argument("--out", default=os.path.join(OUT_DIR, "crosscheck.json"))
+    hal = sub.add_parser("halving")
+    hal.add_argument("files", nargs="+")
+    hal.add_argument("--variant", default="default")
+    hal.add_argument("--t0", default="0,30,100,300", help="0: the first K starts, no selection (baseline)")
+    hal.add_argument("--keep", default="1,2,4")
+    hal.add_argument("--out", required=True)
     lin = sub.add_parser("linear-block")
     lin.add_argument("--preset", required=True)
     lin.add_argument("--n", type=int, default=1000)
     lin.add_argument("--starts", type=int, default=4)
     lin.add_argument("--out", required=True)
     args = parser.parse_args()
-    if args.cmd == "linear-block":
+    if args.cmd == "halving":
+        cmd_halving(args)
+    elif args.cmd == "linear-block":
         cmd_linear_block(args)
     elif args.cmd == "crosscheck":
         cmd_crosscheck(args)
