@@ -537,6 +537,7 @@ def cmd_halving(args):
     rows = []
     for data, meta in merged_studies(args.files):
         R, pool, sigma = meta["replicates"], meta["pool"], meta["sigma"]
+        M = args.starts or pool  # the estimator's starts: the first M of the pool (the rest only in best known)
         budget = dict((v, b) for v, b in meta["variants"])[args.variant]
         for t0 in (int(t) for t in args.t0.split(",")):
             for keep in (int(k) for k in args.keep.split(",")):
@@ -553,9 +554,9 @@ def cmd_halving(args):
                         o, it = data[f"{variant}_n{n}_objective"], data[f"{variant}_n{n}_iterations"]
                         f = o[np.arange(len(it)), it]
                         best = np.fmin(best, np.fmin(f[:R * pool].reshape(R, pool).min(axis=1), f[R * pool:]))
-                    at_t0 = filled[:R * pool, min(t0, budget)].reshape(R, pool)
-                    fin = final[:R * pool].reshape(R, pool)
-                    its = iters[:R * pool].reshape(R, pool)
+                    at_t0 = filled[:R * pool, min(t0, budget)].reshape(R, pool)[:, :M]
+                    fin = final[:R * pool].reshape(R, pool)[:, :M]
+                    its = iters[:R * pool].reshape(R, pool)[:, :M]
                     kept = np.argsort(np.where(np.isfinite(at_t0), at_t0, np.inf), axis=1)[:, :keep]
                     if t0 == 0:  # the baseline: the first K starts, no selection (the estimator with K starts)
                         kept = np.broadcast_to(np.arange(keep), (R, keep))
@@ -567,7 +568,7 @@ def cmd_halving(args):
                     cost.append(np.minimum(its, t0).sum(axis=1) + np.maximum(kept_its - t0, 0).sum(axis=1))
                     full_cost.append(its.sum(axis=1))
                 same, gap, cost, full_cost = (np.concatenate(a) for a in (same, gap, cost, full_cost))
-                rows.append(dict(preset=meta["preset"], variant=args.variant, budget=budget, starts=pool, t0=t0,
+                rows.append(dict(preset=meta["preset"], variant=args.variant, budget=budget, starts=M, pool=pool, t0=t0,
                                  keep=keep, fits=int(same.size), same_as_all_starts=float(np.mean(same)),
                                  within_0_1_of_best_known=float(np.mean(gap <= 0.1)),
                                  within_1_of_best_known=float(np.mean(gap <= 1.0)),
@@ -723,6 +724,7 @@ def main():
     hal = sub.add_parser("halving")
     hal.add_argument("files", nargs="+")
     hal.add_argument("--variant", default="default")
+    hal.add_argument("--starts", type=int, default=0, help="the estimator's starts (default: the whole pool)")
     hal.add_argument("--t0", default="0,30,100,300", help="0: the first K starts, no selection (baseline)")
     hal.add_argument("--keep", default="1,2,4")
     hal.add_argument("--out", required=True)
