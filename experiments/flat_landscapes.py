@@ -216,32 +216,7 @@ def varpro_update(state: lm.LMState, problem, config: lm.LMConfig, linear, kaufm
     # c-part is -C^-1 B' delta_a: positive by construction (predicting with c held is not: delta_a
     # overshoots that model, and rho = 0 doubled the damping on accepted steps).
     predicted = -(2.0 * jnp.dot(delta, rhs) + delta @ gram @ delta)
-    f1, g1, gram1 = lm.linearise(problem, base, config)
-    lo = jnp.where(free_c, problem.lower - base, 0.0)
-    hi = jnp.where(free_c, problem.upper - base, 0.0)
-    gamma = box_qp_step(jnp.where(free_c[:, None] & free_c[None, :], gram1, 0.0) + jnp.diag(jnp.where(free_c, 0.0, 1.0)),
-                        jnp.where(free_c, g1, 0.0), lo, hi)
-    candidate = problem.project(base + gamma)
-    f_new, grad_new, gram_new = lm.linearise(problem, candidate, config)
-    actual = state.objective - f_new
-    rho = actual / jnp.where(predicted > 0, predicted, jnp.inf)
-    accept = jnp.isfinite(f_new) & (actual > 0)
-    theta = jnp.where(accept, candidate, state.theta)
-    objective = jnp.where(accept, f_new, state.objective)
-    gram = jnp.where(accept, gram_new, state.gram)
-    grad = jnp.where(accept, grad_new, state.grad)
-    new_scale = jnp.where(accept, jnp.maximum(state.scale, jnp.abs(jnp.diag(gram_new))), state.scale)
-    shrink = jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * jnp.clip(rho, 0.0, 1.0) - 1.0) ** 3)
-    damping = jnp.where(accept, state.damping * shrink, state.damping * state.nu)
-    nu = jnp.where(accept, 2.0, state.nu * 2.0)
-    pgrad = projected_gradient_norm(theta, 2.0 * grad, problem)
-    rel_decrease = actual / jnp.maximum(state.objective, jnp.finfo(theta.dtype).tiny)
-    status = jnp.where(pgrad <= config.gtol, CONVERGED_GTOL, RUNNING)
-    status = jnp.where((status == RUNNING) & accept & (rel_decrease <= config.ftol), CONVERGED_FTOL, status)
-    status = jnp.where((status == RUNNING) & (damping >= config.max_damping), CONVERGED_STALL, status)
-    status = jnp.where(jnp.isfinite(objective) & jnp.all(jnp.isfinite(theta)), status, NONFINITE)
-    return lm.LMState(theta, objective, gram, grad, new_scale, jnp.minimum(damping, config.max_damping), nu,
-                      state.iteration + 1, status.astype(jnp.int32), jnp.asarray(False))
+    return _resolve_c_and_accept(state, problem, config, base, free_c, predicted)
 
 
 def _lm_then_c(state: lm.LMState, problem, config: lm.LMConfig, linear) -> lm.LMState:
@@ -258,7 +233,12 @@ def _lm_then_c(state: lm.LMState, problem, config: lm.LMConfig, linear) -> lm.LM
     base = problem.project(state.theta + delta)
     step = base - state.theta
     predicted = -(2.0 * jnp.dot(step, state.grad) + step @ state.gram @ step)
-    free_c = problem.free & linear
+    return _resolve_c_and_accept(state, problem, config, base, problem.free & linear, predicted)
+
+
+def _resolve_c_and_accept(state: lm.LMState, problem, config: lm.LMConfig, base, free_c, predicted) -> lm.LMState:
+    """Pass 1 at `base`, c re-solved exactly in the box from there (`box_qp_step`), pass 2 at the result; then
+    `lm.update`'s acceptance, Nielsen damping (rho against `predicted`) and stopping rules."""
     f1, g1, gram1 = lm.linearise(problem, base, config)
     gamma = box_qp_step(jnp.where(free_c[:, None] & free_c[None, :], gram1, 0.0) + jnp.diag(jnp.where(free_c, 0.0, 1.0)),
                         jnp.where(free_c, g1, 0.0), jnp.where(free_c, problem.lower - base, 0.0),
