@@ -303,9 +303,8 @@ def trajectories(setting, model, n: int, keys, starts, variant: str, budget: int
     config = lm.LMConfig(max_iter=budget, **overrides)
     if kind in ("varpro", "lm_then_c"):
         x0 = fit_data(keys[0], n, setting=setting, length=n)[0]
-        lo, hi = (ravel(b)[0] for b in model.bounds(True))
-        linear = jnp.asarray(linear_coordinates(model, ravel(model.bounds(True)[0])[1], lo, hi, x0,
-                                                jax.random.PRNGKey(1)))
+        (lo, unravel), (hi, _) = (ravel(b) for b in model.bounds(True))
+        linear = jnp.asarray(linear_coordinates(model, unravel, lo, hi, x0, jax.random.PRNGKey(1)))
         print(f"varpro: {int(linear.sum())} linear coordinates of {linear.size}", flush=True)
         update = lambda s, pr: varpro_update(s, pr, config, linear, kaufman=kind == "varpro")
     elif kind is None:
@@ -650,8 +649,7 @@ def cmd_linear_block(args):
     setting = jaxmoe.get_preset(args.preset)
     model = setting.fitted_model(setting.k_star + 1)
     noise = default_starts(True)[1]
-    lo, unravel = ravel(model.bounds(True)[0])
-    hi = ravel(model.bounds(True)[1])[0]
+    (lo, unravel), (hi, _) = (ravel(b) for b in model.bounds(True))
     out = dict(preset=args.preset, n=args.n, starts=[])
     key = fit_keys(jax.random.PRNGKey(0), jnp.full((1,), args.n), jnp.arange(1))[0]
     x, y, mask, _ = fit_data(key, args.n, setting=setting, length=args.n)
