@@ -365,6 +365,10 @@ def add_sweep_parser(sub) -> None:
     p.add_argument("--solver", help="override the solver: lm, lbfgs or adam")
     p.add_argument("--restarts", type=_positive_int, help="override the starts per fit (default 1 if k = k*, else 32)")
     p.add_argument("--init", help="override the initialisation: near_truth, mixed or random")
+    p.add_argument("--prune-at", type=int, dest="prune_at", metavar="T",
+                   help="successive halving: at iteration T keep each fit's --prune-keep best starts (0: off)")
+    p.add_argument("--prune-keep", type=_positive_int, dest="prune_keep", metavar="K",
+                   help="starts per fit that go on past --prune-at (default 8)")
     p.add_argument("--name", help="override the setting's name (the 'setting' column)")
     p.add_argument("--resume", action="store_true",
                    help="continue the sweep already in --out (same config): keep its completed chunks")
@@ -397,7 +401,7 @@ def _sweep_config(args):
         check_sizes("--sizes", args.sizes)
     config = config.replace(sizes=args.sizes, replicates=args.replicates, seed=args.seed, k_fit=args.k_fit,
                             sigma=args.sigma, solver=args.solver, restarts=args.restarts, init=args.init,
-                            name=args.name)
+                            prune_at=args.prune_at, prune_keep=args.prune_keep, name=args.name)
     return config, source
 
 

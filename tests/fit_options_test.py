@@ -12,7 +12,7 @@ import jaxmoe
 from jaxmoe.estimation import levenberg_marquardt as lm
 from jaxmoe.estimation import problem, status
 
-INFO_KEYS = ["solver", "k", "init", "schedule", "restarts", "init_noise", "init_noise_decay", "reference",
+INFO_KEYS = ["solver", "k", "init", "schedule", "restarts", "init_noise", "init_noise_decay", "prune_at", "prune_keep", "reference",
              "precision", "seed", "replicates", "work", "padded_work", "waste_ratio", "seconds", "compile_seconds",
              "compile_total_seconds", "min_rtol", "min_atol", "chunk_sizes", "devices", "buckets",
              "iterations_total", "sample_iterations", "executed_sample_iterations", "work_ratio",

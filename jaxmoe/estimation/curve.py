@@ -27,7 +27,9 @@ How the work is laid out (see experiments/README.md for the measurements behind 
   to true atoms m, m+1, ...), `"random"` draws M uniform starts, `"mixed"` one near-truth and M-1 random.
   Starts depend on a fit's key only; each chunk draws its fits' starts inside its program.
   Defaults (`default_starts`): 1 start for k = k*; for an over-fitted k, 32 near-truth splits with noise 0.3,
-  since fewer or narrower starts stop in a higher local minimum in about half of the fits. (`options.py`)
+  since fewer or narrower starts stop in a higher local minimum in about half of the fits. `prune_at` > 0
+  prunes them by successive halving (each fit's `prune_keep` best at iteration `prune_at` go on; off by
+  default). (`options.py`, `chunk.py`)
 - **Compilation.** Each chunk shape is compiled once (in a background thread, while earlier buckets run where
   there are several); the chunk's program draws its fits' keys, data and starts itself, so nothing else is
   compiled for the fits. `info["compile_seconds"]` is the compile time the run waited for (so
@@ -93,6 +95,8 @@ class CurveInfo(collections.abc.Mapping):
     restarts: int
     init_noise: float
     init_noise_decay: float  # noise at n: init_noise * n ** -init_noise_decay (0: the same at every n)
+    prune_at: int  # successive halving of the starts: the pruning iteration (0: off)
+    prune_keep: int  # starts per fit that go on past prune_at
     reference: bool
     precision: str
     seed: int
@@ -179,7 +183,7 @@ def fit_curve(setting, sample_sizes, replicates: int, seed: int = 0, *, options:
 
     Returns a `CurveFit`; failed or non-finite fits are flagged in `status`/`converged`, never dropped.
     The options are `options` (a `FitOptions`; default `FitOptions()`) with `overrides` (its field names:
-    solver, k, init, restarts, init_noise, init_noise_decay, init_scale, reference, reference_iterations, min_rtol, min_atol,
+    solver, k, init, restarts, init_noise, init_noise_decay, init_scale, prune_at, prune_keep, reference, reference_iterations, min_rtol, min_atol,
     bucket_ratio, padded_length, chunk_size, memory_gib, precision, schedule, lanes, devices, block_size) applied;
     `FitOptions` and options.py document each and its default. In short: `restarts` and `init_noise` default
     to 1 start with noise 0.1 for k = k*, and to the best of 32 near-truth splits with noise 0.3 for an
@@ -310,7 +314,7 @@ def _curve_info(plan: CurvePlan, results: dict, buckets: list[dict], seconds: fl
     executed = sum(b["executed_sample_iterations"] for b in buckets)
     return CurveInfo(
         solver=o.solver.name, k=o.k, init=o.init, schedule=o.schedule, restarts=o.restarts, init_noise=o.init_noise,
-        init_noise_decay=o.init_noise_decay, reference=o.reference, precision=o.precision, seed=plan.seed, replicates=plan.replicates, work=work,
+        init_noise_decay=o.init_noise_decay, prune_at=o.prune_at, prune_keep=o.prune_keep, reference=o.reference, precision=o.precision, seed=plan.seed, replicates=plan.replicates, work=work,
         padded_work=padded_work, waste_ratio=padded_work / work, seconds=seconds, compile_seconds=compile_wait,
         compile_total_seconds=compile_total, min_rtol=o.min_rtol, min_atol=o.min_atol,
         chunk_sizes={b.length: b.chunk_size for b in sorted(plan.buckets, key=lambda b: b.length)},

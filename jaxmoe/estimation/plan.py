@@ -197,7 +197,7 @@ def build_chunk_solver(plan: CurvePlan, bucket: BucketPlan, mesh: Mesh):
     solve = functools.partial(
         solve_chunk, setting=plan.setting, model=plan.model, solver=o.solver, length=bucket.length, starts=starts,
         reference=bool(o.reference), ref_iter=int(o.reference_iterations), schedule=o.schedule, lanes=bucket.lanes,
-        block_size=o.block_size)
+        block_size=o.block_size, prune=(int(o.prune_at), int(o.prune_keep)))
     by_fit = PartitionSpec("fits")
     return jax.jit(jax.shard_map(solve, mesh=mesh, in_specs=(PartitionSpec(), by_fit, by_fit),
                                  out_specs=(by_fit, by_fit), check_vma=False))
@@ -216,7 +216,7 @@ def chunk_program_key(plan: CurvePlan, bucket: BucketPlan, mesh: Mesh) -> tuple 
                                                                                   o.solver.fresh))
     key = (type(st), setting, truth, plan.model, solver, o.init, o.restarts, float(o.init_noise),
            float(o.init_noise_decay), float(o.init_scale), bool(o.reference), int(o.reference_iterations), o.schedule, o.block_size,
-           bucket.length, bucket.chunk_size, bucket.lanes, tuple(d.id for d in mesh.devices.flat), plan.x64)
+           int(o.prune_at), int(o.prune_keep), bucket.length, bucket.chunk_size, bucket.lanes, tuple(d.id for d in mesh.devices.flat), plan.x64)
     try:
         hash(key)
     except TypeError:  # e.g. a user's model holding an array

@@ -6,11 +6,17 @@ a lane whose fit has stopped writes its result and is re-loaded with the next jo
 `Solver.fresh`: its next step is the first evaluation, so a reload costs nothing extra). Total steps ~ sum of
 iterations / B. Each job is (fit, start, iteration budget); a fit's data are gathered by index each refill.
 Levenberg-Marquardt (the default) is the solver with a fresh state; `solve_queue` takes any other that has one.
+
+**Resuming.** With `keep_states=True` the queue also returns every job's final solver state, as it was when the
+job stopped (a job stopped by its budget still `RUNNING`); passed back as `resume`, those states continue where
+they stopped, their iteration counts going on (`job_max_iter` is then the total budget). A job run to
+iteration t, kept, and resumed goes through the same updates as one run without the stop: the successive halving
+of starts (`chunk.py`) relies on it (tests/queue_test.py checks it bit for bit).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,18 +41,23 @@ class QueueResult(NamedTuple):
     # Samples one lane evaluated, summed over steps: with run-time sample counts a step costs the largest
     # active length among the lanes (they run the block loop together); else the padded length L.
     lane_samples: Float[Array, ""] = 0.0
+    # Every job's solver state when it stopped (leaves with leading axis J), with `keep_states=True`; else None.
+    states: Any = None
 
 
 def solve_queue(model, x: Float[Array, "F d L"], y: Float[Array, "F L"], mask: Float[Array, "F L"],
                 starts: Float[Array, "J p"], job_fit: Int[Array, "J"], job_max_iter: Int[Array, "J"], lanes: int,
-                solver: Solver | None = None, steps_per_refill: int = 8, block_size: int | None = None) -> QueueResult:
+                solver: Solver | None = None, steps_per_refill: int = 8, block_size: int | None = None,
+                resume: Any = None, keep_states: bool = False) -> QueueResult:
     """Run jobs j = 0..J-1 (start `starts[j]` on fit `job_fit[j]`'s data, at most `job_max_iter[j]` steps) with
     `solver` (any `Solver` with `fresh`; default LM); returns per-job final theta, objective, iterations, status
     and the number of steps run. Lanes are checked and refilled every `steps_per_refill` steps (a stopped lane
     is frozen meanwhile): the refill's gathers and scatters cost about as much as a step at small n, so they are
     amortised. `block_size`: samples per normal-equation block (None: `problem.default_block_size()`).
     Masks must be prefixes (1 for the first n samples, as `sampling.draw_padded` makes them): with L a whole
-    number of blocks, each fit's normal equations then cost its own n, not L (`problem.active_samples`)."""
+    number of blocks, each fit's normal equations then cost its own n, not L (`problem.active_samples`).
+    `resume`: solver states (leading axis J, from an earlier `keep_states=True` run) to continue instead of
+    fresh states at `starts` (module docstring); `keep_states`: return every job's final state in `states`."""
     solver = levenberg_marquardt_solver() if solver is None else solver
     require(solver.fresh is not None, "solver", solver.name,
             "has no fresh state (Solver.fresh): the work queue cannot re-load its lanes; use schedule='lockstep'")
@@ -68,11 +79,16 @@ def solve_queue(model, x: Float[Array, "F d L"], y: Float[Array, "F L"], mask: F
 
     def fresh(job):
         job = jnp.minimum(job, num_jobs - 1)  # an idle lane holds a copy of the last job, never recorded
+        if resume is not None:
+            return jax.tree_util.tree_map(lambda a: a[job], resume)
         return solver.fresh(starts[job], problem_of(job_fit[job]))
 
     lane_job = jnp.arange(lanes)
     states = jax.vmap(fresh)(lane_job)  # the first `lanes` jobs
     out = _unfinished(num_jobs, p, starts.dtype)
+    if keep_states:  # every job's row of the state, filled as it stops
+        out = out._replace(states=jax.tree_util.tree_map(lambda a: jnp.zeros((num_jobs,) + a.shape[1:], a.dtype),
+                                                         states))
 
     def step(carry):
         states, lane_job, next_job, out, steps, samples = carry
@@ -121,7 +137,9 @@ def _record(out: QueueResult, states, done: Bool[Array, "B"], job: Int[Array, "B
     return QueueResult(out.theta.at[slot].set(states.theta, mode="drop"),
                        out.objective.at[slot].set(states.objective, mode="drop"),
                        out.iterations.at[slot].set(states.iteration, mode="drop"),
-                       out.status.at[slot].set(status, mode="drop"), out.steps, out.lane_samples)
+                       out.status.at[slot].set(status, mode="drop"), out.steps, out.lane_samples,
+                       None if out.states is None else jax.tree_util.tree_map(
+                           lambda o, s: o.at[slot].set(s, mode="drop"), out.states, states))
 
 
 def _assign(done: Bool[Array, "B"], lane_job: Int[Array, "B"], next_job: Int[Array, ""], num_jobs: int):

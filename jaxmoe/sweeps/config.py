@@ -39,6 +39,8 @@ init_noise = 0.3                    # default: 0.1 when k_fit == k_star, else 0.
 init_noise_decay = 0.0              # noise at n: init_noise * n^-decay; with restarts = 1 the field's
                                     # oracle-initialised protocol (e.g. 0.005 n^-0.083); written only if > 0
 init_scale = 3.0
+prune_at = 0                        # successive halving: at this iteration each fit keeps its prune_keep best
+prune_keep = 8                      # starts and stops the others (0: off; lm only); written only if > 0
 reference = false                   # also run a long refinement from the truth (reached-minimum check)
 precision = "float64"
 bucket_ratio = 1.25                 # sizes within this ratio share a chunk (file); on CPU every chunk one program
@@ -103,8 +105,8 @@ SECTIONS = {
     "model": BASE_MODEL_KEYS + tuple(sorted({key for family in FAMILIES.values() for key in family.config_keys})),
     "data": ("sigma", "inputs"),
     "sweep": ("sizes", "replicates", "seed"),
-    "solver": ("name", "init", "restarts", "init_noise", "init_noise_decay", "init_scale", "reference", "precision",
-               "bucket_ratio", "options", "memory_gib", "lanes"),  # the last two: [engine]'s, as configs before it wrote them
+    "solver": ("name", "init", "restarts", "init_noise", "init_noise_decay", "init_scale", "prune_at", "prune_keep",
+               "reference", "precision", "bucket_ratio", "options", "memory_gib", "lanes"),  # the last two: [engine]'s, as configs before it wrote them
     "engine": ("memory_gib", "lanes", "block_size", "chunk_size"),
     "labels": ("row", "theory", "why"),
 }
@@ -157,7 +159,8 @@ class SweepConfig:
         s = self.spec["solver"]
         return dict(solver=get_solver(s["name"], **s["options"]), init=s["init"], restarts=s["restarts"],
                     init_noise=s["init_noise"], init_noise_decay=s.get("init_noise_decay", 0.0),
-                    init_scale=s["init_scale"], reference=s["reference"],
+                    init_scale=s["init_scale"], prune_at=s.get("prune_at", 0),
+                    prune_keep=s.get("prune_keep", FitOptions().prune_keep), reference=s["reference"],
                     precision=s["precision"], bucket_ratio=s["bucket_ratio"],
                     # Every chunk padded to the whole curve's length: with run-time sample counts (the CPU
                     # default) all chunks then run one compiled program; the fits do not depend on it.
@@ -175,7 +178,7 @@ class SweepConfig:
 
     def replace(self, **overrides) -> "SweepConfig":
         """A new config with command-line overrides (`OVERRIDES`: `sizes`, `replicates`, `seed`, `k_fit`, `sigma`,
-        `solver`, `restarts`, `init`, `name`); `None` leaves a value as is. The overrides are applied to the
+        `solver`, `restarts`, `init`, `prune_at`, `prune_keep`, `name`); `None` leaves a value as is. The overrides are applied to the
         config as written and the result re-validated, so defaults that depend on an overridden value (the
         number of restarts on `k_fit`, the options on the solver) are derived again."""
         return config_from_dict(apply_overrides(self.raw, overrides))
@@ -184,7 +187,7 @@ class SweepConfig:
 # Command-line overrides: the config field (dotted path) each one sets.
 OVERRIDES = {"sizes": "sweep.sizes", "replicates": "sweep.replicates", "seed": "sweep.seed", "k_fit": "model.k_fit",
              "sigma": "data.sigma", "restarts": "solver.restarts", "init": "solver.init", "solver": "solver.name",
-             "name": "name"}
+             "prune_at": "solver.prune_at", "prune_keep": "solver.prune_keep", "name": "name"}
 
 
 def apply_overrides(raw: dict, overrides: dict) -> dict:
@@ -403,6 +406,7 @@ def _read_solver(s: dict, overfitted: bool, sigma: float) -> dict:
     decay = _float("solver.init_noise_decay", s.get("init_noise_decay", 0.0), 0.0)
     return {
         **({"init_noise_decay": decay} if decay else {}),  # absent when 0: configs written before it hash as they did
+        **_read_pruning(s, name, defaults),
         "name": name,
         "init": _str("solver.init", s.get("init", defaults["init"]), INIT_NAMES),
         "restarts": _int("solver.restarts", restarts, 1),
@@ -415,6 +419,17 @@ def _read_solver(s: dict, overfitted: bool, sigma: float) -> dict:
         "bucket_ratio": _float("solver.bucket_ratio", s.get("bucket_ratio", DEFAULT_BUCKET_RATIO), 1.0),
         "options": _solver_options(name, s.get("options", {}), sigma),
     }
+
+
+def _read_pruning(s: dict, name: str, defaults: dict) -> dict:
+    """`prune_at` and `prune_keep` (successive halving, `FitOptions`), both absent when pruning is off, so that
+    configs written before them hash as they did; pruning needs the work queue, so LM."""
+    at = _int("solver.prune_at", s.get("prune_at", 0), 0)
+    keep = _int("solver.prune_keep", s.get("prune_keep", defaults["prune_keep"]), 1)
+    if not at:
+        return {}
+    require(name == "lm", "solver.prune_at", at, f"pruning starts needs the work queue, so solver 'lm', not {name!r}")
+    return {"prune_at": at, "prune_keep": keep}
 
 
 def _read_engine(e: dict, s: dict, solver: str) -> dict:

@@ -325,7 +325,9 @@ def estimator(spec: dict) -> str:
     noise = f"noise {s['init_noise']:g}" + (f" n^-{decay:g}" if decay else "")
     if s["restarts"] == 1 and s["init"] == "near_truth":
         return f"oracle-initialised: one start at the split truth ({noise}), a local fit, not the global least squares"
-    return f"least squares: the best of {s['restarts']} starts ({s['init']}, {noise})"
+    pruned = (f", the best {s['prune_keep']} at iteration {s['prune_at']} continued"
+              if s.get("prune_at") and s["prune_keep"] < s["restarts"] else "")
+    return f"least squares: the best of {s['restarts']} starts ({s['init']}, {noise}{pruned})"
 
 
 def summarize(res: SweepResults, num_bootstrap: int = 1000, level: float = 0.95) -> dict:

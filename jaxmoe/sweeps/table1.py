@@ -197,6 +197,8 @@ def variant_label(spec: dict) -> str:
         estimator = f"oracle-initialised ({solver['init_noise']:g}" + (f" n^-{decay:g})" if decay else ")")
     else:
         estimator = f"least squares, best of {solver['restarts']} ({solver['init']})"
+        if solver.get("prune_at") and solver["prune_keep"] < solver["restarts"]:
+            estimator += f", {solver['prune_keep']} continued past iteration {solver['prune_at']}"
     return f"{fit}, {estimator}, sigma = {spec['data']['sigma']:g}"
 
 
