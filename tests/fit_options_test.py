@@ -107,9 +107,9 @@ def test_replace_checks_names_and_values():
 def test_status_enum_in_one_place():
     assert [(s.name, int(s)) for s in jaxmoe.Status] == [
         ("RUNNING", -1), ("CONVERGED_GTOL", 0), ("CONVERGED_FTOL", 1), ("CONVERGED_STALL", 2), ("MAX_ITER", 3),
-        ("NONFINITE", 4)]
+        ("NONFINITE", 4), ("CONVERGED_NOISE", 5)]
     assert jaxmoe.STATUS_NAMES == {0: "converged_gtol", 1: "converged_ftol", 2: "converged_stall", 3: "max_iter",
-                                   4: "nonfinite"}
+                                   4: "nonfinite", 5: "converged_noise"}
     for name in ("CONVERGED_GTOL", "CONVERGED_FTOL", "CONVERGED_STALL", "MAX_ITER", "NONFINITE", "RUNNING"):
         value = getattr(problem, name)  # the old import path keeps working, as plain ints
         assert type(value) is int and value == jaxmoe.Status[name] == getattr(status, name)

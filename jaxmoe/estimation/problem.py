@@ -53,6 +53,9 @@ class LeastSquaresProblem(NamedTuple):
     residuals_and_jacobian: Callable[[Float[Array, "p"]], tuple[Float[Array, "n"], Float[Array, "n p"]]] | None = None
     # (||r||^2, J^T r, J^T J) accumulated over sample blocks (see the module docstring); None: from `linearise`.
     normal_equations_fn: Callable[[Float[Array, "p"]], tuple] | None = None
+    # n, the samples the objective averages over (the MSE's denominator): the statistical resolution of the
+    # objective is ~ objective / n (LM's noise-level stopping rule). None: unknown.
+    num_samples: Float[Array, ""] | None = None
 
     def linearise(self, theta):
         if self.residuals_and_jacobian is not None:
@@ -118,7 +121,8 @@ def least_squares_problem(
     upper, _ = ravel(hi)
     if mask is None:
         mask = jnp.ones_like(y)
-    scale = jnp.sqrt(jnp.maximum(jnp.sum(mask) if num_samples is None else num_samples, 1.0))
+    count = jnp.maximum(jnp.sum(mask) if num_samples is None else num_samples, 1.0)
+    scale = jnp.sqrt(count)
 
     def residuals(theta):
         return mask * (y - model(unravel(theta), x)) / scale
@@ -148,7 +152,7 @@ def least_squares_problem(
         return _blockwise_sums(block_normal, unravel(theta), x, y, mask, block_size, lower.shape[0])
 
     return LeastSquaresProblem(residuals, lower.astype(y.dtype), upper.astype(y.dtype), residuals_and_jacobian,
-                               normal_equations), unravel
+                               normal_equations, count), unravel
 
 
 def _blockwise_sums(block_normal, params, x, y, mask, block_size: int, p: int):

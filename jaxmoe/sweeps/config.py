@@ -45,7 +45,9 @@ reference = false                   # also run a long refinement from the truth 
 precision = "float64"
 bucket_ratio = 1.25                 # sizes within this ratio share a chunk (file); on CPU every chunk one program
 options = { max_iter = 300 }        # the solver's own options (LMConfig fields for lm); gtol's default
-                                    # scales with the noise: 1e-9 (sigma / 0.1)^2, at least 1e-14
+                                    # scales with the noise: 1e-9 (sigma / 0.1)^2, at least 1e-14;
+                                    # noise_window = 100 turns on LM's noise-level stopping rule
+                                    # (objective down by < noise_ftol L / n in 100 iterations)
 
 [engine]                            # speed only, not hashed; absent: fit_curve's per-device defaults
 memory_gib = 2.0                    # per device (default: 2 on CPU, half the device's memory on an accelerator)
@@ -547,13 +549,18 @@ def _solver_options(name: str, options: Any, sigma: float) -> dict:
                 f"allowed: {list(defaults)}")
         want = type(defaults[key])
         if want is int:
-            out[key] = _int(f"solver.options.{key}", value, 1)
+            out[key] = _int(f"solver.options.{key}", value, 0 if key in _OFF_BY_ZERO else 1)
         elif want is float:
             out[key] = _float(f"solver.options.{key}", value, 0.0)
         else:
             require(isinstance(value, want), f"solver.options.{key}", value, f"must be a {want.__name__}")
             out[key] = value
+    if name == "lm" and out["noise_window"] == 0:  # off: not written, so configs before the rule hash as they did
+        del out["noise_window"], out["noise_ftol"]
     return out
+
+
+_OFF_BY_ZERO = ("noise_window",)  # integer solver options for which 0 means "off"
 
 
 def _build_setting(spec: dict):
