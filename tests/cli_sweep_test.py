@@ -219,6 +219,11 @@ def test_dry_run(tmp_path, capsys):
     assert main(["sweep", "--preset", "softmax-ridge", "--sizes", "200,100,120", "--replicates", "3",
                  "--dry-run", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["hash"] == jaxmoe.load_config(_toml(tmp_path, TINY)).hash
+    # Successive halving from the command line: written into the solver table (and so the hash) when on.
+    assert main(["sweep", "--preset", "softmax-ridge", "--prune-at", "300", "--prune-keep", "4", "--dry-run",
+                 "--json"]) == 0
+    solver = json.loads(capsys.readouterr().out)["config"]["solver"]
+    assert (solver["prune_at"], solver["prune_keep"]) == (300, 4)
 
 
 def test_progress_bar_eta():
@@ -275,6 +280,10 @@ def test_bad_inputs(tmp_path, capsys):
                     "A.3 needs the last atom's gate to be zero")
     _one_line_error(capsys, ["sweep", _toml(tmp_path, TINY.replace('"sigmoid"', '"sigmoidal"'))],
                     "model.expert='sigmoidal'", "must be one of")
+    _one_line_error(capsys, ["sweep", "--preset", "softmax-ridge", "--prune-at=-1"], "solver.prune_at=-1",
+                    "integer >= 0")
+    _one_line_error(capsys, ["sweep", "--preset", "softmax-ridge", "--prune-at", "9", "--solver", "adam"],
+                    "solver.prune_at=9", "needs the work queue")
     _one_line_error(capsys, ["sweep"], "give one of")
     _one_line_error(capsys, ["sweep", "--preset", "softmax-ridge", "--resume", "--overwrite", "--out", out],
                     "choose one")
