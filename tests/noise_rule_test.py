@@ -100,3 +100,18 @@ def test_the_rule_in_a_sweep_config_is_hashed_only_when_on_and_checked():
         config_from_dict({"preset": "softmax-ridge", "solver": {"options": {"noise_window": -1}}})
     with pytest.raises(jaxmoe.JaxMoEInputError, match=r"^solver.options.noise_ftol=-1.0: must be"):
         config_from_dict({"preset": "softmax-ridge", "solver": {"options": {"noise_window": 5, "noise_ftol": -1.0}}})
+
+
+def test_the_reference_refinement_runs_without_the_rule():
+    """With the rule on, the queue's reference refinement (the tight minimum fits are checked against) still runs
+    without it: the same reference objectives as without the rule, where the reference beats the fits."""
+    setting = jaxmoe.get_preset("softmax-ridge")
+    # Random starts and a short budget: fits the reference from the split truth beats.
+    study = dict(sample_sizes=[150, 400], replicates=2, seed=6, restarts=1, init="random", reference=True,
+                 reference_iterations=400)
+    plain = jaxmoe.fit_curve(setting, **study, solver=get_solver("lm", max_iter=40))
+    ruled = jaxmoe.fit_curve(setting, **study, solver=get_solver("lm", max_iter=40, noise_window=5, noise_ftol=10.0))
+    assert np.any(ruled.status == CONVERGED_NOISE)
+    better = plain.objective_reference < np.minimum(plain.objective, ruled.objective)
+    assert better.any()
+    np.testing.assert_array_equal(ruled.objective_reference[better], plain.objective_reference[better])

@@ -6,7 +6,8 @@ keys, data and starts are drawn inside the chunk's program, so a curve needs no 
 the truth. Two schedules run them:
 
 - **queue** (`queue.solve_queue`, any solver with a fresh state): the jobs share `lanes` vmap lanes, each
-  refilled as its job stops; the reference jobs run with the fit's solver, with budget `ref_iter`;
+  refilled as its job stops; the reference jobs run with the fit's solver, with budget `ref_iter` (and
+  without LM's noise-level rule, on a queue of their own, where the fit's solver has it on);
 - **lockstep**: `vmap` over fits of `vmap` over starts of a whole-fit `run_solver`, every lane waiting for the
   slowest; the reference is a separate `vmap` of LM with `LMConfig(max_iter=ref_iter)` and the fit's gtol.
 
@@ -70,33 +71,58 @@ class _Jobs(NamedTuple):
 def _queue_jobs(data, starts, exact, *, model, solver, restarts, reference, ref_iter, lanes, block_size,
                 prune=(0, 0)) -> _Jobs:
     """The F x M jobs (and F reference jobs) on one work queue of `lanes` lanes; with `prune` = (t, K) active
-    (`_pruning`), successive halving: every start runs to iteration t, then only each fit's K best go on."""
+    (`_pruning`), successive halving: every start runs to iteration t, then only each fit's K best go on. The
+    reference jobs share the queue, or, where the fit's solver stops by LM's noise-level rule, run on a queue
+    of their own without it (the reference is the tight minimum the fits are checked against)."""
     x, y, mask = data
     num_fits, p = exact.shape
-    jobs = starts.reshape(num_fits * restarts, p)
+    fits = num_fits * restarts
+    jobs = starts.reshape(fits, p)
     job_fit = jnp.repeat(jnp.arange(num_fits), restarts)
     pruning = _pruning(prune, restarts, solver.max_iter)
-    budget = jnp.full((num_fits * restarts,), prune[0] if pruning else solver.max_iter)
-    if reference:
+    budget = jnp.full((fits,), prune[0] if pruning else solver.max_iter)
+    ref_solver = _reference_solver(solver)
+    shared = reference and ref_solver is solver
+    if shared:
         jobs = jnp.concatenate([jobs, exact])
         job_fit = jnp.concatenate([job_fit, jnp.arange(num_fits)])
         budget = jnp.concatenate([budget, jnp.full((num_fits,), ref_iter)])
     queue = functools.partial(solve_queue, model, x, y, mask, lanes=lanes, solver=solver, block_size=block_size)
     res = queue(jobs, job_fit, budget, keep_states=pruning)
-    fits = num_fits * restarts
     pruned = None
     if pruning:
         res, pruned = _continue_best(queue, res, num_fits, restarts, prune[1], solver.max_iter)
+    if reference and not shared:
+        ref = solve_queue(model, x, y, mask, exact, jnp.arange(num_fits), jnp.full((num_fits,), ref_iter),
+                          lanes=lanes, solver=ref_solver, block_size=block_size)
+        res = _append_jobs(res, ref)
     lane_steps, lane_samples = res.steps * lanes, res.lane_samples * lanes
     fit_iterations = jnp.sum(res.iterations[:fits].reshape(num_fits, restarts), axis=1)
+    ref_objective = None
     if reference:
         fit_iterations = fit_iterations + res.iterations[fits:]
+        ref_objective = res.objective[fits:]
     per_job = (res.theta, res.objective, res.iterations, res.status)
     theta, objective, iterations, status = jax.tree_util.tree_map(
         lambda a: a[:fits].reshape((num_fits, restarts) + a.shape[1:]), per_job)
-    ref_objective = res.objective[fits:] if reference else None
     return _Jobs(theta, objective, iterations, status, ref_objective, fit_iterations, lane_steps, lane_samples,
                  pruned)
+
+
+def _append_jobs(res, more):
+    """Two queue runs' per-job rows end to end, and their work summed (the states are not kept)."""
+    cat = lambda a, b: jnp.concatenate([a, b])
+    return res._replace(theta=cat(res.theta, more.theta), objective=cat(res.objective, more.objective),
+                        iterations=cat(res.iterations, more.iterations), status=cat(res.status, more.status),
+                        steps=res.steps + more.steps, lane_samples=res.lane_samples + more.lane_samples,
+                        states=None)
+
+
+def _reference_solver(solver):
+    """The solver of the queue's reference refinement: the fit's own, except without LM's noise-level rule."""
+    if getattr(solver.config, "noise_window", 0):
+        return levenberg_marquardt_solver(solver.config._replace(noise_window=0))
+    return solver
 
 
 def _pruning(prune: tuple[int, int], restarts: int, max_iter: int) -> bool:
