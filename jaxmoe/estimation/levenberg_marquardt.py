@@ -14,9 +14,10 @@ $J^\top J$ ($p \times p$) and $J^\top r$ ($p$) of the current point, so a reject
 `noise_ftol` $\cdot L_t / n$ over the last m iterations, $L_{t-m} - L_t < c\,L_t / n$ ($L$ the MSE, about
 $\sigma^2$ at the minimum, so $L / n$ is the objective's statistical resolution $\sigma^2 / n$; n the fit's
 sample count, `LeastSquaresProblem.num_samples`). Over-fitted fits crawl along flat valleys for thousands of
-iterations, lowering the objective by far less than $\sigma^2 / n$: measured on the trajectories of
-experiments/flat_landscapes.md, c = 1e-4, m = 100 stopped 96-100% of softmax-linear, dts-linear-router and
-hierarchical-ridge fits within 1000 iterations and changed no accuracy fraction. Status `CONVERGED_NOISE`.
+iterations, lowering the objective by far less than $\sigma^2 / n$: on the recorded trajectories of
+experiments/flat_landscapes.md (best of 4 starts), c = 1e-4, m = 100 stopped 96-100% of softmax-linear,
+dts-linear-router and hierarchical-ridge fits within 1000 iterations and changed no accuracy fraction; through
+the engine with 32 starts, section (e) there. Status `CONVERGED_NOISE`.
 The state then keeps the last m objectives (a ring buffer, `history`); off, it keeps none.
 """
 

@@ -11,7 +11,7 @@ Levenberg-Marquardt (the default) is the solver with a fresh state; `solve_queue
 job stopped (a job stopped by its budget still `RUNNING`); passed back as `resume`, those states continue where
 they stopped, their iteration counts going on (`job_max_iter` is then the total budget). A job run to
 iteration t, kept, and resumed goes through the same updates as one run without the stop: the successive halving
-of starts (`chunk.py`) relies on it (tests/queue_test.py checks it bit for bit).
+of starts (`chunk.py`) relies on it (tests/halving_test.py checks it bit for bit).
 """
 
 from __future__ import annotations

@@ -39,8 +39,8 @@ init_noise = 0.3                    # default: 0.1 when k_fit == k_star, else 0.
 init_noise_decay = 0.0              # noise at n: init_noise * n^-decay; with restarts = 1 the field's
                                     # oracle-initialised protocol (e.g. 0.005 n^-0.083); written only if > 0
 init_scale = 3.0
-prune_at = 0                        # successive halving: at this iteration each fit keeps its prune_keep best
-prune_keep = 8                      # starts and stops the others (0: off; lm only); written only if > 0
+prune_at = 0                        # successive halving (lm only): at this iteration each fit's prune_keep
+prune_keep = 8                      # best starts go on, the others stop; prune_at = 0: off (both written only if on)
 reference = false                   # also run a long refinement from the truth (reached-minimum check)
 precision = "float64"
 bucket_ratio = 1.25                 # sizes within this ratio share a chunk (file); on CPU every chunk one program
@@ -180,8 +180,8 @@ class SweepConfig:
 
     def replace(self, **overrides) -> "SweepConfig":
         """A new config with command-line overrides (`OVERRIDES`: `sizes`, `replicates`, `seed`, `k_fit`, `sigma`,
-        `solver`, `restarts`, `init`, `prune_at`, `prune_keep`, `name`); `None` leaves a value as is. The overrides are applied to the
-        config as written and the result re-validated, so defaults that depend on an overridden value (the
+        `solver`, `restarts`, `init`, `prune_at`, `prune_keep`, `name`); `None` leaves a value as is. The
+        overrides are applied to the config as written and the result re-validated, so defaults that depend on an overridden value (the
         number of restarts on `k_fit`, the options on the solver) are derived again."""
         return config_from_dict(apply_overrides(self.raw, overrides))
 
