@@ -35,6 +35,7 @@ import numpy as np
 import jaxmoe
 from jaxmoe.estimation.solvers import get_solver, noise_scaled_gtol
 from jaxmoe.estimation.status import CONVERGED_NOISE
+from shared import positive_ints  # beside this script
 
 
 def _policy(text: str) -> dict:
@@ -54,16 +55,6 @@ def _policy(text: str) -> dict:
             pass
         raise argparse.ArgumentTypeError(f"{part!r}: must be prune:T:K or noise:M:C (T, K, M integers >= 1, C > 0)")
     return out
-
-
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(v) for v in text.split(",")]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be comma-separated integers >= 1")
-    return sizes
 
 
 def _write(path: str, payload: dict) -> None:
@@ -157,7 +148,7 @@ def main(argv=None) -> int:
         return analyse([f for f in files if f != out], out)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", required=True, choices=jaxmoe.PRESET_NAMES)
-    p.add_argument("--sizes", type=_sizes, default=[100, 1000, 10000])
+    p.add_argument("--sizes", type=positive_ints, default=[100, 1000, 10000])
     p.add_argument("--replicates", type=int, default=8)
     p.add_argument("--restarts", type=int, default=32)
     p.add_argument("--max-iter", type=int, default=2000, dest="max_iter")
