@@ -124,14 +124,23 @@ def test_pruning_in_the_config_is_hashed_only_when_on_and_checked():
     assert "prune_at" not in plain.spec["solver"] and "prune_keep" not in plain.spec["solver"]
     off = config_from_dict({"preset": "softmax-ridge", "solver": {"prune_at": 0, "prune_keep": 4}})
     assert off.hash == plain.hash  # configs written before pruning existed keep their hash
-    on = plain.replace(prune_at=300)
-    assert on.hash != plain.hash and (on.fit_kwargs()["prune_at"], on.fit_kwargs()["prune_keep"]) == (300, 8)
+    on = plain.replace(prune_at=100)
+    assert on.hash != plain.hash and (on.fit_kwargs()["prune_at"], on.fit_kwargs()["prune_keep"]) == (100, 8)
     assert on.replace(prune_keep=4).hash != on.hash
     from jaxmoe.sweeps.report import estimator
     assert estimator(on.spec) == ("least squares: the best of 32 starts (near_truth, noise 0.3, the best 8 at "
-                                  "iteration 300 continued)")
+                                  "iteration 100 continued)")
     for solver, match in [({"prune_at": -3}, r"^solver.prune_at=-3: must be an integer >= 0"),
                           ({"prune_at": 5, "prune_keep": 0}, r"^solver.prune_keep=0: must be an integer >= 1"),
                           ({"prune_at": 5, "name": "adam"}, r"^solver.prune_at=5: pruning starts needs the work queue")]:
         with pytest.raises(jaxmoe.JaxMoEInputError, match=match):
             config_from_dict({"preset": "softmax-ridge", "solver": solver})
+
+
+def test_the_estimator_names_pruning_only_where_it_changes_the_fits():
+    from jaxmoe.sweeps.report import estimator
+    from jaxmoe.sweeps.table1 import variant_label
+    plain = preset_config("softmax-ridge")
+    for at, named in [(300, False), (299, True), (0, False)]:  # max_iter 300: pruning at 300 changes nothing
+        spec = plain.replace(prune_at=at).spec
+        assert ("continued" in estimator(spec)) == named and ("continued" in variant_label(spec)) == named

@@ -172,6 +172,7 @@ def _noise_rule(status, history, objective, iteration, problem: LeastSquaresProb
     m = config.noise_window
     slot = iteration % m
     previous = history[slot]  # L_{t-m}; +inf until m iterations have run
+    # A problem that does not know its n (built by hand) gets n = 1: a rule on the relative decrease alone.
     n = 1.0 if problem.num_samples is None else problem.num_samples
     stalled = (iteration >= m) & (previous - objective < config.noise_ftol * objective / n)
     return jnp.where((status == RUNNING) & stalled, CONVERGED_NOISE, status), history.at[slot].set(objective)

@@ -326,8 +326,14 @@ def estimator(spec: dict) -> str:
     if s["restarts"] == 1 and s["init"] == "near_truth":
         return f"oracle-initialised: one start at the split truth ({noise}), a local fit, not the global least squares"
     pruned = (f", the best {s['prune_keep']} at iteration {s['prune_at']} continued"
-              if s.get("prune_at") and s["prune_keep"] < s["restarts"] else "")
+              if pruning_on(s) else "")
     return f"least squares: the best of {s['restarts']} starts ({s['init']}, {noise}{pruned})"
+
+
+def pruning_on(solver: dict) -> bool:
+    """Whether a config's successive halving changes its fits (`chunk._pruning`'s rule, on the written config)."""
+    at = solver.get("prune_at", 0)
+    return 0 < at < solver["options"].get("max_iter", at + 1) and solver["prune_keep"] < solver["restarts"]
 
 
 def summarize(res: SweepResults, num_bootstrap: int = 1000, level: float = 0.95) -> dict:

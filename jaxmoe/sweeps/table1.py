@@ -57,7 +57,7 @@ from jaxmoe.sweeps.config import SweepConfig, check_sizes
 from jaxmoe.sweeps.effective_size import SLOPE_BAND, band_onset
 from jaxmoe.sweeps.grid import GridConfig, check_grid_folder, is_grid_folder, load_sweep, read_grid_folder
 from jaxmoe.sweeps.grid_report import write_grid_report
-from jaxmoe.sweeps.report import folder_config, write_report
+from jaxmoe.sweeps.report import folder_config, pruning_on, write_report
 from jaxmoe.sweeps.runner import run_sweep
 from jaxmoe.sweeps.store import atomic_write_bytes, atomic_write_json, check_folder
 
@@ -197,7 +197,7 @@ def variant_label(spec: dict) -> str:
         estimator = f"oracle-initialised ({solver['init_noise']:g}" + (f" n^-{decay:g})" if decay else ")")
     else:
         estimator = f"least squares, best of {solver['restarts']} ({solver['init']})"
-        if solver.get("prune_at") and solver["prune_keep"] < solver["restarts"]:
+        if pruning_on(solver):
             estimator += f", {solver['prune_keep']} continued past iteration {solver['prune_at']}"
     return f"{fit}, {estimator}, sigma = {spec['data']['sigma']:g}"
 
