@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from jaxmoe.estimation.levenberg_marquardt import LMConfig
+from jaxmoe.estimation.options import pruning_changes_fits
 from jaxmoe.estimation.problem import least_squares_problem, ravel
 from jaxmoe.estimation.queue import solve_queue
 from jaxmoe.estimation.sampling import fit_data, fit_keys, fit_starts
@@ -71,7 +72,7 @@ class _Jobs(NamedTuple):
 def _queue_jobs(data, starts, exact, *, model, solver, restarts, reference, ref_iter, lanes, block_size,
                 prune=(0, 0)) -> _Jobs:
     """The F x M jobs (and F reference jobs) on one work queue of `lanes` lanes; with `prune` = (t, K) active
-    (`_pruning`), successive halving: every start runs to iteration t, then only each fit's K best go on. The
+    (`options.pruning_changes_fits`), successive halving: every start runs to iteration t, then only each fit's K best go on. The
     reference jobs share the queue, or, where the fit's solver stops by LM's noise-level rule, run on a queue
     of their own without it (the reference is the tight minimum the fits are checked against)."""
     x, y, mask = data
@@ -79,7 +80,7 @@ def _queue_jobs(data, starts, exact, *, model, solver, restarts, reference, ref_
     fits = num_fits * restarts
     jobs = starts.reshape(fits, p)
     job_fit = jnp.repeat(jnp.arange(num_fits), restarts)
-    pruning = _pruning(prune, restarts, solver.max_iter)
+    pruning = pruning_changes_fits(*prune, restarts, solver.max_iter)
     budget = jnp.full((fits,), prune[0] if pruning else solver.max_iter)
     ref_solver = _reference_solver(solver)
     shared = reference and ref_solver is solver
@@ -95,7 +96,7 @@ def _queue_jobs(data, starts, exact, *, model, solver, restarts, reference, ref_
     if reference and not shared:
         ref = solve_queue(model, x, y, mask, exact, jnp.arange(num_fits), jnp.full((num_fits,), ref_iter),
                           lanes=lanes, solver=ref_solver, block_size=block_size)
-        res = _append_jobs(res, ref)
+        res = _merge(res, ref, lambda a, b: jnp.concatenate([a, b]))
     lane_steps, lane_samples = res.steps * lanes, res.lane_samples * lanes
     fit_iterations = jnp.sum(res.iterations[:fits].reshape(num_fits, restarts), axis=1)
     ref_objective = None
@@ -109,13 +110,12 @@ def _queue_jobs(data, starts, exact, *, model, solver, restarts, reference, ref_
                  pruned)
 
 
-def _append_jobs(res, more):
-    """Two queue runs' per-job rows end to end, and their work summed (the states are not kept)."""
-    cat = lambda a, b: jnp.concatenate([a, b])
-    return res._replace(theta=cat(res.theta, more.theta), objective=cat(res.objective, more.objective),
-                        iterations=cat(res.iterations, more.iterations), status=cat(res.status, more.status),
-                        steps=res.steps + more.steps, lane_samples=res.lane_samples + more.lane_samples,
-                        states=None)
+def _merge(res, more, rows):
+    """Two queue runs as one: per-job rows combined by `rows(res's, more's)` (appended, or written over), the
+    work summed (the states are not kept)."""
+    fields = ("theta", "objective", "iterations", "status")
+    return res._replace(**{f: rows(getattr(res, f), getattr(more, f)) for f in fields}, steps=res.steps + more.steps,
+                        lane_samples=res.lane_samples + more.lane_samples, states=None)
 
 
 def _reference_solver(solver):
@@ -123,12 +123,6 @@ def _reference_solver(solver):
     if getattr(solver.config, "noise_window", 0):
         return levenberg_marquardt_solver(solver.config._replace(noise_window=0))
     return solver
-
-
-def _pruning(prune: tuple[int, int], restarts: int, max_iter: int) -> bool:
-    """Whether successive halving changes anything: a pruning iteration t in (0, max_iter) and K < restarts."""
-    at, keep = prune
-    return 0 < at < max_iter and keep < restarts
 
 
 def _continue_best(queue, res, num_fits: int, restarts: int, keep: int, max_iter: int):
@@ -143,13 +137,8 @@ def _continue_best(queue, res, num_fits: int, restarts: int, keep: int, max_iter
     states = jax.tree_util.tree_map(lambda a: a[chosen], res.states)
     job_fit = chosen // restarts
     more = queue(states.theta, job_fit, jnp.full(chosen.shape, max_iter), resume=states)
-    put = lambda a, b: a.at[chosen].set(b)
-    merged = res._replace(theta=put(res.theta, more.theta), objective=put(res.objective, more.objective),
-                          iterations=put(res.iterations, more.iterations), status=put(res.status, more.status),
-                          steps=res.steps + more.steps, lane_samples=res.lane_samples + more.lane_samples,
-                          states=None)
     pruned = jnp.ones(fits, bool).at[chosen].set(False).reshape(num_fits, restarts)
-    return merged, pruned
+    return _merge(res, more, lambda a, b: a.at[chosen].set(b)), pruned
 
 
 def _lockstep_jobs(data, starts, exact, *, model, solver, reference, ref_iter, block_size) -> _Jobs:
@@ -182,8 +171,8 @@ def _lockstep_jobs(data, starts, exact, *, model, solver, reference, ref_iter, b
 def _keep_best(jobs: _Jobs, objective_truth, model) -> ChunkResult:
     """Each fit's start with the lowest finite objective, and the reference objective."""
     objective = jobs.objective
-    # Pruned starts stopped short of a stopping rule: never the one kept (with LM, which never increases the
-    # objective, a continued start ends at or below every pruned one anyway; this settles ties).
+    # Pruned starts (not continued past the pruning iteration) are never the one kept: with LM, which never
+    # increases the objective, a continued start ends at or below every pruned one anyway; this settles ties.
     finite = jnp.isfinite(objective) & (True if jobs.pruned is None else ~jobs.pruned)
     best = jnp.argmin(jnp.where(finite, objective, jnp.inf), axis=1)
     pick = lambda a: jnp.take_along_axis(a, best.reshape((-1,) + (1,) * (a.ndim - 1)), axis=1)[:, 0]

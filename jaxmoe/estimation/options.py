@@ -58,6 +58,7 @@ __all__ = [
     "default_lanes",
     "default_memory_gib",
     "default_starts",
+    "pruning_changes_fits",
 ]
 
 INIT_NAMES = ("near_truth", "mixed", "random")
@@ -73,6 +74,12 @@ DEFAULT_BUCKET_RATIO = 1.25  # where sizes need a compiled shape each: those wit
 def default_starts(overfitted: bool) -> tuple[int, float]:
     """(restarts, init_noise) that `fit_curve` uses by default for an exact-fitted or an over-fitted k."""
     return (OVERFIT_RESTARTS, OVERFIT_INIT_NOISE) if overfitted else (EXACT_RESTARTS, EXACT_INIT_NOISE)
+
+
+def pruning_changes_fits(prune_at: int, prune_keep: int, restarts: int, max_iter: int) -> bool:
+    """Whether successive halving changes a fit's starts: a pruning iteration in (0, max_iter) and fewer starts
+    kept than there are (otherwise every start runs to the limit, as without it)."""
+    return 0 < prune_at < max_iter and prune_keep < restarts
 
 
 def default_lanes(num_devices: int = 1, platform: str = "cpu") -> int:

@@ -533,6 +533,9 @@ def _numeric(field: str, value):
     return arr.tolist()
 
 
+_OFF_BY_ZERO = ("noise_window",)  # integer solver options for which 0 means "off"
+
+
 def _solver_options(name: str, options: Any, sigma: float) -> dict:
     """The solver's options with every default written out (LMConfig fields for lm, keyword arguments else);
     the default gtol is the noise level's, `noise_scaled_gtol(data.sigma)` (as `fit_curve`'s)."""
@@ -559,8 +562,6 @@ def _solver_options(name: str, options: Any, sigma: float) -> dict:
         del out["noise_window"], out["noise_ftol"]
     return out
 
-
-_OFF_BY_ZERO = ("noise_window",)  # integer solver options for which 0 means "off"
 
 
 def _build_setting(spec: dict):

@@ -50,6 +50,7 @@ import jax
 import numpy as np
 
 from jaxmoe.validation import JaxMoEInputError, require
+from jaxmoe.estimation.options import pruning_changes_fits
 from jaxmoe.estimation.problem import STATUS_NAMES
 from jaxmoe.families.base import SLOW
 from jaxmoe.losses.rates import bootstrap_se, compare_laws, local_slopes, loglog_slope, theil_sen_fit, window_slopes
@@ -331,9 +332,12 @@ def estimator(spec: dict) -> str:
 
 
 def pruning_on(solver: dict) -> bool:
-    """Whether a config's successive halving changes its fits (`chunk._pruning`'s rule, on the written config)."""
-    at = solver.get("prune_at", 0)
-    return 0 < at < solver["options"].get("max_iter", at + 1) and solver["prune_keep"] < solver["restarts"]
+    """Whether a config's successive halving changes its fits (`pruning_changes_fits` on the written [solver];
+    pruning is written only for LM, whose options always hold max_iter)."""
+    if not solver.get("prune_at"):
+        return False
+    return pruning_changes_fits(solver["prune_at"], solver["prune_keep"], solver["restarts"],
+                                solver["options"]["max_iter"])
 
 
 def summarize(res: SweepResults, num_bootstrap: int = 1000, level: float = 0.95) -> dict:
