@@ -141,6 +141,6 @@ def test_the_estimator_names_pruning_only_where_it_changes_the_fits():
     from jaxmoe.sweeps.report import estimator
     from jaxmoe.sweeps.table1 import variant_label
     plain = preset_config("softmax-ridge")
-    for at, named in [(300, False), (299, True), (0, False)]:  # max_iter 300: pruning at 300 changes nothing
+    for at, named in [(1000, False), (999, True), (0, False)]:  # max_iter 1000: pruning at 1000 changes nothing
         spec = plain.replace(prune_at=at).spec
         assert ("continued" in estimator(spec)) == named and ("continued" in variant_label(spec)) == named

@@ -89,11 +89,12 @@ def test_a_curve_with_the_rule_stops_sooner_at_the_same_minimum_as_its_budget():
 
 
 def test_the_rule_in_a_sweep_config_is_hashed_only_when_on_and_checked():
-    plain = preset_config("softmax-ridge")
+    exact = {"preset": "softmax-ridge", "model": {"k_fit": 2}}  # exact-fitted: the rule is off by default
+    plain = config_from_dict(exact)
     assert "noise_window" not in plain.spec["solver"]["options"]
-    off = config_from_dict({"preset": "softmax-ridge", "solver": {"options": {"noise_window": 0, "noise_ftol": 1.0}}})
+    off = config_from_dict({**exact, "solver": {"options": {"noise_window": 0, "noise_ftol": 1.0}}})
     assert off.hash == plain.hash  # configs written before the rule keep their hash
-    on = config_from_dict({"preset": "softmax-ridge", "solver": {"options": {"noise_window": 100}}})
+    on = config_from_dict({**exact, "solver": {"options": {"noise_window": 100}}})
     assert on.hash != plain.hash and on.spec["solver"]["options"]["noise_ftol"] == 1e-4
     assert on.fit_kwargs()["solver"].config.noise_window == 100
     with pytest.raises(jaxmoe.JaxMoEInputError, match=r"^solver.options.noise_window=-1: must be an integer >= 0"):

@@ -75,8 +75,11 @@ def test_overrides_and_differences():
     assert base.spec["solver"]["restarts"] == 32 and base.spec["solver"]["init_noise"] == 0.3
     exact = base.replace(k_fit=2, sizes=[400, 100, 200], seed=3)  # the start defaults follow k_fit
     assert exact.spec["solver"]["restarts"] == 1 and exact.sizes == (100, 200, 400)
+    # ... and so do LM's budget and noise-level rule (1000 and on when over-fitted; 300 and off, not written, else)
     assert differences(base.hashed(), exact.hashed()) == [
-        "model.k_fit: 3 vs 2", "solver.init_noise: 0.3 vs 0.1", "solver.restarts: 32 vs 1",
+        "model.k_fit: 3 vs 2", "solver.init_noise: 0.3 vs 0.1", "solver.options.max_iter: 1000 vs 300",
+        "solver.options.noise_ftol: 0.0001 vs null", "solver.options.noise_window: 100 vs null",
+        "solver.restarts: 32 vs 1",
         "sweep.seed: 0 vs 3", "sweep.sizes: [300, 600, 1200, 2500, 5000, 10000, 20000] vs [100, 200, 400]"]
     adam = base.replace(solver="adam")
     assert adam.spec["solver"]["options"]["learning_rate"] == 0.01 and "scaling" not in adam.spec["solver"]["options"]
@@ -144,10 +147,14 @@ def test_bad_engine_settings_are_one_line(engine, message):
         config_from_dict({"preset": "softmax-ridge", "solver": {"name": "adam"}, "engine": {"lanes": 4}})
 
 
+# softmax-ridge as its preset config was before the over-fitted LM budget (its options then: max_iter 300, no rule)
+OLD_SOFTMAX_RIDGE = {"preset": "softmax-ridge", "solver": {"options": {"max_iter": 300}}}
+
+
 def test_a_config_written_before_the_engine_table_keeps_its_hash():
     """Folders made before [engine] existed stored solver.memory_gib = 2.0 and solver.lanes = 0 in config.json;
     re-read, that config must hash as it did (its chunks carry the hash), so report and --resume keep working."""
-    stored = preset_config("softmax-ridge").hashed()
+    stored = config_from_dict(OLD_SOFTMAX_RIDGE).hashed()
     stored["solver"] = {**stored["solver"], "memory_gib": 2.0, "lanes": 0}
     old = config_from_dict(stored)
     assert old.hash == "d4c0318ef7e2bbea"  # softmax-ridge's hash before the change (commit 3bb09cb)
@@ -184,7 +191,7 @@ def test_the_default_gradient_tolerance_scales_with_the_noise(solver):
         setting = config.setting()
         options = jaxmoe.FitOptions(solver=solver).validated(setting)
         assert options.solver.config.gtol == noise_scaled_gtol(sigma)  # fit_curve's default is the config's
-    assert preset_config("softmax-ridge").hash == "6b9f6232470a1957"  # as before noise-scaled tolerances
+    assert config_from_dict(OLD_SOFTMAX_RIDGE).hash == "6b9f6232470a1957"  # as before noise-scaled tolerances
     small = config_from_dict({**raw, "data": {"sigma": 0.001}})
     assert small.replace(sigma=0.1).spec["solver"]["options"]["gtol"] == 1e-9  # --sigma re-derives it
     kept = config_from_dict({**raw, "data": {"sigma": 0.001}, "solver": {"name": solver, "options": {"gtol": 1e-9}}})
@@ -215,3 +222,26 @@ def test_fewer_samples_than_free_parameters_is_refused_and_a_thin_design_warned(
         mp.setattr(runner, "run_chunk", fake_run_chunk)
         jaxmoe.run_sweep(config, str(tmp_path / "s"), num_bootstrap=10, plots=False, log=lines.append)
     assert lines[:2] == [f"jaxmoe: warning: {w}" for w in config.design_warnings()]
+
+
+def test_the_over_fitted_lm_budget_is_the_same_in_a_config_and_in_fit_curve():
+    """Over-fitted (k > k*) LM fits get max_iter 1000 and the noise-level rule (window 100, c = 1e-4) by
+    default, in the sweep config as in fit_curve; exact-fitted ones 300 and no rule; a config that sets its own
+    max_iter gets the plain defaults (so a stored config, which always does, re-reads and hashes as it was)."""
+    from jaxmoe.estimation.levenberg_marquardt import LMConfig
+    over = preset_config("softmax-ridge")
+    exact = config_from_dict({"preset": "softmax-ridge", "model": {"k_fit": 2}})
+    for config, (max_iter, window) in [(over, (1000, 100)), (exact, (300, 0))]:
+        lm = jaxmoe.FitOptions().validated(config.setting()).solver.config
+        assert lm == LMConfig(max_iter=max_iter, noise_window=window)  # fit_curve's default, gtol 1e-9 at sigma 0.1
+        assert config.fit_kwargs()["solver"].config == lm  # ... is the config's
+    assert over.spec["solver"]["options"]["noise_ftol"] == 1e-4
+    assert config_from_dict(over.hashed()).hash == over.hash  # a stored config re-reads as it was written
+    own = config_from_dict({"preset": "softmax-ridge", "solver": {"options": {"max_iter": 500}}})
+    assert own.fit_kwargs()["solver"].config == LMConfig(max_iter=500)  # its own budget: no rule
+    off = config_from_dict({"preset": "softmax-ridge", "solver": {"options": {"noise_window": 0}}})
+    assert off.fit_kwargs()["solver"].config == LMConfig(max_iter=1000)  # the rule turned off by hand
+    lbfgs = config_from_dict({"preset": "softmax-ridge", "solver": {"name": "lbfgs"}})
+    assert lbfgs.spec["solver"]["options"]["max_iter"] == 500  # only LM has an over-fitted budget
+    assert jaxmoe.FitOptions(solver="lbfgs").validated(over.setting()).solver.max_iter == 500
+    assert over.replace(k_fit=2).hash == exact.hash  # the budget follows k_fit through an override

@@ -10,8 +10,9 @@ Why written here rather than taken from optimistix: its Gauss-Newton family has 
 one fused residual + Jacobian evaluation per iteration, at the candidate point only. The state keeps only
 $J^\top J$ ($p \times p$) and $J^\top r$ ($p$) of the current point, so a rejected step costs no extra pass.
 
-**Noise-level stopping rule** (opt-in, `noise_window` = m > 0): stop once the objective fell by less than
-`noise_ftol` $\cdot L_t / n$ over the last m iterations, $L_{t-m} - L_t < c\,L_t / n$ ($L$ the MSE, about
+**Noise-level stopping rule** (`noise_window` = m > 0; off in `LMConfig()`, on for an over-fitted fit by
+default, `solvers.default_options`): stop once the objective fell by less than `noise_ftol` $\cdot L_t / n$ over
+the last m iterations, $L_{t-m} - L_t < c\,L_t / n$ ($L$ the MSE, about
 $\sigma^2$ at the minimum, so $L / n$ is the objective's statistical resolution $\sigma^2 / n$; n the fit's
 sample count, `LeastSquaresProblem.num_samples`). Over-fitted fits crawl along flat valleys for thousands of
 iterations, lowering the objective by far less than $\sigma^2 / n$: on the recorded trajectories of
@@ -54,7 +55,8 @@ class LMConfig(NamedTuple):
     # sit in valleys whose curvature comes from the noise-sized residual term, which Gauss-Newton drops.
     hessian: str = "gauss_newton"
     # The noise-level stopping rule (module docstring): window m in iterations (0: off) and the fraction c of
-    # the objective's resolution L / n. Off by default; a sweep config writes them only when on.
+    # the objective's resolution L / n. Off here; `solvers.default_options` turns it on (m = 100) for an
+    # over-fitted fit given by name. A sweep config writes them only when on.
     noise_window: int = 0
     noise_ftol: float = 1e-4
 

@@ -21,9 +21,10 @@ setting (a bad value is one line, `field=value: what is allowed`, before any wor
   the engine (experiments/flat_landscapes.md (e); over-fitted hierarchical rows, 24 fits each, n 10^2..10^4,
   budget 2000): (300, 8) of 32 starts ends within 0.1 sigma^2 / n of all 32 in 79% (hierarchical-linear) and
   83% (hierarchical-ridge) of fits, at 36-47% of the iterations, worst at n = 10^4 (62%), so it is not a default;
-- `solver`: a `Solver` (`get_solver`); a solver given by name gets the gradient tolerance of the setting's
-  noise level, `noise_scaled_gtol(setting.sigma)` (the stopping rules scale with sigma^2: `solvers` docstring;
-  a `Solver` object keeps its own); `schedule="auto"`: the work queue iff the solver has a fresh state
+- `solver`: a `Solver` (`get_solver`); a solver given by name gets `solvers.default_options`: the gradient
+  tolerance of the setting's noise level, `noise_scaled_gtol(setting.sigma)` (the stopping rules scale with
+  sigma^2), and for an over-fitted k LM's budget of 1000 iterations with the noise-level stopping rule
+  (`solvers` docstring, "Over-fitted budgets"; a `Solver` object keeps its own); `schedule="auto"`: the work queue iff the solver has a fresh state
   (`Solver.fresh`), else lockstep `vmap`;
 - `devices`: `jax.local_devices()`; `memory_gib`, `lanes`, `block_size`: per platform of the first device
   (`default_memory_gib`, `default_lanes`, `problem.default_block_size`).
@@ -43,7 +44,7 @@ import numpy as np
 
 from jaxmoe.validation import require, require_positive_int
 from jaxmoe.estimation.problem import default_block_size
-from jaxmoe.estimation.solvers import Solver, get_solver, noise_scaled_gtol
+from jaxmoe.estimation.solvers import Solver, default_options, get_solver
 
 __all__ = [
     "EXACT_INIT_NOISE",
@@ -223,10 +224,11 @@ class FitOptions:
         a `Solver`, `schedule` 'queue' or 'lockstep', `k`, `restarts`, `init_noise`, `devices`, `memory_gib`,
         `lanes` and `block_size` concrete. Raises the one-line error of a k < k*."""
         model = setting.fitted_model(self.k)
-        restarts, init_noise = default_starts(model.components > setting.k_star)
+        overfitted = model.components > setting.k_star
+        restarts, init_noise = default_starts(overfitted)
         solver = self.solver
         if isinstance(solver, str):
-            solver = get_solver(solver, gtol=noise_scaled_gtol(setting.sigma))
+            solver = get_solver(solver, **default_options(solver, setting.sigma, overfitted))
         schedule = self.schedule
         if schedule == "auto":
             schedule = "queue" if solver.fresh is not None else "lockstep"

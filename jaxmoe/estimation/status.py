@@ -2,7 +2,7 @@ r"""Status codes of a fit, shared by every solver: one `IntEnum`, and the plain-
 
 A solver state carries `status` as an int32 array: `RUNNING` (-1) while it iterates, then the first stopping
 rule that held. The four `CONVERGED_*` codes are the converged ones (`is_converged`): a stopping rule held
-with finite values (`CONVERGED_NOISE`, the opt-in noise-level rule of LM, has code 5 so that the older codes
+with finite values (`CONVERGED_NOISE`, the noise-level rule of LM, has code 5 so that the older codes
 keep their values in stored results). `MAX_ITER` means the budget ran out first (the fit is kept and flagged, never dropped);
 `NONFINITE` that the objective or the parameters stopped being finite.
 
@@ -39,7 +39,7 @@ class Status(enum.IntEnum):
     MAX_ITER = 3  # iteration budget spent before a stopping rule held
     NONFINITE = 4  # objective or parameters became non-finite
     # The objective fell by less than a fraction of the statistical resolution L / n over the last m iterations
-    # (LMConfig.noise_window: off by default).
+    # (LMConfig.noise_window; on by default for over-fitted fits, `solvers.default_options`).
     CONVERGED_NOISE = 5
 
 

@@ -44,10 +44,12 @@ prune_keep = 8                      # best starts go on, the others stop; prune_
 reference = false                   # also run a long refinement from the truth (reached-minimum check)
 precision = "float64"
 bucket_ratio = 1.25                 # sizes within this ratio share a chunk (file); on CPU every chunk one program
-options = { max_iter = 300 }        # the solver's own options (LMConfig fields for lm); gtol's default
+options = { max_iter = 1000 }       # the solver's own options (LMConfig fields for lm); gtol's default
                                     # scales with the noise: 1e-9 (sigma / 0.1)^2, at least 1e-14;
-                                    # noise_window = 100 turns on LM's noise-level stopping rule
-                                    # (objective down by < noise_ftol L / n in 100 iterations)
+                                    # lm's max_iter: 1000 when k_fit > k_star, else 300; noise_window
+                                    # (LM's noise-level stopping rule: objective down by < noise_ftol L / n
+                                    # in that many iterations): 100 when k_fit > k_star and max_iter is not
+                                    # set here, else 0 (off)
 
 [engine]                            # speed only, not hashed; absent: fit_curve's per-device defaults
 memory_gib = 2.0                    # per device (default: 2 on CPU, half the device's memory on an accelerator)
@@ -419,7 +421,7 @@ def _read_solver(s: dict, overfitted: bool, sigma: float) -> dict:
         # A sweep's chunks (files) are its size buckets, so its ratio is always a number (fit_curve's None,
         # "automatic", would make one chunk of the whole curve).
         "bucket_ratio": _float("solver.bucket_ratio", s.get("bucket_ratio", DEFAULT_BUCKET_RATIO), 1.0),
-        "options": _solver_options(name, s.get("options", {}), sigma),
+        "options": _solver_options(name, s.get("options", {}), sigma, overfitted),
     }
 
 
@@ -536,16 +538,19 @@ def _numeric(field: str, value):
 _OFF_BY_ZERO = ("noise_window",)  # integer solver options for which 0 means "off"
 
 
-def _solver_options(name: str, options: Any, sigma: float) -> dict:
+def _solver_options(name: str, options: Any, sigma: float, overfitted: bool) -> dict:
     """The solver's options with every default written out (LMConfig fields for lm, keyword arguments else);
-    the default gtol is the noise level's, `noise_scaled_gtol(data.sigma)` (as `fit_curve`'s)."""
+    the defaults that depend on the fit are `fit_curve`'s, `solvers.default_options`: the noise level's gtol
+    and, for an over-fitted k, LM's budget of 1000 with the noise-level rule, unless the options set their own
+    `max_iter`. A stored (normalised) config always does, so one written before that default re-reads as it was
+    (noise rule off) and keeps its hash; a config that sets its own budget gets the plain defaults too."""
     require(isinstance(options, dict), "solver.options", options, "must be a table")
     if name == "lm":
         defaults = LMConfig()._asdict()
     else:
         fn = {"lbfgs": solvers.lbfgs_solver, "adam": solvers.adam_solver}[name]
         defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items()}
-    defaults["gtol"] = solvers.noise_scaled_gtol(sigma)
+    defaults.update(solvers.default_options(name, sigma, overfitted and "max_iter" not in options))
     out = dict(defaults)
     for key, value in options.items():
         require(key in defaults, f"solver.options.{key}", value, f"unknown option of solver {name!r}; "
