@@ -3,7 +3,7 @@ constant (omega / eps ~ 2e-6 for softmax-ridge) a property of the truths we chos
 
     .venv/bin/python experiments/search_truths.py [--candidates 256] [--keep 4] [--rows softmax-ridge,...]
 
-`jaxmoe.bounds.search_truths`: random truths of the preset's family and k* (`random_start` in [-3, 3] within Theta),
+`jaxmoe.bounds.search_truths`: random truths of the preset's family and k* (`random_truth`: uniform in [-3, 3] within Theta, A.3's normalisation),
 ranked by the exact-fitted Fisher lambda_min; the best `keep` get their over-fitted profile (eps 1 to 1e-6, 8
 starts, 200 iterations) and are re-ranked by the predicted onset n / sigma^2. A candidate that is not a valid truth
 (atoms not distinct, A.3) is skipped and counted. Writes experiments/results/lower_bound/search_truths.json.

@@ -296,9 +296,17 @@ def test_search_truths_ranks_valid_truths_by_fisher_min():
         assert cand.k_star == 2 and np.all(cand.truth.beta1[-1] == 0) and cand.truth.beta0[-1] == 0
     with pytest.raises(JaxMoEInputError, match="^candidates="):
         search_truths(get_preset("softmax-ridge"), jax.random.PRNGKey(7), candidates=0)
-    # a non-linear router's gauge pins beta0 only, so no draw meets A.3: refused in one line naming the reason
-    with pytest.raises(JaxMoEInputError, match="^candidates=3: gave no valid truth.*A.3"):
-        search_truths(get_preset("dts-nonlinear-router"), jax.random.PRNGKey(7), candidates=3)
+    # a non-linear router's gauge pins beta0 only; its truths get the last atom's router zeroed as A.3 asks
+    nonlinear = search_truths(get_preset("dts-nonlinear-router"), jax.random.PRNGKey(7), candidates=3, keep=3)
+    mins = [cond.fisher_min for _, cond in nonlinear]  # some draws are near-degenerate (lambda_min ~ 0)
+    assert len(nonlinear) == 3 and mins == sorted(mins, reverse=True) and mins[0] > 0
+    for cand, _ in nonlinear:
+        leaves = jax.tree_util.tree_leaves(cand.truth.beta1)
+        assert all(np.all(leaf[-1] == 0) for leaf in leaves) and any(np.any(leaf[:-1] != 0) for leaf in leaves)
+        assert cand.truth.beta0[-1] == 0
+    # draws whose atoms coincide (a box of width 2e-9 around 0) are no truths: refused in one line naming why
+    with pytest.raises(JaxMoEInputError, match="^candidates=2: gave no valid truth.*distinct"):
+        search_truths(get_preset("softmax-ridge"), jax.random.PRNGKey(7), candidates=2, scale=1e-9)
 
 
 def test_linear_row_profile_sits_at_the_float64_floor():

@@ -147,10 +147,10 @@ def conditioning(setting, profile: InverseBoundProfile | None = None, *, nodes: 
 
 
 def search_truths(setting, key, candidates: int = 64, scale: float = 3.0, keep: int = 4, refine: dict | None = None):
-    """Random truths of `setting`'s family (`random_start` in [-scale, scale] ∩ Θ, `candidates` of them) ranked
-    by the exact-fitted `fisher_min` (largest first); the best `keep` are returned as [(setting, Conditioning)].
-    Each draw has its gauge pinned (A.3); one that is not a valid truth (atoms not distinct) is skipped, and a
-    family none of whose draws is valid is refused naming the first reason.
+    """Random truths of `setting`'s family (`model.random_truth`: uniform in [-scale, scale] ∩ Θ in A.3's
+    normalisation, `candidates` of them) ranked by the exact-fitted `fisher_min` (largest first); the best `keep`
+    are returned as [(setting, Conditioning)]. A draw that is not a valid truth (atoms not distinct) is
+    skipped, and a family none of whose draws is valid is refused naming the first reason.
     With `refine` (keyword arguments of `inverse_bound`, e.g. {"loss": "d1", "eps": ..., "starts": 4}) each kept
     truth also gets its over-fitted profile, and they are re-ranked by predicted onset (smallest first)."""
     candidates = require_positive_int("candidates", candidates)
@@ -158,7 +158,7 @@ def search_truths(setting, key, candidates: int = 64, scale: float = 3.0, keep: 
     require(np.isfinite(scale) and scale > 0, "scale", scale, "must be finite and > 0")
     with jax.enable_x64(True):
         keys = jax.random.split(key, candidates)
-        truths = [setting.model.fix_gauge(setting.model.random_start(k, scale, jnp.float64), pin=True) for k in keys]
+        truths = [setting.model.random_truth(k, scale, jnp.float64) for k in keys]
     scored, first_refusal = [], None
     for truth in truths:
         try:  # a draw with coinciding atoms is no truth (Setting checks it): skipped

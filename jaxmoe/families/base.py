@@ -8,7 +8,7 @@ about it, as blackjax has one module per algorithm:
 |---|---|
 | the model $f_G(x)$ | `__call__(params, x)`, `param_shapes`, `zeros`, `make_params`, `validate`, `with_k`, `components` |
 | the compact set $\Theta$ (A.1) and the gauge | `bounds(gauge)`, `project`, `fix_gauge`, `symmetries`, `symmetry_tangents`, `offset_map`, `check_truth` (A.1-A.4) |
-| estimation | `jacobian(params, x)` (structured, per-atom), `near_truth_split`, `random_start` |
+| estimation | `jacobian(params, x)` (structured, per-atom), `near_truth_split`, `random_start`, `random_truth` |
 | losses | `params_type`, `leading_axes`, `normalize_translation`, `voronoi_cells`, `parameter_errors`, `expert_sup`, `LOSSES`, `curve_losses`, `loss_options`, `error_metrics` |
 | theory | `theory_rates` (slopes of Table 1 by metric, `None` where the paper gives none), `PDE`, `identifiability_case` (the condition the rates rest on, for `jaxmoe.check_model`) |
 | configs | `name`, `config_keys`, `read_config`, `config_entries`, `from_config` |
@@ -378,6 +378,12 @@ class MoEFamily:
         """Uniform start in $[-s, s] \\cap \\Theta$ for every coordinate."""
         params, _ = uniform_start(key, self._template(dtype), scale)
         return self.project(params)
+
+    def random_truth(self, key, scale: float = 3.0, dtype=None):
+        """A random mixing measure in the truths' normalisation (A.3): `random_start` with the gauge pinned
+        (`fix_gauge(pin=True)`). A family whose truth assumption pins more than its symmetries do overrides it.
+        Distinctness (A.2) is not enforced: a draw with coinciding atoms is refused by `check_truth`."""
+        return self.fix_gauge(self.random_start(key, scale, dtype), pin=True)
 
     def _template(self, dtype):
         template = self.zeros()

@@ -211,6 +211,14 @@ class DenseToSparseMoE(FlatMoE):
         log_tau = jax.random.uniform(keys[-1], (), template.tau.dtype, np.log(0.5), np.log(2.0))
         return self.project(params._replace(tau=jnp.exp(log_tau)))
 
+    def random_truth(self, key, scale: float = 3.0, dtype=None):
+        """As the base's, and with a non-linear router the last atom's router parameters set to zero too: A.3
+        asks beta1*_{k*} = 0 of every truth, and only a linear router's translation makes that a gauge."""
+        params = super().random_truth(key, scale, dtype)
+        if self.router.is_linear:
+            return params
+        return params._replace(beta1=jax.tree_util.tree_map(lambda a: zero_last(a, 0, True), params.beta1))
+
     def check_truth(self, params: DenseToSparseParams, field: str = "truth", tol: float = 1e-6) -> None:
         """As `SoftmaxMoE.check_truth`, plus tau* > 0 inside the box."""
         self.validate(params, field)
