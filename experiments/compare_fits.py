@@ -7,8 +7,9 @@ depend on (seed, n, replicate) only), so fit (cell, n, r) of one is fit (cell, n
 estimator differs (e.g. the over-fitted LM budget of issue 13). Per cell and overall: how many fits end lower,
 within, or higher than before by 0.1 sigma^2 / n (the objective is the MSE, whose resolution is sigma^2 / n),
 the converged fraction before and after, the mean iterations of the kept start, the work of every start (sum of
-n x iterations, after / before), and the median of the row's loss (the cell's first Voronoi metric) before and
-after. Markdown on stdout; `--out` writes the same as JSON.
+n x iterations, after / before), the median of the row's loss (the cell's first Voronoi metric) before and
+after, how many fits' loss moves by more than 10% (and the largest factor, of the loss and of the L2 error), and
+how the fits whose objectives differ by more than the tolerance had stopped before. Markdown on stdout; `--out` writes the same as JSON.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import os
 import sys
 
 import numpy as np
+
+from jaxmoe.estimation.status import STATUS_NAMES
 
 TOLERANCE = 0.1  # in units of sigma^2 / n
 
@@ -38,8 +41,8 @@ def _load(cell: str) -> tuple[dict, dict]:
     with open(os.path.join(cell, "config.json")) as fh:
         config = json.load(fh)["config"]
     parts = [np.load(f) for f in sorted(glob.glob(os.path.join(cell, "chunks", "*.npz")))]
-    names = [k for k in parts[0].files if k in ("sizes", "objective", "converged", "iterations")
-             or k.startswith("metric/voronoi")]
+    names = [k for k in parts[0].files if k in ("sizes", "objective", "converged", "iterations", "status",
+                                                "metric/l2_error") or k.startswith("metric/voronoi")]
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in names}
     order = np.argsort(arrays["sizes"])
     arrays = {k: v[order] for k, v in arrays.items()}
@@ -58,6 +61,8 @@ def compare_cell(old: str, new: str) -> dict:
     resolution = config["data"]["sigma"] ** 2 / sizes[:, None]
     gap = (b["objective"] - a["objective"]) / resolution  # > 0: the new fit is worse
     loss = next((k for k in a if k.startswith("metric/voronoi")), None)
+    moved = np.abs(np.log(b[loss] / a[loss])) if loss else np.zeros_like(gap)
+    differ = np.abs(gap) > TOLERANCE
     return {
         "fits": int(gap.size),
         "lower": float(np.mean(gap < -TOLERANCE)), "within": float(np.mean(np.abs(gap) <= TOLERANCE)),
@@ -67,6 +72,13 @@ def compare_cell(old: str, new: str) -> dict:
         "work_ratio": b["sample_iterations"] / a["sample_iterations"],
         "loss": loss and loss.split("/", 1)[1],
         "loss_median_old": loss and float(np.nanmedian(a[loss])), "loss_median_new": loss and float(np.nanmedian(b[loss])),
+        # per fit: the loss moved by more than 10% (|log ratio| > 0.1), and the largest moves of the loss and of L2
+        "loss_moved": int(np.sum(moved > 0.1)), "loss_max_log_ratio": float(np.nanmax(moved)),
+        "l2_max_log_ratio": (float(np.nanmax(np.abs(np.log(b["metric/l2_error"] / a["metric/l2_error"]))))
+                             if "metric/l2_error" in a and "metric/l2_error" in b else float("nan")),
+        # how the fits whose objectives differ by more than the tolerance stopped before (OLD's statuses)
+        "differ_old_status": {STATUS_NAMES[int(c)]: int(np.sum(a["status"][differ] == c))
+                              for c in np.unique(a["status"][differ])},
         "changed": bool(not np.array_equal(a["objective"], b["objective"])),
         "k_fit": config["model"]["k_fit"], "k_star": config["model"]["k_star"], "sigma": config["data"]["sigma"],
     }
@@ -79,14 +91,17 @@ def _pct(x: float) -> str:
 def markdown(results: dict) -> str:
     lines = ["| cell | k / k* | sigma | fits | lower / within / higher by 0.1 s²/n | largest increase (s²/n) | "
              "converged before -> after | kept start's mean iterations before -> after | work after / before | "
-             "median loss before -> after |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "median loss before -> after | fits whose loss moves > 10% (max factor) | max factor L2 | "
+             "stops before, of the fits beyond 0.1 s²/n |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, r in results.items():
         loss = "-" if r["loss"] is None else f"{r['loss']} {r['loss_median_old']:.3g} -> {r['loss_median_new']:.3g}"
         lines.append(f"| {label} | {r['k_fit']} / {r['k_star']} | {r['sigma']:g} | {r['fits']} | "
                      f"{_pct(r['lower'])} / {_pct(r['within'])} / {_pct(r['higher'])} | {r['largest_increase']:.2g} | "
                      f"{_pct(r['converged_old'])} -> {_pct(r['converged_new'])} | "
-                     f"{r['iterations_old']:.0f} -> {r['iterations_new']:.0f} | {r['work_ratio']:.2f} | {loss} |")
+                     f"{r['iterations_old']:.0f} -> {r['iterations_new']:.0f} | {r['work_ratio']:.2f} | {loss} | "
+                     f"{r['loss_moved']} ({np.exp(r['loss_max_log_ratio']):.3g}) | {np.exp(r['l2_max_log_ratio']):.3g} | "
+                     f"{', '.join(f'{k} {v}' for k, v in r['differ_old_status'].items()) or '-'} |")
     return "\n".join(lines)
 
 
