@@ -51,12 +51,19 @@ def _load(cell: str) -> tuple[dict, dict]:
     return config, arrays
 
 
+def data_mismatch(old: str, new: str) -> str | None:
+    """The first of the cells' `sweep`, `data`, `truth` tables that differ (then their fits are not the same
+    fits), or None."""
+    tables = []
+    for cell in (old, new):
+        with open(os.path.join(cell, "config.json")) as fh:
+            tables.append(json.load(fh)["config"])
+    return next((key for key in ("sweep", "data", "truth") if tables[0][key] != tables[1][key]), None)
+
+
 def compare_cell(old: str, new: str) -> dict:
     config, a = _load(old)
-    config_new, b = _load(new)
-    for key in ("sweep", "data", "truth"):
-        if config[key] != config_new[key]:
-            raise SystemExit(f"{old} vs {new}: the cells' {key} differ, so their fits are not the same fits")
+    _, b = _load(new)
     sizes = a["sizes"].astype(float)
     resolution = config["data"]["sigma"] ** 2 / sizes[:, None]
     gap = (b["objective"] - a["objective"]) / resolution  # > 0: the new fit is worse
@@ -116,6 +123,12 @@ def main(argv=None) -> int:
         print(f"old={args.old}: must hold the same cells as new={args.new} (old {len(old)}, new {len(new)}, "
               f"shared {len(set(old) & set(new))})", file=sys.stderr)
         return 2
+    for label in sorted(old):
+        key = data_mismatch(old[label], new[label])
+        if key is not None:
+            print(f"new={new[label]}: must hold the same fits' data as old={old[label]} (their {key} tables "
+                  "differ)", file=sys.stderr)
+            return 2
     results = {label: compare_cell(old[label], new[label]) for label in sorted(old)}
     print(markdown(results))
     if args.out:

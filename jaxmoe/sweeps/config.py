@@ -44,7 +44,7 @@ prune_keep = 8                      # best starts go on, the others stop; prune_
 reference = false                   # also run a long refinement from the truth (reached-minimum check)
 precision = "float64"
 bucket_ratio = 1.25                 # sizes within this ratio share a chunk (file); on CPU every chunk one program
-options = { max_iter = 1000 }       # the solver's own options (LMConfig fields for lm); gtol's default
+options = {}                        # the solver's own options (LMConfig fields for lm); gtol's default
                                     # scales with the noise: 1e-9 (sigma / 0.1)^2, at least 1e-14;
                                     # lm's max_iter: 1000 when k_fit > k_star, else 300; noise_window
                                     # (LM's noise-level stopping rule: objective down by < noise_ftol L / n
