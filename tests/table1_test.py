@@ -272,3 +272,39 @@ def test_a_panel_without_a_slope_still_draws_the_theory_and_counts_non_finite_va
     title = ax.get_title()
     assert title.startswith("l2_error (1 non-finite values)\nno slope: ") and "sample size n" == ax.get_xlabel()
     assert os.path.isfile(tmp_path / "s" / "rate_curves.png")
+
+
+@pytest.mark.parametrize("value, label", [(1e-3, "10\u207b\u00b3"), (100.0, "10\u00b2"), (1.0, "10\u2070"),
+                                          (2e-3, "2\u00d710\u207b\u00b3"), (5e2, "5\u00d710\u00b2")])
+def test_log_tick_labels_are_plain_text_with_the_formatters_value(value, label):
+    """matplotlib's log formatter gives mathtext; the report shows the same number as plain Unicode text."""
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    from jaxmoe.sweeps.report import plain_tick_label
+
+    fmt = LogFormatterSciNotation(labelOnlyBase=False)
+    assert plain_tick_label(fmt(value)) == label
+    assert plain_tick_label("$\\mathdefault{\\alpha}$") == "$\\mathdefault{\\alpha}$"  # not a number: left alone
+    assert plain_tick_label("0.5") == "0.5"
+
+
+def test_a_panels_notes_are_wrapped_to_its_width_and_its_ticks_are_not_mathtext():
+    """A long note takes at most two title lines of NOTE_WIDTH characters; no tick label needs mathtext."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from jaxmoe.sweeps.report import NOTE_WIDTH, metric_panel
+
+    ns = np.array([100.0, 1000.0, 10000.0])
+    entry = {"mean": [1.0, 0.3, 0.1], "mean_ci_low": [0.5, 0.2, 0.05], "mean_ci_high": [2.0, 0.5, 0.2],
+             "level": 0.95, "slope": None, "note": "word " * 80, "theory_slope": -0.5, "nonfinite": [0, 0, 0]}
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    metric_panel(ax, ns, "voronoi_d1", entry)
+    lines = ax.get_title().split("\n")
+    assert lines[0] == "voronoi_d1" and len(lines) == 3 and all(len(line) <= NOTE_WIDTH for line in lines)
+    assert lines[2].endswith("...")
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.xaxis.get_ticklabels() + ax.yaxis.get_ticklabels() if t.get_text()]
+    assert "10\u00b3" in labels and not any("$" in label for label in labels)
