@@ -1,15 +1,21 @@
-"""Issue 16, item 1: the softmax-ridge truth's metrics against n / sigma^2 (five noise levels sqrt(10) apart),
-the collapse test and the onset next to the lower-bound lab's prediction, and the stopping-rule refinement check.
+"""Issue 16, item 1: a Table 1 truth's metrics against n / sigma^2 (five noise levels sqrt(10) apart), the
+collapse test and the onset next to the lower-bound lab's prediction, and (softmax-ridge) the stopping-rule
+refinement check.
 
-    .venv/bin/python experiments/effective_sample_size.py [--out experiments/results/effective_sample_size]
+    .venv/bin/python experiments/effective_sample_size.py [--preset softmax-ridge] [--out DIR]
+
+softmax-ridge (the default; DIR experiments/results/effective_sample_size):
 
 Runs (or resumes) two grids with the CLI, `experiments/configs/effective-sample-size.toml` (10 cells x 5 sizes
 x 64 replicates; 17 min on the 2-core CPU) and `experiments/configs/tolerance-refinement.toml` (sigma = 0.001,
 the same data and starts fitted with the old absolute gtol 1e-9, the noise-scaled default 1e-13, and 100x
-tighter with 3x the iterations; 3 min), then writes OUT/report.json and prints the tables of
-experiments/effective_sample_size.md. The predicted onset of the over-fitted group is the conditioning
-diagnostic's (experiments/results/lower_bound/conditioning.json, softmax-ridge: from the over-fitted D1
-inverse-bound profile); the exactly fitted group has no profile there, so no prediction.
+tighter with 3x the iterations; 3 min), then writes DIR/report.json and prints the tables of
+experiments/effective_sample_size.md. `--preset dts-nonlinear-router` or `hierarchical-ridge` runs
+`experiments/configs/effective-sample-size-PRESET.toml` (the same design at 32 replicates; no refinement grid;
+DIR experiments/results/effective_sample_size_PRESET). The predicted onset of the over-fitted group is the
+conditioning diagnostic's (experiments/results/lower_bound/conditioning.json: from the over-fitted
+inverse-bound profile in the row's loss), given for every metric but l2_error (it is a statement about
+parameters); the exactly fitted group has no profile there, so no prediction.
 """
 
 import argparse
@@ -20,11 +26,14 @@ import sys
 
 import numpy as np
 
+from jaxmoe.presets import get_preset
 from jaxmoe.sweeps.effective_size import effective_size_report, format_effective_size, plot_effective_size, sigma_groups
 from jaxmoe.sweeps.grid_report import load_grid_results
 
-CONFIGS = {"grid": "experiments/configs/effective-sample-size.toml",
-           "refinement": "experiments/configs/tolerance-refinement.toml"}
+CONFIGS = {"softmax-ridge": {"grid": "experiments/configs/effective-sample-size.toml",
+                             "refinement": "experiments/configs/tolerance-refinement.toml"},
+           **{p: {"grid": f"experiments/configs/effective-sample-size-{p}.toml"}
+              for p in ("dts-nonlinear-router", "hierarchical-ridge")}}
 CONDITIONING = "experiments/results/lower_bound/conditioning.json"
 
 
@@ -33,12 +42,15 @@ def _run(config: str, out: str) -> None:
     subprocess.run([sys.executable, "-m", "jaxmoe", "sweep", config, "--out", out, flag], check=True)
 
 
-def _predicted(gres) -> dict:
+def _predicted(gres, preset: str) -> dict:
     """{group index: {metric: onset}} for the over-fitted group's parameter metrics, from the conditioning
-    diagnostic (its onset is of the D1 inverse bound: a statement about parameters, not about l2_error)."""
+    diagnostic (its onset is of the row's inverse bound: a statement about parameters, not about l2_error;
+    None where the profile has no asymptotic regime)."""
     with open(CONDITIONING) as fh:
-        onset = json.load(fh)["softmax-ridge"]["onset"]
-    return {g: dict.fromkeys(("voronoi_d1", "exact_error", "overfit_error"), onset) for g, (others, _) in enumerate(sigma_groups(gres)) if others.get("model.k_fit") == 3}
+        onset = json.load(fh)[preset]["onset"]
+    k_star = get_preset(preset).k_star
+    return {g: {"*": onset, "l2_error": None} for g, (others, _) in enumerate(sigma_groups(gres))
+            if others.get("model.k_fit", k_star) > k_star}
 
 
 def refinement(out: str) -> dict:
@@ -78,20 +90,25 @@ def _print_refinement(rep: dict) -> None:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="experiments/results/effective_sample_size")
+    ap.add_argument("--preset", default="softmax-ridge", choices=sorted(CONFIGS))
+    ap.add_argument("--out", default=None, help="default experiments/results/effective_sample_size[_PRESET]")
     args = ap.parse_args()
-    folders = {name: os.path.join(args.out, name) for name in CONFIGS}
-    for name, config in CONFIGS.items():
+    out = args.out or "experiments/results/effective_sample_size" + (
+        "" if args.preset == "softmax-ridge" else "_" + args.preset)
+    folders = {name: os.path.join(out, name) for name in CONFIGS[args.preset]}
+    for name, config in CONFIGS[args.preset].items():
         _run(config, folders[name])
     gres = load_grid_results(folders["grid"])
-    ess = effective_size_report(gres, predicted_onsets=_predicted(gres))
+    ess = effective_size_report(gres, predicted_onsets=_predicted(gres, args.preset))
     print(format_effective_size(ess))
-    plot_effective_size(gres, ess, os.path.join(args.out, "effective_size"))
-    rep = refinement(folders["refinement"])
-    _print_refinement(rep)
-    path = os.path.join(args.out, "report.json")
+    plot_effective_size(gres, ess, os.path.join(out, "effective_size"))
+    report = {"preset": args.preset, "effective_sample_size": ess}
+    if "refinement" in folders:
+        report["refinement"] = rep = refinement(folders["refinement"])
+        _print_refinement(rep)
+    path = os.path.join(out, "report.json")
     with open(path + ".tmp", "w") as fh:
-        json.dump({"effective_sample_size": ess, "refinement": rep}, fh, indent=1)
+        json.dump(report, fh, indent=1)
     os.replace(path + ".tmp", path)
 
 
