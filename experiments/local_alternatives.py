@@ -25,13 +25,13 @@ from jaxmoe.bounds import inverse_bound, local_alternatives
 from jaxmoe.bounds.profile import default_eps
 from jaxmoe.estimation import FitOptions, get_solver
 from jaxmoe.presets import get_preset
-from lower_bound_profiles import LOSSES
+from lower_bound_profiles import ROWS
 from shared import positive_ints
 
 
 def row_record(name: str, sigma: float, sizes, replicates: int, max_iter: int) -> dict:
     setting = get_preset(name).replace(sigma=sigma)
-    loss, r = LOSSES[name]
+    loss, r = ROWS[name][1], ROWS[name][2][0]  # the row's loss; r = 1 for a linear row's D2r
     t = time.time()
     prof = inverse_bound(setting, loss=loss, r=r, eps=default_eps(), starts=8, iterations=200)
     t_prof = time.time() - t

@@ -183,3 +183,73 @@ def test_every_function_is_short_enough_to_read_at_once():
     long = {f"{rel}:{name}": lines for rel, text in _sources("jaxmoe")
             for name, lines in _functions(ast.parse(text)) if lines > MAX_FUNCTION_LINES}
     assert long == {}
+
+
+def _top_level_statements(body):
+    """A module's statements, with those inside a top-level `if` / `try` (optional imports) flattened in."""
+    for node in body:
+        yield node
+        if isinstance(node, (ast.If, ast.Try)):
+            handlers = [n for h in getattr(node, "handlers", []) for n in h.body]
+            yield from _top_level_statements(node.body + node.orelse + getattr(node, "finalbody", []) + handlers)
+
+
+def _bound_names(tree: ast.Module) -> set[str]:
+    """Names a module binds at its top level (assignments, defs, classes, imports): the ones `from M import x`
+    finds without running M."""
+    names: set[str] = set()
+    for node in _top_level_statements(tree.body):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def _local_module(module: str, importer: str) -> str | None:
+    """The file of `module` when it is jaxmoe's or a sibling script of an experiments/ importer, else None."""
+    parts = module.split(".")
+    folder = ROOT if parts[0] == "jaxmoe" else os.path.join(ROOT, os.path.dirname(importer))
+    for candidate in (os.path.join(folder, *parts) + ".py", os.path.join(folder, *parts, "__init__.py")):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _missing_imports(rel: str, tree: ast.AST) -> list[str]:
+    missing = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0):
+            continue
+        path = _local_module(node.module, rel)
+        if path is None:
+            continue
+        target = ast.parse(open(path).read())
+        bound = _bound_names(target)
+        if "__getattr__" in bound or "*" in bound:  # a module-level __getattr__ or a star import: any name
+            continue
+        package = os.path.dirname(path) if path.endswith("__init__.py") else None
+        for alias in node.names:
+            submodule = package and (os.path.isfile(os.path.join(package, alias.name + ".py"))
+                                     or os.path.isdir(os.path.join(package, alias.name)))
+            if alias.name not in bound and not submodule:
+                missing.append(f"{rel}: from {node.module} import {alias.name}")
+    return missing
+
+
+def test_the_missing_import_check_finds_a_name_a_module_no_longer_defines():
+    tree = ast.parse("from jaxmoe.presets import get_preset, NO_SUCH_NAME\nfrom lower_bound_profiles import ROWS, LOSSES\n")
+    assert _missing_imports(os.path.join("experiments", "x.py"), tree) == [
+        "experiments/x.py: from jaxmoe.presets import NO_SUCH_NAME",
+        "experiments/x.py: from lower_bound_profiles import LOSSES"]
+
+
+def test_every_name_the_experiments_and_tests_import_from_jaxmoe_or_a_sibling_script_exists():
+    """Experiments scripts run outside CI: an import that a refactor broke would show only when someone reruns
+    one (local_alternatives.py imported a LOSSES that lower_bound_profiles.py no longer had)."""
+    missing = [line for rel, text in list(_sources("experiments")) + list(_sources("tests"))
+               for line in _missing_imports(rel, ast.parse(text))]
+    assert missing == []
