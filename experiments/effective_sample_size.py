@@ -11,11 +11,12 @@ x 64 replicates; 17 min on the 2-core CPU) and `experiments/configs/tolerance-re
 the same data and starts fitted with the old absolute gtol 1e-9, the noise-scaled default 1e-13, and 100x
 tighter with 3x the iterations; 3 min), then writes DIR/report.json and prints the tables of
 experiments/effective_sample_size.md. `--preset dts-nonlinear-router` or `hierarchical-ridge` runs
-`experiments/configs/effective-sample-size-PRESET.toml` (the same design at 32 replicates; no refinement grid;
-DIR experiments/results/effective_sample_size_PRESET). The predicted onset of the over-fitted group is the
-conditioning diagnostic's (experiments/results/lower_bound/conditioning.json: from the over-fitted
-inverse-bound profile in the row's loss), given for every metric but l2_error (it is a statement about
-parameters); the exactly fitted group has no profile there, so no prediction.
+`experiments/configs/effective-sample-size-PRESET.toml` (the same design at 32 replicates, 16 for
+hierarchical-ridge; no refinement grid;
+DIR experiments/results/effective_sample_size_PRESET). The predicted onsets are the conditioning diagnostic's
+(experiments/results/lower_bound/conditioning.json), given for every metric but l2_error (they are statements
+about parameters): for the over-fitted group the onset of the over-fitted inverse-bound profile in the row's
+loss, for the exactly fitted group the Fisher onset 1 / lambda_min at the truth.
 """
 
 import argparse
@@ -43,14 +44,15 @@ def _run(config: str, out: str) -> None:
 
 
 def _predicted(gres, preset: str) -> dict:
-    """{group index: {metric: onset}} for the over-fitted group's parameter metrics, from the conditioning
-    diagnostic (its onset is of the row's inverse bound: a statement about parameters, not about l2_error;
-    None where the profile has no asymptotic regime)."""
+    """{group index: {metric: onset}} from the conditioning diagnostic, for the parameter metrics (not l2_error):
+    the over-fitted group gets the onset of the row's inverse-bound profile (None where the profile has no
+    power-law range), the exactly fitted group the Fisher onset 1 / lambda_min (the n / sigma^2 at which the
+    exact-fitted estimator's worst direction has a standard deviation of one parameter unit)."""
     with open(CONDITIONING) as fh:
-        onset = json.load(fh)[preset]["onset"]
+        record = json.load(fh)[preset]
     k_star = get_preset(preset).k_star
-    return {g: {"*": onset, "l2_error": None} for g, (others, _) in enumerate(sigma_groups(gres))
-            if others.get("model.k_fit", k_star) > k_star}
+    return {g: {"*": record["onset"] if others.get("model.k_fit", k_star) > k_star else record["fisher_onset"],
+                "l2_error": None} for g, (others, _) in enumerate(sigma_groups(gres))}
 
 
 def refinement(out: str) -> dict:
