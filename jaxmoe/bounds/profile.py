@@ -24,7 +24,10 @@ across starts and the per-start status, not assumed.
 **Float64 floor.** $f_G - f^*$ is a difference of two float64 evaluations; its round-off is measured at each
 kept $G$ as $\|f_G - f_{TG}\|$ with $T$ an exact symmetry of the family (`symmetry_tangents`: a translation
 or scaling; with none, $k\, u\, \|f^*\|$, u the unit round-off). An $\varepsilon$ is resolvable only where
-$\omega \ge 100 \times$ floor and a start ended there with a finite, feasible point.
+$\omega \ge 100 \times$ floor and a start ended there with a finite, feasible point, and so is every
+$\varepsilon$ between it and the largest resolvable one (`resolvable`): below the first $\varepsilon$ that fails,
+the envelope is within reach of the floor, whose estimate scatters by 2x between neighbouring $\varepsilon$, so
+a later pass of the 100x test is that scatter, not a resolved $\omega$.
 
 **Local exponent.** $m$ = the least-squares slope of $\log\omega$ on $\log\varepsilon$ over the smallest
 resolvable decade of $\varepsilon$ (at least 8 points, else None): $\omega \sim \varepsilon^m$, $m = 1$ for the
@@ -46,7 +49,7 @@ from jaxmoe.families.cells import check_r
 from jaxmoe.validation import require, require_positive_int
 
 __all__ = ["InverseBoundProfile", "inverse_bound", "default_eps", "default_nodes", "local_exponent", "loss_function",
-           "pool_profiles", "split_truths", "symmetry_losses", "START_STATUS"]
+           "pool_profiles", "resolvable", "split_truths", "symmetry_losses", "START_STATUS"]
 
 START_STATUS = ("converged", "max_iter", "infeasible", "nonfinite")  # per (eps, start); the first two are kept
 FEASIBLE = 1e-3  # kept points have D >= (1 - FEASIBLE) eps
@@ -361,9 +364,9 @@ def _summarise(loss, r, eps, best_sq, found_d, status, floors, qerr, symmetry_lo
     index = _envelope(eps, omega_all, found_d, status)
     envelope = np.where(index >= 0, omega_all.ravel()[np.maximum(index, 0)], np.inf)
     floor = floors[pick, cols]
-    resolvable = np.isfinite(envelope) & (envelope >= RESOLVE * floor) & (kept > 0)
     measure_loss = np.where(index >= 0, found_d.ravel()[np.maximum(index, 0)], np.nan)
-    prof = InverseBoundProfile(loss, r, eps, envelope, found, found_d_best, spread, kept, floor, resolvable,
+    prof = InverseBoundProfile(loss, r, eps, envelope, found, found_d_best, spread, kept, floor,
+                               resolvable(eps, envelope, floor, kept),
                                qerr[pick, cols], status.T, None, symmetry_loss, _pick(measures, index), measure_loss)
     return prof._replace(exponent=local_exponent(prof))
 
@@ -413,10 +416,29 @@ def _pooled(setting, prof, pool, omega, floor, rs):
             env[j] = cand[pick[j]]
     take = np.maximum(pick, 0)
     new_floor = np.where(pick >= 0, floor[take], prof.floor)
-    out = prof._replace(omega=env, floor=new_floor, resolvable=np.isfinite(env) & (env >= RESOLVE * new_floor),
+    out = prof._replace(omega=env, floor=new_floor, resolvable=resolvable(prof.eps, env, new_floor),
                         measures=_pick(jax.tree_util.tree_map(lambda a: np.asarray(a)[None], pool), pick),
                         measure_loss=np.where(pick >= 0, D[take], np.nan), pooled_from=rs)
     return out._replace(exponent=local_exponent(out))
+
+
+def resolvable(eps, omega, floor, kept=None) -> np.ndarray:
+    """Per eps: resolvable (module docstring): finite, omega >= RESOLVE x floor, some start kept (`kept` > 0,
+    if given), and no failing eps between it and the largest eps that passes."""
+    eps, omega, floor = (np.asarray(a, dtype=np.float64) for a in (eps, omega, floor))
+    ok = np.isfinite(omega) & (omega >= RESOLVE * floor)
+    if kept is not None:
+        ok &= np.asarray(kept) > 0
+    order = np.argsort(-eps)
+    run = ok[order]
+    if run.any():
+        first = int(np.argmax(run))
+        fails = np.flatnonzero(~run[first:])
+        if fails.size:
+            run[first + fails[0]:] = False
+    out = np.empty_like(ok)
+    out[order] = run
+    return out
 
 
 def local_exponent(profile: InverseBoundProfile, min_points: int = 8, decade: str = "smallest") -> float | None:

@@ -1,6 +1,6 @@
 r"""The lower-bound verdict of a row from its inverse-bound profiles (one per r of a power-r loss, or one).
 
-Rule (issue 14, item 5, with one addition; the README's "Verdict rules, in one place" lists it with every other
+Rule (issue 14, item 5, with two additions; the README's "Verdict rules, in one place" lists it with every other
 verdict rule of jaxmoe), on the local exponents $m_r$ (`local_exponent`: slope of $\log\omega$ on
 $\log\varepsilon$ over the smallest resolvable decade, at least 8 points):
 
@@ -10,7 +10,10 @@ $\log\varepsilon$ over the smallest resolvable decade, at least 8 points):
    `experiments/lower_bound.md`; a smooth decay from the top of the grid cannot reach the floor, 1e-14, within
    one decade unless $m \ge 8$ there);
 2. `polynomial` if $|m_r - m_{\text{theory},r}| \le 0.1$ for every r given (one $m_{\text{theory}}$ for all r, or
-   one per r);
+   one per r), **and** the two-point rate agrees with the exponent it was fitted on, $|\text{rate} + 1/(2m)|
+   \le 0.05$ (the second addition: a power law gives exactly $-1/(2m)$; an envelope that is flat in steps,
+   as near the float64 floor where the optimiser returns one measure for several $\varepsilon$, pins
+   $\varepsilon_n$ and gives a rate near 0 at any fitted m: `inconclusive`, naming both numbers);
 3. `slower_than_polynomial` if $m_r \ge 1.3$ for every r and $m_1$ rises by $\ge 0.5$ from the largest
    resolvable decade to the smallest;
 4. otherwise `inconclusive` (also when some $m_r$ cannot be fitted: too few resolvable points).
@@ -33,7 +36,7 @@ from jaxmoe.validation import require
 __all__ = ["VERDICTS", "BoundVerdict", "bound_verdict"]
 
 VERDICTS = ("polynomial", "slower_than_polynomial", "not_identifiable", "inconclusive")
-POLYNOMIAL_TOL, SLOW_EXPONENT, SLOW_RISE = 0.1, 1.3, 0.5
+POLYNOMIAL_TOL, SLOW_EXPONENT, SLOW_RISE, RATE_TOL = 0.1, 1.3, 0.5, 0.05
 
 
 class BoundVerdict(NamedTuple):
@@ -93,8 +96,11 @@ def bound_verdict(profiles, m_theory: float | dict = 1.0, sigma: float = 0.1) ->
         return BoundVerdict("inconclusive", "fewer than 8 resolvable eps in the smallest decade", exps, None)
     if all(abs(m - theory[r]) <= POLYNOMIAL_TOL for r, m in exps.items()):
         first = next(iter(profiles))
-        return BoundVerdict("polynomial", f"|m_r - m_theory_r| <= {POLYNOMIAL_TOL} (theory {theory})", exps,
-                            _rate(profiles[first], sigma))
+        rate = _rate(profiles[first], sigma)
+        if rate is not None and abs(rate + 1 / (2 * exps[first])) > RATE_TOL:
+            return BoundVerdict("inconclusive", f"m = {exps[first]:.3f} but the two-point rate is {rate:.3f}, not "
+                                f"{-1 / (2 * exps[first]):.3f}: the envelope is not a power law there", exps, None)
+        return BoundVerdict("polynomial", f"|m_r - m_theory_r| <= {POLYNOMIAL_TOL} (theory {theory})", exps, rate)
     r1 = min(profiles, key=lambda r: (r is not None, r))
     rise = local_exponent(profiles[r1], decade="largest")
     rise = None if rise is None else exps[r1] - rise
