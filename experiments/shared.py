@@ -29,6 +29,17 @@ def positive_ints(text: str) -> list[int]:
     return values
 
 
+def positive_floats(text: str) -> list[float]:
+    """argparse type of a comma list of finite numbers > 0 (e.g. `--eps 1e-3,1e-4`)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0 < v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be comma-separated finite numbers > 0")
+    return values
+
+
 def committed_starts(overfitted: bool) -> dict:
     """fit_curve's start options of every run committed before its default changed (1 start for k = k*, best of
     4 near-truth splits for k > k*, noise 0.1): the experiment scripts pin them so that their commands keep
