@@ -90,7 +90,7 @@ def runs(tmp_path_factory, env):
     killed_rc = proc.wait()
     after_kill = sorted(f.name for f in chunks.iterdir())
     (chunks / "chunk-001-n200-200.npz.x1y2.tmp").write_bytes(b"half a chunk")  # what a kill mid-write leaves
-    resumed = _cli(["sweep", str(toml), "--out", str(b), "--resume", "--json"], env)
+    resumed = _cli(["sweep", str(toml), "--out", str(b), "--resume", "--json", "--no-plots"], env)
     assert resumed.returncode == 0, resumed.stderr
     whole = _cli(["sweep", str(toml), "--out", str(a), "--json"], env)
     assert whole.returncode == 0, whole.stderr
@@ -120,15 +120,19 @@ def test_kill_and_resume_equals_uninterrupted(runs):
         assert runs["resumed"][key] == runs["whole"][key]
     prov = json.loads((b / "provenance.json").read_text())
     assert len(prov["runs"]) == 2 and prov["runs"][1]["resume"] and prov["runs"][1]["reused_chunks"]
+    # B resumed with --no-plots: the same table and summary, no plots, and the file list says so
+    assert not list(b.glob("rate_curves.*")) and (a / "rate_curves.png").exists()
+    assert "rate_curves.png" not in runs["resumed"]["files"] and "rate_curves.png" in runs["whole"]["files"]
 
 
 def test_two_workers_give_the_results_of_one_process(runs, env, tmp_path):
     """`--workers 2` (a local Dask cluster; its workers load the programs A compiled from the shared cache):
     the same results.csv and chunk arrays as the one-process run A, the chunk files written by the workers."""
     out = tmp_path / "workers"
-    run = _cli(["sweep", str(runs["toml"]), "--out", str(out), "--workers", "2"], env)
+    run = _cli(["sweep", str(runs["toml"]), "--out", str(out), "--workers", "2", "--no-plots"], env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert (out / "results.csv").read_bytes() == (runs["a"] / "results.csv").read_bytes()
+    assert not list(out.glob("rate_curves.*"))  # --no-plots reaches the distributed report too
     for f in sorted((runs["a"] / "chunks").glob("*.npz")):
         arrays_a, _ = load_chunk(f)
         arrays_w, info = load_chunk(out / "chunks" / f.name)

@@ -112,7 +112,7 @@ def run_distributed(config: SweepConfig | GridConfig | dict, out: str, *, worker
                     scheduler: str | None = None, resume: bool = False, overwrite: bool = False,
                     progress: bool = False, report: bool = True, source_text: str | None = None,
                     num_bootstrap: int = 1000, log=None, retries: int = 2,
-                    chunk_fn: Callable | None = None) -> SweepResult | GridResult:
+                    chunk_fn: Callable | None = None, plots: bool = True) -> SweepResult | GridResult:
     """Run (or continue) a sweep or grid into `out` with its chunks as tasks of a Dask cluster: a local one of
     `workers` processes, or the existing one at `scheduler` (an address, `tcp://host:8786`). The folder rules,
     `resume` / `overwrite`, reports and return value are `run_sweep`'s (the module docstring says what runs
@@ -139,11 +139,11 @@ def run_distributed(config: SweepConfig | GridConfig | dict, out: str, *, worker
         for _, _, _, prov in work:
             prov.finish()
         results = [SweepResult(t.out, [c.index for c in todo], sorted(done), p.run["seconds"],
-                               write_report(t.out, num_bootstrap=num_bootstrap, plots=t.cell is None)
+                               write_report(t.out, num_bootstrap=num_bootstrap, plots=plots and t.cell is None)
                                if report else None) for t, todo, done, p in work]
         if isinstance(config, SweepConfig):
             return results[0]
-        summary = write_grid_report(out, num_bootstrap=num_bootstrap) if report else None
+        summary = write_grid_report(out, num_bootstrap=num_bootstrap, plots=plots) if report else None
     return GridResult(out, results, time.perf_counter() - t0, summary)
 
 
