@@ -2,11 +2,11 @@ r"""The lower-bound verdict of a row from its inverse-bound profiles (one per r 
 
 Rule (issue 14, item 5, with two additions; the README's "Verdict rules, in one place" lists it with every other
 verdict rule of jaxmoe), on the local exponents $m_r$ (`local_exponent`: slope of $\log\omega$ on
-$\log\varepsilon$ over the smallest resolvable decade, at least 8 points):
+$\log\varepsilon$ over the smallest resolvable decade, at least 8 points; resolvable: `profile.resolvable`):
 
 1. `not_identifiable` if an exact symmetry of $f$ moves the loss (`profile.not_identifiable`, named), **or** if
    $\omega$ is at the float64 floor at some $\varepsilon$ in the top decade of the grid: a $G$ with
-   $f_G = f^*$ to round-off and $D \ge \varepsilon$ (the addition: softmax-linear's coincident-gate atoms,
+   $f_G = f^*$ to round-off and $D \ge \varepsilon$ (the first addition: softmax-linear's coincident-gate atoms,
    `experiments/lower_bound.md`; a smooth decay from the top of the grid cannot reach the floor, 1e-14, within
    one decade unless $m \ge 8$ there);
 2. `polynomial` if $|m_r - m_{\text{theory},r}| \le 0.1$ for every r given (one $m_{\text{theory}}$ for all r, or
