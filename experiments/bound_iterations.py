@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxmoe.bounds import inverse_bound
 from lower_bound_profiles import ROWS
-from shared import positive_floats, positive_ints
+from shared import positive_floats, positive_int, positive_ints
 
 
 def budget_record(setting, loss: str, r, eps: np.ndarray, starts: int, iterations: int) -> dict:
@@ -39,7 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--row", required=True, choices=sorted(ROWS))
     ap.add_argument("--eps", type=positive_floats, default=[1e-3, 1e-4, 1e-5, 1e-6])
-    ap.add_argument("--starts", type=lambda t: positive_ints(t)[0], default=64)
+    ap.add_argument("--starts", type=positive_int, default=64)
     ap.add_argument("--iterations", type=positive_ints, default=[200, 1000, 3000])
     ap.add_argument("--out", default="experiments/results/lower_bound/bound_iterations.json")
     args = ap.parse_args()

@@ -18,26 +18,32 @@ def block_size(text: str) -> int:
     return value
 
 
-def positive_ints(text: str) -> list[int]:
-    """argparse type of a comma list of integers >= 1 (e.g. `--lanes 32,128`)."""
+def _comma_list(text: str, cast, allowed, what: str) -> list:
     try:
-        values = [int(v) for v in text.split(",")]
+        values = [cast(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be comma-separated integers >= 1")
+    if not values or not all(allowed(v) for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be {what}")
     return values
+
+
+def positive_ints(text: str) -> list[int]:
+    """argparse type of a comma list of integers >= 1 (e.g. `--lanes 32,128`)."""
+    return _comma_list(text, int, lambda v: v >= 1, "comma-separated integers >= 1")
+
+
+def positive_int(text: str) -> int:
+    """argparse type of one integer >= 1 (e.g. `--starts 64`)."""
+    values = _comma_list(text, int, lambda v: v >= 1, "an integer >= 1")
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be an integer >= 1")
+    return values[0]
 
 
 def positive_floats(text: str) -> list[float]:
     """argparse type of a comma list of finite numbers > 0 (e.g. `--eps 1e-3,1e-4`)."""
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if not values or not all(0 < v < float("inf") for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: must be comma-separated finite numbers > 0")
-    return values
+    return _comma_list(text, float, lambda v: 0 < v < float("inf"), "comma-separated finite numbers > 0")
 
 
 def committed_starts(overfitted: bool) -> dict:

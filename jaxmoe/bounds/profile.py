@@ -431,11 +431,8 @@ def resolvable(eps, omega, floor, kept=None) -> np.ndarray:
         ok &= np.asarray(kept) > 0
     order = np.argsort(-eps)
     run = ok[order]
-    if run.any():
-        first = int(np.argmax(run))
-        fails = np.flatnonzero(~run[first:])
-        if fails.size:
-            run[first + fails[0]:] = False
+    first = int(np.argmax(run))  # the largest eps that passes (0 when none does: then run stays all False)
+    run[first:] = np.logical_and.accumulate(run[first:])
     out = np.empty_like(ok)
     out[order] = run
     return out
