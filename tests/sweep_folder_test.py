@@ -195,6 +195,12 @@ def test_output_into_a_closed_pipe_exits_quietly(folder):
 
 
 # ---------------------------------------------------------------- Ctrl-C while compiling
+def _hear_ctrl_c():
+    """A suite started as a background job (`pytest ... &`) hands its children SIGINT ignored, and Python then
+    installs no KeyboardInterrupt handler: restore the default so the child hears Ctrl-C as a terminal user's would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_while_compiling_exits_at_once_keeping_the_chunks(tmp_path, monkeypatch):
     """A real `jaxmoe sweep --resume` of a folder holding chunk 0 (a fake one), interrupted while it compiles
     chunk 1 (a shape no cache holds): exit 130 within seconds (it used to wait ~20 s or more for the compile
@@ -214,7 +220,8 @@ def test_ctrl_c_while_compiling_exits_at_once_keeping_the_chunks(tmp_path, monke
     env["JAXMOE_CACHE_DIR"] = str(tmp_path / "xla")  # empty: the user's cache may hold these shapes already
     proc = subprocess.Popen([sys.executable, "-m", "jaxmoe", "sweep", "--preset", "softmax-ridge", "--sizes",
                              "100,200,400", "--replicates", "2", "--out", str(out), "--resume", "--no-progress"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_hear_ctrl_c)
     t0 = time.perf_counter()
     while not (out / "sweep.lock").exists():  # taken just before the fits: then it compiles for seconds
         assert proc.poll() is None and time.perf_counter() - t0 < 120, proc.communicate()
