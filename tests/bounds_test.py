@@ -23,6 +23,17 @@ def test_closed_form_omega_of_one_linear_atom(r, closed_form, one_linear_atom, o
     assert np.all(prof.omega <= prof.omega_found * (1 + 1e-12))  # the envelope is below every found point
 
 
+@pytest.mark.parametrize("r, closed_form", [(1.0, lambda e: e / 2), (2.0, lambda e: np.sqrt(e / 3))])
+def test_gauss_newton_reaches_the_closed_form_to_round_off(r, closed_form, one_linear_atom):
+    # The constraint is exact (linearised, then restored along the offset), not a penalty: no 1e-3 slack in D,
+    # so omega is the closed form to round-off (measured 3e-15), and every start ends at it.
+    prof = inverse_bound(one_linear_atom(), loss="d2r", r=r, eps=np.array([0.5, 0.1, 0.02]), starts=4,
+                         iterations=30, optimiser="gauss_newton")
+    np.testing.assert_allclose(prof.omega, closed_form(prof.eps), rtol=1e-12)
+    np.testing.assert_allclose(prof.loss_found, prof.eps, rtol=1e-12)
+    assert prof.optimiser == "gauss_newton" and prof.resolvable.all() and np.all(prof.kept_starts == 4)
+
+
 def test_pooling_the_measures_of_several_r_keeps_the_closed_form(one_linear_atom, one_linear_profile):
     from jaxmoe.bounds import pool_profiles
     eps = np.array([0.5, 0.1, 0.02])
@@ -148,6 +159,7 @@ def test_default_nodes_keep_the_rule_small_in_higher_dimension():
     ({"loss": "d4"}, "loss"),
     ({"loss": "d1", "k": 1}, "k"),
     ({"loss": "d1", "starts": 0}, "starts"),
+    ({"loss": "d1", "optimiser": "newton"}, "optimiser"),
 ])
 def test_bad_input_names_the_field(kwargs, field):
     with pytest.raises(JaxMoEInputError) as err:

@@ -16,7 +16,14 @@ direction, or a random combination of the flattest directions of the Jacobian of
 starts cycle over which true atom gets the extra atoms), L-BFGS minimises
 $\log \|f_G - f^*\|^2 + \lambda\, \max(0, \log\varepsilon - \log D)^2$ (relative, scale-free), keeping the best
 iterate with $D \ge (1 - 10^{-3})\varepsilon$ (so the profile at $\varepsilon$ is the infimum over
-$D \ge (1 - 10^{-3})\varepsilon$). Every kept point is a real $G \in \Theta$, so
+$D \ge (1 - 10^{-3})\varepsilon$). `optimiser="gauss_newton"` replaces L-BFGS by Levenberg-Marquardt on the
+quadrature residuals $r = \sqrt{w}\,(f_G - f^*)$, whose Gauss-Newton model sees the flat directions L-BFGS must
+learn from gradients: Marquardt's column scaling, the damped step solved by an SVD of the scaled Jacobian (normal
+equations would square the Jacobian's condition number, huge along the flat directions), the constraint
+$\log D \ge \log\varepsilon$ linearised (when the damped step would leave it, the step is projected back onto
+the linearised boundary, a one-constraint KKT correction) and then restored exactly by scaling the offset along
+itself; a step is taken only if it lowers $\|r\|^2$ and stays feasible. Every kept point is a real
+$G \in \Theta$, so
 $\|f_G - f^*\|$ is an **upper** bound on $\omega(D(G, G^*))$; the profile is their lower envelope over
 $D \ge \varepsilon$, monotone by construction. Whether the infimum was reached is measured by the spread
 across starts and the per-start status, not assumed.
@@ -49,7 +56,7 @@ from jaxmoe.families.cells import check_r
 from jaxmoe.validation import require, require_positive_int
 
 __all__ = ["InverseBoundProfile", "inverse_bound", "default_eps", "default_nodes", "local_exponent", "loss_function",
-           "pool_profiles", "resolvable", "split_truths", "symmetry_losses", "START_STATUS"]
+           "pool_profiles", "resolvable", "OPTIMISERS", "split_truths", "symmetry_losses", "START_STATUS"]
 
 START_STATUS = ("converged", "max_iter", "infeasible", "nonfinite")  # per (eps, start); the first two are kept
 FEASIBLE = 1e-3  # kept points have D >= (1 - FEASIBLE) eps
@@ -80,6 +87,7 @@ class InverseBoundProfile(NamedTuple):
     k: int | None = None  # atoms of the measures (the fitted k)
     divided_out: tuple = ()  # symmetries divided out of the loss (`MoEFamily.divide_out_symmetries`)
     pooled_from: tuple = ()  # r values whose measures were pooled into the envelope (`pool_profiles`)
+    optimiser: str = "lbfgs"  # the key of `OPTIMISERS` that found the measures
 
     @property
     def at_floor(self) -> np.ndarray:
@@ -193,6 +201,62 @@ def _minimise(prob, base, delta0, eps, iterations: int, penalty: float):
     return best, best_sq, status
 
 
+def _minimise_gn(prob, base, delta0, eps, iterations: int, penalty: float):
+    """Levenberg-Marquardt on the quadrature residuals $r = \sqrt{w}(f_G - f^*)$ with $\log D \ge \log\varepsilon$
+    linearised (module docstring); the same outputs as `_minimise`. `penalty` is unused (the constraint is exact)."""
+    del penalty
+    logeps = jnp.log(eps)
+
+    def residual(d):
+        return jnp.sqrt(prob.qw) * (prob.model(prob.params(base, d), prob.qx) - prob.fstar)
+
+    def constraint(d):
+        return jnp.log(prob.loss(base, d)) - logeps
+
+    def restore(d):
+        """d itself if feasible, else d scaled up along itself until D > eps (bisection on log t in [0, 7])."""
+        def body(_, lohi):
+            lo, hi = lohi
+            mid = 0.5 * (lo + hi)
+            big = constraint(jnp.exp(mid) * d) > 0
+            return jnp.where(big, lo, mid), jnp.where(big, mid, hi)
+        _, hi = jax.lax.fori_loop(0, 24, body, (0.0, 7.0))
+        return jnp.where(constraint(d) >= 0, d, jnp.exp(hi) * d)
+
+    late = iterations - max(iterations // 10, 1)
+
+    def step(carry, i):
+        d, sq, mu, late_sq = carry
+        r, jac = residual(d), jax.jacfwd(residual)(d)
+        c, a = jax.value_and_grad(constraint)(d)
+        scale = jnp.maximum(jnp.linalg.norm(jac, axis=0), 1e-300)  # Marquardt's column scaling
+        u, sv, vt = jnp.linalg.svd(jac / scale, full_matrices=False)  # SVD, not normal equations: cond(J)^2 > 1/u
+        lam = mu * sv[0] ** 2
+        free_step = -vt.T @ (sv / (sv ** 2 + lam) * (u.T @ r))
+        a_s = a / scale
+        h = vt.T @ ((vt @ a_s) / (sv ** 2 + lam))
+        short = c + a_s @ free_step  # linearised log D - log eps after the free step
+        z = jnp.where(short < 0, free_step - short / jnp.maximum(a_s @ h, 1e-300) * h, free_step)
+        cand = restore(d + z / scale)
+        cand_sq = jnp.sum(residual(cand) ** 2)
+        good = jnp.isfinite(cand_sq) & (cand_sq < sq) & (constraint(cand) >= jnp.log1p(-FEASIBLE))
+        d, sq = jnp.where(good, cand, d), jnp.where(good, cand_sq, sq)
+        mu = jnp.clip(jnp.where(good, mu / 3.0, mu * 4.0), 1e-12, 1e12)
+        late_sq = jnp.where(i == late, sq, late_sq)
+        return (d, sq, mu, late_sq), None
+
+    d0 = restore(delta0)
+    s0 = jnp.sum(residual(d0) ** 2)
+    ok0 = jnp.isfinite(s0) & (constraint(d0) >= jnp.log1p(-FEASIBLE))
+    init = (d0, jnp.where(ok0, s0, jnp.inf), jnp.asarray(1e-3, d0.dtype), jnp.inf)
+    (best, best_sq, _, late_sq), _ = jax.lax.scan(step, init, jnp.arange(iterations))
+    status = jnp.where(jnp.isfinite(best_sq), jnp.where(best_sq >= late_sq * (1 - 1e-3), 0, 1), 2)
+    return best, best_sq, status
+
+
+OPTIMISERS = {"lbfgs": _minimise, "gauss_newton": _minimise_gn}
+
+
 def _floor(prob, base, delta, tangents_fn, k: int):
     """Round-off of one evaluation of f at G: ||f_G - f_TG|| for an exact symmetry T (module docstring)."""
     return _floor_at(prob, prob.params(base, delta), tangents_fn, k)
@@ -228,23 +292,25 @@ def _check_eps(eps) -> np.ndarray:
 
 def inverse_bound(setting, *, loss: str, r: float | None = None, eps=None, starts: int = 16, key=None,
                   iterations: int = 400, nodes: int | None = None, penalty: float = 1e3, k: int | None = None,
-                  divide_out: bool = False) -> InverseBoundProfile:
+                  divide_out: bool = False, optimiser: str = "lbfgs") -> InverseBoundProfile:
     """The profile omega(eps) of `setting` (a `jaxmoe.Setting`: model, truth, input law, fitted k) for the
     family loss `loss` (a key of the family's `LOSSES`; `r` for the power-r losses). Float64 throughout.
     `k`: fitted atoms (default `setting.k_fit`, >= k*). `nodes`: Gauss-Legendre nodes per axis (default
     `default_nodes(d)`). `divide_out`: the loss on the quotient by the family's `divided_symmetries` (e.g. the
     linear router's scaling), so a symmetry that moves the loss no longer makes the profile `not_identifiable`.
-    Module docstring: the method and its guarantees."""
+    `optimiser`: a key of `OPTIMISERS` (`penalty` is used by "lbfgs" only). Module docstring: the method and its
+    guarantees."""
     eps = _check_eps(default_eps() if eps is None else eps)
     starts = require_positive_int("starts", starts)
     iterations = require_positive_int("iterations", iterations)
     require(np.isfinite(penalty) and penalty > 0, "penalty", penalty, "must be finite and > 0")
+    require(optimiser in OPTIMISERS, "optimiser", optimiser, f"must be one of {sorted(OPTIMISERS)}")
     k = setting.k_fit if k is None else require_positive_int("k", k)
     require(k >= setting.k_star, "k", k, f"must be >= k* = {setting.k_star}")
     key = jax.random.PRNGKey(0) if key is None else key
     nodes = default_nodes(setting.d) if nodes is None else require_positive_int("nodes", nodes, 2)
     with jax.enable_x64(True):
-        return _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, divide_out)
+        return _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, divide_out, optimiser)
 
 
 def default_nodes(d: int) -> int:
@@ -254,7 +320,7 @@ def default_nodes(d: int) -> int:
     return 96 if d == 1 else max(3, int(2000.0 ** (1.0 / d) + 1e-9))
 
 
-def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, divide_out):
+def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, divide_out, optimiser):
     model = setting.fitted_model(k)
     truth = setting.truth_params()  # float64: called under enable_x64
     D = loss_function(model, truth, loss, r, divide_out)
@@ -263,7 +329,8 @@ def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, 
     bases, free, unravel = _bases(model, truth, setting.k_star, starts)
     prob = _Problem(model, unravel, free, qx, qw, setting.model(truth, qx), D)
     directions = _start_directions(prob, bases, key, starts)
-    best, best_sq, status = jax.jit(lambda b, u, e: _sweep(prob, b, u, e, iterations, penalty))(
+    minimise = OPTIMISERS[optimiser]
+    best, best_sq, status = jax.jit(lambda b, u, e: _sweep(prob, b, u, e, iterations, penalty, minimise))(
         bases, directions, jnp.asarray(eps))
     found_d = jax.vmap(jax.vmap(prob.loss, (None, 0)))(bases, best)
     floors = jax.vmap(jax.vmap(lambda b, d: _floor(prob, b, d, model.symmetry_tangents, k), (None, 0)))(bases, best)
@@ -272,7 +339,7 @@ def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, 
     return _summarise(loss, r, eps, np.asarray(best_sq), np.asarray(found_d), np.asarray(status),
                       np.asarray(floors), _quadrature_errors(prob, bases, best, fine, setting, truth),
                       _symmetry_loss(prob, bases[0], model), measures)._replace(
-        k=k, divided_out=model.divided_symmetries() if divide_out else ())
+        k=k, divided_out=model.divided_symmetries() if divide_out else (), optimiser=optimiser)
 
 
 def _start_directions(prob, bases, key, starts: int):
@@ -284,12 +351,12 @@ def _start_directions(prob, bases, key, starts: int):
     return jnp.where((jnp.arange(starts) % 2 == 1)[:, None], mix, rand)
 
 
-def _sweep(prob, bases, directions, eps, iterations, penalty):
+def _sweep(prob, bases, directions, eps, iterations, penalty, minimise):
     """Per start (vmap), a scan over eps (descending) with continuation."""
     def one(base, direction):
         def step(prev, e):
             d0 = _rescale(prob, base, prev, e)
-            d, s, st = _minimise(prob, base, d0, e, iterations, penalty)
+            d, s, st = minimise(prob, base, d0, e, iterations, penalty)
             d = jnp.where(jnp.isfinite(s), d, d0)
             return jnp.where(jnp.linalg.norm(d) > 0, d, direction), (d, s, st)
         _, out = jax.lax.scan(step, direction, eps)
