@@ -268,7 +268,7 @@ def test_cli_bound_json_has_the_documented_fields(capsys, tmp_path):
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert {"verdict", "rate", "loss", "r", "floor", "profile", "two_point"} <= set(out)
-    assert out["loss"] == "d2r" and out["r"] == 1.0 and len(out["profile"]["eps"]) == 3
+    assert out["loss"] == "d2r" and out["r"] == 1.0 and len(out["profile"]["eps"]) == 3 and out["optimiser"] == "lbfgs"
     np.testing.assert_allclose(out["profile"]["omega"], np.array(out["profile"]["eps"]) / 2, rtol=2e-3)  # closed form
     assert {"eps", "omega", "spread", "status", "resolvable"} <= set(out["profile"])
     assert {"n", "eps_n", "local_slope", "lower_bound"} <= set(out["two_point"])
@@ -313,6 +313,7 @@ def test_cli_bound_several_r_writes_json_and_plots(capsys, tmp_path):
     (["no-such.toml"], "CONFIG"),
     (["--preset", "softmax-ridge", "--k", "1"], "--k"),
     (["--preset", "softmax-ridge", "--sizes", "100"], "--sizes"),
+    (["--preset", "softmax-ridge", "--optimiser", "newton"], "--optimiser"),
 ])
 def test_cli_bound_bad_input_is_one_line_and_exit_2(argv, field, capsys):
     from jaxmoe.cli import main
