@@ -1,7 +1,7 @@
 """Does an inverse-bound profile reach the infimum? omega(eps) at a few eps against the optimiser's budget.
 
     .venv/bin/python experiments/bound_iterations.py --row hierarchical-ridge [--eps 1e-3,1e-4,1e-5,1e-6]
-        [--starts 64] [--iterations 200,1000,3000] [--optimiser lbfgs|gauss_newton]
+        [--starts 64] [--iterations 200,1000,3000] [--optimiser lbfgs|gauss_newton|both]
         [--out experiments/results/lower_bound/bound_iterations.json]
 
 omega is the lowest ||f_G - f*|| the optimiser finds over G with D(G, G*) >= eps: an upper bound on the

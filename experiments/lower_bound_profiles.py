@@ -1,7 +1,7 @@
 """Inverse-bound profiles omega(eps), two-point curves LB(n) and verdicts for the six Table 1 presets (issue 14).
 
     .venv/bin/python experiments/lower_bound_profiles.py [--starts 8] [--iterations 200] [--out DIR]
-        [--optimiser lbfgs|gauss_newton] [--rows NAME,NAME]
+        [--optimiser lbfgs|gauss_newton|both] [--rows NAME,NAME]
     .venv/bin/python experiments/lower_bound_profiles.py --set own     # the pre-registered truths (own_truths.py)
     .venv/bin/python experiments/lower_bound_profiles.py --verdicts-from DIR/profiles.json   # fit nothing
 

@@ -204,8 +204,10 @@ def add_bound_parser(sub) -> None:
     p.add_argument("--starts", type=_positive_int, default=8)
     p.add_argument("--iterations", type=_positive_int, default=200)
     p.add_argument("--optimiser", default="lbfgs",
-                   help=f"one of {sorted(jaxmoe.bounds.OPTIMISERS)}: lbfgs (a penalty on log D < log eps) or gauss_newton (LM on the quadrature residuals, the "
-                        "constraint exact; better on the flat over-fitted landscapes): jaxmoe/bounds/profile.py")
+                   help=f"one of {sorted(jaxmoe.bounds.OPTIMISERS)}: lbfgs (a penalty on log D < log eps), "
+                        "gauss_newton (LM on the quadrature residuals, the constraint exact; better near the truth "
+                        "on the flat over-fitted landscapes) or both (each start by each, one envelope): "
+                        "jaxmoe/bounds/profile.py")
     p.add_argument("--sizes", type=_sizes, help="sample sizes of the two-point curve (default 41 from 1e2 to 1e12)")
     p.add_argument("--m-theory", type=_positive_float, default=1.0, help="the exponent the theory predicts (1)")
     p.add_argument("--out", help="folder for bound.json and bound.png / bound.pdf (created)")

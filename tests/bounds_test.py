@@ -34,6 +34,17 @@ def test_gauss_newton_reaches_the_closed_form_to_round_off(r, closed_form, one_l
     assert prof.optimiser == "gauss_newton" and prof.resolvable.all() and np.all(prof.kept_starts == 4)
 
 
+def test_both_optimisers_give_the_lower_envelope_of_each(one_linear_atom, one_linear_profile):
+    # "both" runs the same starts through each optimiser: its kept points are the union of theirs, so its
+    # envelope is the pointwise minimum of the two envelopes, and it keeps up to twice the starts.
+    eps = np.array([0.5, 0.1, 0.02])
+    gn = inverse_bound(one_linear_atom(), loss="d2r", r=1.0, eps=eps, starts=4, iterations=150,
+                       optimiser="gauss_newton")
+    both = inverse_bound(one_linear_atom(), loss="d2r", r=1.0, eps=eps, starts=4, iterations=150, optimiser="both")
+    np.testing.assert_allclose(both.omega, np.minimum(one_linear_profile.omega, gn.omega), rtol=1e-12)
+    assert np.all(both.kept_starts == 8) and both.start_status.shape == (3, 8) and both.optimiser == "both"
+
+
 def test_pooling_the_measures_of_several_r_keeps_the_closed_form(one_linear_atom, one_linear_profile):
     from jaxmoe.bounds import pool_profiles
     eps = np.array([0.5, 0.1, 0.02])
