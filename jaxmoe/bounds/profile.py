@@ -231,7 +231,7 @@ def _minimise_gn(prob, base, delta0, eps, iterations: int, penalty: float):
         r, jac = residual(d), jax.jacfwd(residual)(d)
         c, a = jax.value_and_grad(constraint)(d)
         scale = jnp.maximum(jnp.linalg.norm(jac, axis=0), 1e-300)  # Marquardt's column scaling
-        u, sv, vt = jnp.linalg.svd(jac / scale, full_matrices=False)  # SVD, not normal equations: cond(J)^2 > 1/u
+        u, sv, vt = jnp.linalg.svd(jac / scale, full_matrices=False)  # SVD: normal equations would square cond(J)
         lam = mu * sv[0] ** 2
         free_step = -vt.T @ (sv / (sv ** 2 + lam) * (u.T @ r))
         a_s = a / scale
