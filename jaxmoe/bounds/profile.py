@@ -173,6 +173,17 @@ def _rescale(prob, base, direction, eps):
     return jnp.exp(hi) * u
 
 
+def _late_iteration(iterations: int) -> int:
+    """The iteration whose best value `_start_status` compares with the final one (the last tenth begins)."""
+    return iterations - max(iterations // 10, 1)
+
+
+def _start_status(best_sq, late_sq):
+    """The `START_STATUS` index of a start: converged if the last tenth of the iterations gained < 0.1%, max_iter
+    if it gained more, infeasible if no iterate was kept."""
+    return jnp.where(jnp.isfinite(best_sq), jnp.where(best_sq >= late_sq * (1 - 1e-3), 0, 1), 2)
+
+
 def _minimise(prob, base, delta0, eps, iterations: int, penalty: float):
     """L-BFGS on the penalised log objective; the best feasible iterate and whether it still moved late."""
     def objective(d):
@@ -181,7 +192,7 @@ def _minimise(prob, base, delta0, eps, iterations: int, penalty: float):
 
     opt = optax.lbfgs(memory_size=20)
     value_grad = optax.value_and_grad_from_state(objective)
-    late = iterations - max(iterations // 10, 1)
+    late = _late_iteration(iterations)
 
     def step(carry, i):
         d, state, best, best_sq, late_sq = carry
@@ -198,8 +209,7 @@ def _minimise(prob, base, delta0, eps, iterations: int, penalty: float):
     ok0 = (prob.loss(base, delta0) >= (1 - FEASIBLE) * eps) & jnp.isfinite(s0)
     init = (delta0, opt.init(delta0), delta0, jnp.where(ok0, s0, jnp.inf), jnp.inf)
     (_, _, best, best_sq, late_sq), _ = jax.lax.scan(step, init, jnp.arange(iterations))
-    status = jnp.where(jnp.isfinite(best_sq), jnp.where(best_sq >= late_sq * (1 - 1e-3), 0, 1), 2)
-    return best, best_sq, status
+    return best, best_sq, _start_status(best_sq, late_sq)
 
 
 def _minimise_gn(prob, base, delta0, eps, iterations: int, penalty: float):
@@ -224,7 +234,7 @@ def _minimise_gn(prob, base, delta0, eps, iterations: int, penalty: float):
         _, hi = jax.lax.fori_loop(0, 24, body, (0.0, 7.0))
         return jnp.where(constraint(d) >= 0, d, jnp.exp(hi) * d)
 
-    late = iterations - max(iterations // 10, 1)
+    late = _late_iteration(iterations)
 
     def step(carry, i):
         d, sq, mu, late_sq = carry
@@ -251,8 +261,7 @@ def _minimise_gn(prob, base, delta0, eps, iterations: int, penalty: float):
     ok0 = jnp.isfinite(s0) & (constraint(d0) >= jnp.log1p(-FEASIBLE))
     init = (d0, jnp.where(ok0, s0, jnp.inf), jnp.asarray(1e-3, d0.dtype), jnp.inf)
     (best, best_sq, _, late_sq), _ = jax.lax.scan(step, init, jnp.arange(iterations))
-    status = jnp.where(jnp.isfinite(best_sq), jnp.where(best_sq >= late_sq * (1 - 1e-3), 0, 1), 2)
-    return best, best_sq, status
+    return best, best_sq, _start_status(best_sq, late_sq)
 
 
 # Each name runs every start once per minimiser in its tuple; the envelope is over all their kept points.
