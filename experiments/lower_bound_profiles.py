@@ -17,7 +17,8 @@ A row with several r pools their measures (`pool_profiles`: each r's envelope ov
 exponent of each r's own run is kept as `exponent_own`). Writes DIR/profiles.json (`--set own`: DIR/own_truths.json;
 default DIR experiments/results/lower_bound): per row the loss, per r the profile (eps, omega, found D, spread, kept
 starts, floor, resolvable, at_floor), its local exponent and two-point curve (sigma = 0.1, n = 10^2..10^12), the
-verdict over all r and the symmetries that move the loss; and DIR/NAME.png per row.
+verdict over all r and the symmetries that move the loss; and DIR/NAME.png per row. Each row is written as soon
+as it is done, into the file's other rows (a rerun of one row replaces that row only).
 """
 
 import argparse
@@ -31,6 +32,7 @@ from jaxmoe.bounds import (OPTIMISERS, InverseBoundProfile, bound_verdict, inver
                            taylor_check, two_point_curve)
 from jaxmoe.bounds.profile import default_eps
 from jaxmoe.presets import get_preset
+from shared import positive_int
 
 R_ALL = (1.0, 2.0, 3.0, 4.0)
 # (setting, loss, r values, divide out, theory exponent per r): the loss each row's theorem is about (THEORY.md §3-5).
@@ -107,10 +109,23 @@ def run_row(name: str, spec, args) -> tuple[dict, dict]:
     return rec, profiles
 
 
+def save_row(path: str, name: str, rec: dict) -> None:
+    """Row `name` into the JSON file at `path` (atomic), keeping its other rows: a run of some rows, or one that
+    fails part-way, loses nothing already written."""
+    stored = {}
+    if os.path.exists(path):
+        with open(path) as fh:
+            stored = json.load(fh)
+    stored[name] = rec
+    with open(path + ".tmp", "w") as fh:
+        json.dump(stored, fh, indent=1)
+    os.replace(path + ".tmp", path)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--starts", type=int, default=8)
-    ap.add_argument("--iterations", type=int, default=200)
+    ap.add_argument("--starts", type=positive_int, default=8)
+    ap.add_argument("--iterations", type=positive_int, default=200)
     ap.add_argument("--optimiser", choices=sorted(OPTIMISERS), default="lbfgs")
     ap.add_argument("--set", choices=("presets", "own"), default="presets")
     ap.add_argument("--rows", help="comma-separated row names (default: every row of the set)")
@@ -121,20 +136,21 @@ def main():
     if args.verdicts_from:
         return print_verdicts(args.verdicts_from)
     rows = ROWS if args.set == "presets" else own_rows()
+    names = args.rows.split(",") if args.rows else list(rows)
+    if not set(names) <= set(rows):
+        ap.error(f"--rows={args.rows}: each must be one of {sorted(rows)}")
     args.eps_min = args.eps_min or (1e-6 if args.set == "presets" else 1e-4)
     os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "profiles.json" if args.set == "presets" else "own_truths.json")
     out = {}
-    for name in (args.rows.split(",") if args.rows else rows):
+    for name in names:
         out[name], profiles = run_row(name, rows[name], args)
+        save_row(path, name, out[name])
         sigma = rows[name][0]().sigma
         curves = {r: two_point_curve(p, sigma) for r, p in profiles.items() if p.resolvable.any()}
         theory = next(iter(rows[name][4].values()))
         plot_bound(profiles, curves, os.path.join(args.out, name.replace("/", "-")), theory,
                    f"{name}: {rows[name][1]} ({out[name]['verdict']})")
-    path = os.path.join(args.out, "profiles.json" if args.set == "presets" else "own_truths.json")
-    with open(path + ".tmp", "w") as fh:
-        json.dump(out, fh, indent=1)
-    os.replace(path + ".tmp", path)
 
 
 def _stored(rec: dict) -> InverseBoundProfile:
