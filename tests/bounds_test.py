@@ -1,7 +1,9 @@
 """The lower-bound lab (`jaxmoe.bounds`): closed-form profiles, the two-point curve's closed form, a ridge
 profile's exponent, symmetries that move the loss, bad input."""
 
+import os
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -10,6 +12,8 @@ from jaxmoe.bounds import bound_verdict, inverse_bound, quadrature, two_point_cu
 from jaxmoe.bounds.profile import InverseBoundProfile, default_eps, local_exponent, resolvable, symmetry_losses
 from jaxmoe.bounds.quadrature import quadrature_error
 from jaxmoe.data import TruncatedNormalInputs, UniformInputs
+
+SIGMOID_CONFIG = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs", "sigmoid-gating.toml")
 
 
 @pytest.mark.parametrize("r, closed_form", [(1.0, lambda e: e / 2), (2.0, lambda e: np.sqrt(e / 3))])
@@ -43,6 +47,69 @@ def test_both_optimisers_give_the_lower_envelope_of_each(one_linear_atom, one_li
     both = inverse_bound(one_linear_atom(), loss="d2r", r=1.0, eps=eps, starts=4, iterations=150, optimiser="both")
     np.testing.assert_allclose(both.omega, np.minimum(one_linear_profile.omega, gn.omega), rtol=1e-12)
     assert np.all(both.kept_starts == 8) and both.start_status.shape == (3, 8) and both.optimiser == "both"
+
+
+def _two_exponentials(p, x):
+    return 0.5 * jnp.exp(p["u"] * x) + 0.5 * jnp.exp(p["v"] * x)
+
+
+def test_path_difference_is_exact_where_the_plain_difference_cancels():
+    import jax
+
+    from jaxmoe.bounds import path_difference
+    with jax.enable_x64(True):
+        x = jnp.linspace(-1.0, 1.0, 21)
+        # f quadratic in the parameters: the t-integrand is linear, so two nodes are exact
+        quad = lambda p, x: p["a"] * x + p["b"] ** 2 * x ** 2  # noqa: E731
+        g0, g = {"a": 2.0, "b": 0.5}, {"a": 1.25, "b": -0.75}
+        np.testing.assert_allclose(path_difference(quad, g0, g, x, nodes=2), quad(g, x) - quad(g0, x), rtol=1e-14,
+                                   atol=1e-15)
+        # two atoms split apart by +-h: f_G - f_G0 = e^{0.3x} 2 sinh^2(h x / 2) ~ 5e-15 x^2, which the plain
+        # difference of two O(1) evaluations gets to ~1e-16 only; the path's terms are O(h), its round-off O(u h)
+        h = 1e-7
+        g0, g = {"u": 0.3, "v": 0.3}, {"u": 0.3 + h, "v": 0.3 - h}
+        exact = np.exp(0.3 * x) * 2 * np.sinh(h * x / 2) ** 2
+        rel = lambda e: np.linalg.norm(np.asarray(e) - exact) / np.linalg.norm(exact)  # noqa: E731
+        assert rel(_two_exponentials(g, x) - _two_exponentials(g0, x)) > 1e-3  # the cancellation is real here
+        assert rel(path_difference(_two_exponentials, g0, g, x)) < 1e-8
+        diff, size = path_difference(_two_exponentials, g0, g, x, magnitude=True)
+        # the per-coordinate terms are O(h) (0.5 h x e^{0.3 x} each), not O(h^2) like their sum: the floor's scale
+        np.testing.assert_allclose(size, h * np.abs(x) * np.exp(0.3 * x), rtol=1e-6)
+        assert np.all(np.abs(np.asarray(diff) - exact) <= 2 * 2.2e-16 * np.asarray(size) + 1e-300)
+
+
+def test_path_difference_profile_keeps_the_closed_form_and_lowers_the_floor(one_linear_atom):
+    eps = np.array([0.5, 0.1, 0.02])
+    kw = dict(loss="d2r", r=2.0, eps=eps, starts=4, iterations=30, optimiser="gauss_newton")
+    direct = inverse_bound(one_linear_atom(), **kw)
+    path = inverse_bound(one_linear_atom(), difference="path", path_nodes=4, **kw)
+    np.testing.assert_allclose(path.omega, np.sqrt(eps / 3), rtol=1e-12)  # f linear in (a, b): the rule is exact
+    np.testing.assert_allclose(path.omega, direct.omega, rtol=1e-12)
+    assert path.difference == "path" and path.path_nodes == 4 and np.all(path.quadrature_error < 1e-12)
+    from jaxmoe.bounds import pool_profiles
+    pooled = pool_profiles(one_linear_atom(), {2.0: path})[2.0]  # pooled omegas recomputed along the path
+    np.testing.assert_allclose(pooled.omega, path.omega, rtol=1e-12)
+    with pytest.raises(JaxMoEInputError, match="^profiles=.*difference"):
+        pool_profiles(one_linear_atom(), {1.0: direct._replace(r=1.0), 2.0: path})
+
+
+def test_path_difference_is_refused_where_the_split_changes_f():
+    # sigmoid gates are not normalised: splitting an atom's logit by log 2 changes f, so f_G - f_{G0} would be the
+    # profile of another truth; refused in one line before any optimisation
+    from jaxmoe import sweeps
+    setting = sweeps.load_config(SIGMOID_CONFIG).setting()
+    with pytest.raises(JaxMoEInputError, match=r"^difference='path': needs f = f\* at the split truth") as err:
+        inverse_bound(setting, loss="sigmoid", eps=np.array([1e-2]), starts=1, iterations=1, difference="path")
+    assert "\n" not in str(err.value)
+
+
+def test_path_difference_moves_the_floor_near_the_truth():
+    # softmax-ridge at eps 1e-5: the plain difference's floor is ~1e-16 ||f*||; the path's is ~u |G - G0|
+    kw = dict(loss="d1", eps=np.array([1e-5]), starts=2, iterations=5, optimiser="gauss_newton")
+    direct = inverse_bound(get_preset("softmax-ridge"), **kw)
+    path = inverse_bound(get_preset("softmax-ridge"), difference="path", **kw)
+    assert path.floor[0] < 1e-4 * direct.floor[0], (path.floor, direct.floor)  # measured 1.5e-22 vs 8.3e-17
+    np.testing.assert_allclose(path.omega, direct.omega, rtol=1e-6)  # omega ~ 2e-11, far above both floors
 
 
 def test_pooling_the_measures_of_several_r_keeps_the_closed_form(one_linear_atom, one_linear_profile):
@@ -171,6 +238,8 @@ def test_default_nodes_keep_the_rule_small_in_higher_dimension():
     ({"loss": "d1", "k": 1}, "k"),
     ({"loss": "d1", "starts": 0}, "starts"),
     ({"loss": "d1", "optimiser": "newton"}, "optimiser"),
+    ({"loss": "d1", "difference": "exact"}, "difference"),
+    ({"loss": "d1", "difference": "path", "path_nodes": 1}, "path_nodes"),
 ])
 def test_bad_input_names_the_field(kwargs, field):
     with pytest.raises(JaxMoEInputError) as err:
@@ -280,6 +349,7 @@ def test_cli_bound_json_has_the_documented_fields(capsys, tmp_path):
     out = json.loads(capsys.readouterr().out)
     assert {"verdict", "rate", "loss", "r", "floor", "profile", "two_point"} <= set(out)
     assert out["loss"] == "d2r" and out["r"] == 1.0 and len(out["profile"]["eps"]) == 3 and out["optimiser"] == "lbfgs"
+    assert out["difference"] == "direct"
     np.testing.assert_allclose(out["profile"]["omega"], np.array(out["profile"]["eps"]) / 2, rtol=2e-3)  # closed form
     assert {"eps", "omega", "spread", "status", "resolvable"} <= set(out["profile"])
     assert {"n", "eps_n", "local_slope", "lower_bound"} <= set(out["two_point"])
@@ -325,6 +395,7 @@ def test_cli_bound_several_r_writes_json_and_plots(capsys, tmp_path):
     (["--preset", "softmax-ridge", "--k", "1"], "--k"),
     (["--preset", "softmax-ridge", "--sizes", "100"], "--sizes"),
     (["--preset", "softmax-ridge", "--optimiser", "newton"], "--optimiser"),
+    (["--preset", "softmax-ridge", "--difference", "exact"], "--difference"),
 ])
 def test_cli_bound_bad_input_is_one_line_and_exit_2(argv, field, capsys):
     from jaxmoe.cli import main

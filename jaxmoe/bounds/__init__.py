@@ -3,6 +3,7 @@
 
 - `quadrature`: nodes and weights of $L^2(\\mu)$ for the input laws of `jaxmoe.data`;
 - `profile`: `inverse_bound`, the profile $\\omega(\\varepsilon)$ with its float64 floor and per-eps status;
+- `difference`: `path_difference`, $f_G - f_{G_0}$ without the float64 cancellation (`inverse_bound(difference="path")`);
 - `two_point`: `two_point_curve`, $LB(n)$ and its maximiser $\\varepsilon_n$;
 - `alternatives`: `local_alternatives`, the estimator's risk over the two-point pairs against LB(n) (Monte Carlo);
 - `conditioning`: `conditioning`, the exact-fitted Fisher spectrum, the profile constant and the predicted onset
@@ -14,6 +15,7 @@
 
 from jaxmoe.bounds.alternatives import LocalAlternatives, local_alternatives, pair_bounds
 from jaxmoe.bounds.conditioning import Conditioning, conditioning, search_truths
+from jaxmoe.bounds.difference import DIFFERENCES, path_difference
 from jaxmoe.bounds.plot import plot_bound
 from jaxmoe.bounds.profile import (OPTIMISERS, START_STATUS, InverseBoundProfile, default_eps, default_nodes,
                                    inverse_bound, loss_function, pool_profiles)
@@ -24,6 +26,6 @@ from jaxmoe.bounds.verdict import VERDICTS, BoundVerdict, bound_verdict
 
 __all__ = ["Conditioning", "conditioning", "search_truths", "LocalAlternatives", "local_alternatives", "pair_bounds",
            "START_STATUS", "InverseBoundProfile", "default_eps", "default_nodes", "inverse_bound", "loss_function",
-           "pool_profiles", "OPTIMISERS",
+           "pool_profiles", "OPTIMISERS", "DIFFERENCES", "path_difference",
            "Quadrature", "quadrature", "TwoPointCurve", "two_point_curve", "VERDICTS", "BoundVerdict", "bound_verdict",
            "plot_bound", "TaylorCheck", "taylor_check"]

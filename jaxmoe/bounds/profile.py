@@ -29,9 +29,12 @@ is a real $G \in \Theta$, so $\|f_G - f^*\|$ is an **upper** bound on $\omega(D(
 their lower envelope over $D \ge \varepsilon$, monotone by construction. Whether the infimum was reached is
 measured by the spread across starts and the per-start status, not assumed.
 
-**Float64 floor.** $f_G - f^*$ is a difference of two float64 evaluations; its round-off is measured at each
-kept $G$ as $\|f_G - f_{TG}\|$ with $T$ an exact symmetry of the family (`symmetry_tangents`: a translation
-or scaling; with none, $k\, u\, \|f^*\|$, u the unit round-off). An $\varepsilon$ is resolvable only where
+**Float64 floor.** By default (`difference="direct"`) $f_G - f^*$ is a difference of two float64 evaluations;
+its round-off is measured at each kept $G$ as $\|f_G - f_{TG}\|$ with $T$ an exact symmetry of the family
+(`symmetry_tangents`: a translation or scaling; with none, $k\, u\, \|f^*\|$, u the unit round-off).
+`difference="path"` computes $f_G - f_{G_0}$ as the integral of the directional derivative along the segment from
+the split truth $G_0$ (`jaxmoe.bounds.difference`, which also says which truth that profile is of): its round-off
+is of the size of $|G - G_0|$ times $u$, measured the same way with $T$ applied to both ends of the segment. An $\varepsilon$ is resolvable only where
 $\omega \ge 100 \times$ floor and a start ended there with a finite, feasible point, and so is every
 $\varepsilon$ between it and the largest resolvable one (`resolvable`): below the first $\varepsilon$ that fails,
 the envelope is within reach of the floor, whose estimate scatters by 2x between neighbouring $\varepsilon$, so
@@ -52,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxmoe.bounds.difference import DIFFERENCES, PATH_NODES, path_difference, segment_difference
 from jaxmoe.bounds.quadrature import quadrature
 from jaxmoe.families.cells import check_r
 from jaxmoe.validation import require, require_positive_int
@@ -89,6 +93,8 @@ class InverseBoundProfile(NamedTuple):
     divided_out: tuple = ()  # symmetries divided out of the loss (`MoEFamily.divide_out_symmetries`)
     pooled_from: tuple = ()  # r values whose measures were pooled into the envelope (`pool_profiles`)
     optimiser: str = "lbfgs"  # the key of `OPTIMISERS` that found the measures
+    difference: str = "direct"  # the key of `DIFFERENCES` omega and the floor were computed with
+    path_nodes: int = PATH_NODES  # its t-rule, for "path"
 
     @property
     def at_floor(self) -> np.ndarray:
@@ -147,12 +153,26 @@ class _Problem(NamedTuple):
     qw: object
     fstar: object
     D: object
+    difference: str = "direct"  # a key of DIFFERENCES: how f_G - f* is computed
+    path_nodes: int = PATH_NODES
 
     def params(self, base, delta):
         return self.model.project(self.unravel(base.at[self.free].add(delta)))
 
+    def difference_at(self, g, g0):
+        """f_G - f* at the nodes: plainly, or (`"path"`) as f_G - f_{G0} along the segment from the split truth."""
+        if self.difference == "direct":
+            return self.model(g, self.qx) - self.fstar
+        return path_difference(self.model, g0, g, self.qx, self.path_nodes)
+
+    def error(self, base, delta):
+        return self.difference_at(self.params(base, delta), self.unravel(base))
+
+    def residual(self, base, delta):
+        return jnp.sqrt(self.qw) * self.error(base, delta)
+
     def sq(self, base, delta):
-        e = self.model(self.params(base, delta), self.qx) - self.fstar
+        e = self.error(base, delta)
         return jnp.sum(self.qw * e * e)
 
     def loss(self, base, delta):
@@ -213,13 +233,13 @@ def _minimise(prob, base, delta0, eps, iterations: int, penalty: float):
 
 
 def _minimise_gn(prob, base, delta0, eps, iterations: int, penalty: float):
-    """Levenberg-Marquardt on the quadrature residuals $r = \sqrt{w}(f_G - f^*)$ with $\log D \ge \log\varepsilon$
+    r"""Levenberg-Marquardt on the quadrature residuals $r = \sqrt{w}(f_G - f^*)$ with $\log D \ge \log\varepsilon$
     linearised (module docstring); the same outputs as `_minimise`. `penalty` is unused (the constraint is exact)."""
     del penalty
     logeps = jnp.log(eps)
 
     def residual(d):
-        return jnp.sqrt(prob.qw) * (prob.model(prob.params(base, d), prob.qx) - prob.fstar)
+        return prob.residual(base, d)
 
     def constraint(d):
         return jnp.log(prob.loss(base, d)) - logeps
@@ -269,19 +289,35 @@ OPTIMISERS = {"lbfgs": (_minimise,), "gauss_newton": (_minimise_gn,), "both": (_
 
 
 def _floor(prob, base, delta, tangents_fn, k: int):
-    """Round-off of one evaluation of f at G: ||f_G - f_TG|| for an exact symmetry T (module docstring)."""
-    return _floor_at(prob, prob.params(base, delta), tangents_fn, k)
+    """Round-off of f_G - f* as `prob` computes it, at G (module docstring)."""
+    return _floor_at(prob, prob.params(base, delta), prob.unravel(base), tangents_fn, k)
 
 
-def _floor_at(prob, g, tangents_fn, k: int):
-    tangents = tangents_fn(g)
-    f = prob.model(g, prob.qx)
-    if not tangents:
-        return k * jnp.finfo(f.dtype).eps * jnp.sqrt(jnp.sum(prob.qw * prob.fstar ** 2))
-    twin = g
-    for t in tangents.values():
-        twin = jax.tree_util.tree_map(lambda a, b: a + 0.25 * b, twin, t)
-    e = prob.model(twin, prob.qx) - f
+def _moved(g, tangents_fn):
+    """g moved by 0.25 along every exact symmetry of the family (f unchanged there)."""
+    for t in tangents_fn(g).values():
+        g = jax.tree_util.tree_map(lambda a, b: a + 0.25 * b, g, t)
+    return g
+
+
+def _floor_at(prob, g, g0, tangents_fn, k: int):
+    """||D_G - D_TG|| for the computed difference D and an exact symmetry T, times sqrt(2); on the path, T maps
+    the segment (G0, Delta) to (T G0, T'Delta), exactly Delta for a translation, so the image is not rounded
+    again at its far end. With no symmetry, k u times the size of the terms summed (||f*||, or the path's)."""
+    if prob.difference == "direct":
+        if not tangents_fn(g):
+            return k * jnp.finfo(prob.fstar.dtype).eps * jnp.sqrt(jnp.sum(prob.qw * prob.fstar ** 2))
+        e = prob.model(_moved(g, tangents_fn), prob.qx) - prob.model(g, prob.qx)
+        return jnp.sqrt(2.0 * jnp.sum(prob.qw * e * e))
+    a0, unravel = jax.flatten_util.ravel_pytree(g0)
+    delta = jax.flatten_util.ravel_pytree(g)[0] - a0
+    if not tangents_fn(g):
+        size = segment_difference(prob.model, g0, delta, prob.qx, prob.path_nodes, magnitude=True)[1]
+        return k * jnp.finfo(size.dtype).eps * jnp.sqrt(jnp.sum(prob.qw * size ** 2))
+    move = lambda v: jax.flatten_util.ravel_pytree(_moved(unravel(v), tangents_fn))[0]  # noqa: E731
+    twin0, twin_delta = jax.jvp(move, (a0,), (delta,))  # T is affine: T(G0 + t Delta) = T G0 + t T'Delta
+    e = (segment_difference(prob.model, unravel(twin0), twin_delta, prob.qx, prob.path_nodes)
+         - segment_difference(prob.model, g0, delta, prob.qx, prob.path_nodes))
     return jnp.sqrt(2.0 * jnp.sum(prob.qw * e * e))
 
 
@@ -303,25 +339,31 @@ def _check_eps(eps) -> np.ndarray:
 
 def inverse_bound(setting, *, loss: str, r: float | None = None, eps=None, starts: int = 16, key=None,
                   iterations: int = 400, nodes: int | None = None, penalty: float = 1e3, k: int | None = None,
-                  divide_out: bool = False, optimiser: str = "lbfgs") -> InverseBoundProfile:
+                  divide_out: bool = False, optimiser: str = "lbfgs", difference: str = "direct",
+                  path_nodes: int = PATH_NODES) -> InverseBoundProfile:
     """The profile omega(eps) of `setting` (a `jaxmoe.Setting`: model, truth, input law, fitted k) for the
     family loss `loss` (a key of the family's `LOSSES`; `r` for the power-r losses). Float64 throughout.
     `k`: fitted atoms (default `setting.k_fit`, >= k*). `nodes`: Gauss-Legendre nodes per axis (default
     `default_nodes(d)`). `divide_out`: the loss on the quotient by the family's `divided_symmetries` (e.g. the
     linear router's scaling), so a symmetry that moves the loss no longer makes the profile `not_identifiable`.
     `optimiser`: a key of `OPTIMISERS` ("both": each start by each optimiser, so up to 2 x `starts` kept points
-    per eps; `penalty` is used by L-BFGS only). Module docstring: the method and its guarantees."""
+    per eps; `penalty` is used by L-BFGS only). `difference`: a key of `DIFFERENCES`, how f_G - f* is computed
+    ("path": floor-free along the segment from the split truth, `path_nodes` Gauss-Legendre points in t;
+    `jaxmoe.bounds.difference`). Module docstring: the method and its guarantees."""
     eps = _check_eps(default_eps() if eps is None else eps)
     starts = require_positive_int("starts", starts)
     iterations = require_positive_int("iterations", iterations)
     require(np.isfinite(penalty) and penalty > 0, "penalty", penalty, "must be finite and > 0")
     require(optimiser in OPTIMISERS, "optimiser", optimiser, f"must be one of {sorted(OPTIMISERS)}")
+    require(difference in DIFFERENCES, "difference", difference, f"must be one of {list(DIFFERENCES)}")
+    path_nodes = require_positive_int("path_nodes", path_nodes, 2)
     k = setting.k_fit if k is None else require_positive_int("k", k)
     require(k >= setting.k_star, "k", k, f"must be >= k* = {setting.k_star}")
     key = jax.random.PRNGKey(0) if key is None else key
     nodes = default_nodes(setting.d) if nodes is None else require_positive_int("nodes", nodes, 2)
     with jax.enable_x64(True):
-        return _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, divide_out, optimiser)
+        return _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, divide_out, optimiser,
+                        (difference, path_nodes))
 
 
 def default_nodes(d: int) -> int:
@@ -331,14 +373,16 @@ def default_nodes(d: int) -> int:
     return 96 if d == 1 else max(3, int(2000.0 ** (1.0 / d) + 1e-9))
 
 
-def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, divide_out, optimiser):
+def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, divide_out, optimiser, difference):
     model = setting.fitted_model(k)
     truth = setting.truth_params()  # float64: called under enable_x64
     D = loss_function(model, truth, loss, r, divide_out)
     quad = quadrature(setting.inputs, setting.d, nodes)
     qx, qw = jnp.asarray(quad.x), jnp.asarray(quad.w)
     bases, free, unravel = _bases(model, truth, setting.k_star, starts)
-    prob = _Problem(model, unravel, free, qx, qw, setting.model(truth, qx), D)
+    prob = _Problem(model, unravel, free, qx, qw, setting.model(truth, qx), D, *difference)
+    if prob.difference == "path":
+        _check_split_is_exact(prob, bases, model.symmetry_tangents, k)
     directions = _start_directions(prob, bases, key, starts)
     runs = [jax.jit(lambda b, u, e, m=m: _sweep(prob, b, u, e, iterations, penalty, m))(
         bases, directions, jnp.asarray(eps)) for m in OPTIMISERS[optimiser]]
@@ -351,7 +395,21 @@ def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, 
     return _summarise(loss, r, eps, np.asarray(best_sq), np.asarray(found_d), np.asarray(status),
                       np.asarray(floors), _quadrature_errors(prob, bases, best, fine, setting, truth),
                       _symmetry_loss(prob, bases[0], model), measures)._replace(
-        k=k, divided_out=model.divided_symmetries() if divide_out else (), optimiser=optimiser)
+        k=k, divided_out=model.divided_symmetries() if divide_out else (), optimiser=optimiser,
+        difference=difference[0], path_nodes=difference[1])
+
+
+def _check_split_is_exact(prob, bases, tangents_fn, k: int):
+    """"path" measures f_G - f_{G0}: refused unless every split truth G0 gives f* to round-off (a family whose
+    split changes f, e.g. unnormalised sigmoid gates, would get the profile of another truth)."""
+    plain = prob._replace(difference="direct")
+    zero = jnp.zeros(prob.free.shape[0], bases.dtype)
+    gap = jax.vmap(lambda b: jnp.sqrt(plain.sq(b, zero)))(bases)
+    floor = jax.vmap(lambda b: _floor(plain, b, zero, tangents_fn, k))(bases)
+    worst = int(jnp.argmax(gap / floor))
+    require(bool(gap[worst] <= RESOLVE * floor[worst]), "difference", "path",
+            f"needs f = f* at the split truth, which is off by {float(gap[worst]):.3g} here (float64 floor "
+            f"{float(floor[worst]):.2g}): this family's split changes f, use 'direct'")
 
 
 def _start_directions(prob, bases, key, starts: int):
@@ -377,9 +435,10 @@ def _sweep(prob, bases, directions, eps, iterations, penalty, minimise):
 
 
 def _quadrature_errors(prob, bases, best, fine, setting, truth):
-    """Per (start, eps): |omega(q nodes) - omega(2q nodes)| / omega(2q nodes)."""
+    """Per (start, eps): |omega(q nodes) - omega(2q nodes)| / omega(2q nodes); the path's t-rule doubles too."""
     fx = jnp.asarray(fine.x)
-    fine_prob = prob._replace(qx=fx, qw=jnp.asarray(fine.w), fstar=setting.model(truth, fx))
+    fine_prob = prob._replace(qx=fx, qw=jnp.asarray(fine.w), fstar=setting.model(truth, fx),
+                              path_nodes=2 * prob.path_nodes)
     coarse = jax.vmap(jax.vmap(prob.sq, (None, 0)))(bases, best)
     finer = jax.vmap(jax.vmap(fine_prob.sq, (None, 0)))(bases, best)
     return np.asarray(jnp.abs(jnp.sqrt(coarse) - jnp.sqrt(finer)) / jnp.maximum(jnp.sqrt(finer), 1e-300))
@@ -461,26 +520,33 @@ def pool_profiles(setting, profiles: dict, nodes: int | None = None) -> dict:
         isinstance(p, InverseBoundProfile) and p.measures is not None for p in profiles.values()), "profiles",
         type(profiles).__name__, "must be a non-empty {r: profile} dict of inverse_bound profiles (with measures)")
     first = next(iter(profiles.values()))
-    require(len({(p.loss, p.k, p.divided_out) for p in profiles.values()}) == 1, "profiles",
-            sorted(str(r) for r in profiles), "must share the loss, fitted k and divided symmetries")
+    require(len({(p.loss, p.k, p.divided_out, p.difference, p.path_nodes) for p in profiles.values()}) == 1,
+            "profiles", sorted(str(r) for r in profiles),
+            "must share the loss, fitted k, divided symmetries and difference")
     nodes = default_nodes(setting.d) if nodes is None else require_positive_int("nodes", nodes, 2)
     with jax.enable_x64(True):
         pool = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *[p.measures for p in profiles.values()])
         finite = np.all(np.stack([np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1)
                                   for a in jax.tree_util.tree_leaves(pool)]), axis=0)
         pool = jax.tree_util.tree_map(lambda a: jnp.asarray(a[finite]), pool)
-        omega, floor = _pool_omegas(setting, first.k, pool, nodes)
+        omega, floor = _pool_omegas(setting, first, pool, nodes)
         return {r: _pooled(setting, p, pool, omega, floor, tuple(profiles)) for r, p in profiles.items()}
 
 
-def _pool_omegas(setting, k, pool, nodes):
-    """||f_G - f*|| and the float64 floor of every pooled measure (float64, the profile's quadrature)."""
-    model, truth = setting.fitted_model(k), setting.truth_params()
+def _pool_omegas(setting, prof, pool, nodes):
+    """||f_G - f*|| and the float64 floor of every pooled measure (float64, the profile's quadrature and
+    difference; "path" runs from the split truth nearest to G, whichever true atom got the extra atoms)."""
+    model, truth, k = setting.fitted_model(prof.k), setting.truth_params(), prof.k
     quad = quadrature(setting.inputs, setting.d, nodes)
     qx, qw = jnp.asarray(quad.x), jnp.asarray(quad.w)
-    prob = _Problem(model, None, None, qx, qw, setting.model(truth, qx), None)
-    sq = jax.vmap(lambda g: jnp.sum(qw * (model(g, qx) - prob.fstar) ** 2))(pool)
-    floor = jax.vmap(lambda g: _floor_at(prob, g, model.symmetry_tangents, k))(pool)
+    splits, unravel = split_truths(model, truth, setting.k_star)
+    prob = _Problem(model, unravel, None, qx, qw, setting.model(truth, qx), None, prof.difference, prof.path_nodes)
+
+    def one(g):
+        flat = jax.flatten_util.ravel_pytree(g)[0]
+        g0 = unravel(splits[jnp.argmin(jnp.sum((splits - flat) ** 2, axis=1))])
+        return jnp.sum(qw * prob.difference_at(g, g0) ** 2), _floor_at(prob, g, g0, model.symmetry_tangents, k)
+    sq, floor = jax.vmap(one)(pool)
     return np.sqrt(np.asarray(sq)), np.asarray(floor)
 
 
