@@ -3,7 +3,8 @@
 
 - `quadrature`: nodes and weights of $L^2(\\mu)$ for the input laws of `jaxmoe.data`;
 - `profile`: `inverse_bound`, the profile $\\omega(\\varepsilon)$ with its float64 floor and per-eps status;
-- `difference`: `path_difference`, $f_G - f_{G_0}$ without the float64 cancellation (`inverse_bound(difference="path")`);
+- `difference`: `path_difference`, $f_G - f_{G_0}$ without the float64 cancellation
+  (`inverse_bound(difference="path")`);
 - `two_point`: `two_point_curve`, $LB(n)$ and its maximiser $\\varepsilon_n$;
 - `alternatives`: `local_alternatives`, the estimator's risk over the two-point pairs against LB(n) (Monte Carlo);
 - `conditioning`: `conditioning`, the exact-fitted Fisher spectrum, the profile constant and the predicted onset

@@ -34,8 +34,8 @@ its round-off is measured at each kept $G$ as $\|f_G - f_{TG}\|$ with $T$ an exa
 (`symmetry_tangents`: a translation or scaling; with none, $k\, u\, \|f^*\|$, u the unit round-off).
 `difference="path"` computes $f_G - f_{G_0}$ as the integral of the directional derivative along the segment from
 the split truth $G_0$ (`jaxmoe.bounds.difference`, which also says which truth that profile is of): its round-off
-is of the size of $|G - G_0|$ times $u$, measured the same way with $T$ applied to both ends of the segment. An $\varepsilon$ is resolvable only where
-$\omega \ge 100 \times$ floor and a start ended there with a finite, feasible point, and so is every
+is of the size of $|G - G_0|$ times $u$, measured the same way with $T$ applied to both ends of the segment.
+An $\varepsilon$ is resolvable only where $\omega \ge 100 \times$ floor and a start ended there with a finite, feasible point, and so is every
 $\varepsilon$ between it and the largest resolvable one (`resolvable`): below the first $\varepsilon$ that fails,
 the envelope is within reach of the floor, whose estimate scatters by 2x between neighbouring $\varepsilon$, so
 a later pass of the 100x test is that scatter, not a resolved $\omega$.
@@ -61,7 +61,8 @@ from jaxmoe.families.cells import check_r
 from jaxmoe.validation import require, require_positive_int
 
 __all__ = ["InverseBoundProfile", "inverse_bound", "default_eps", "default_nodes", "local_exponent", "loss_function",
-           "pool_profiles", "resolvable", "OPTIMISERS", "split_truths", "symmetry_losses", "START_STATUS"]
+           "pool_profiles", "resolvable", "OPTIMISERS", "nearest_split", "split_truths", "symmetry_losses",
+           "START_STATUS"]
 
 START_STATUS = ("converged", "max_iter", "infeasible", "nonfinite")  # per (eps, start); the first two are kept
 FEASIBLE = 1e-3  # kept points have D >= (1 - FEASIBLE) eps
@@ -136,6 +137,12 @@ def split_truths(model, truth, k_star: int, count: int | None = None):
         split = model.near_truth_split(jax.random.PRNGKey(0), truth, k_star, noise=0.0, offset=o)
         flats.append(jax.flatten_util.ravel_pytree(split)[0])
     return jnp.stack(flats), jax.flatten_util.ravel_pytree(split)[1]
+
+
+def nearest_split(splits, flat):
+    """The row of `splits` (flat split truths, `split_truths`) nearest to the flat measure `flat`: the split whose
+    extra atoms sit on the true atom that G's extra atoms are near."""
+    return splits[jnp.argmin(jnp.sum((splits - flat) ** 2, axis=1))]
 
 
 def _bases(model, truth, k_star: int, starts: int):
@@ -544,7 +551,7 @@ def _pool_omegas(setting, prof, pool, nodes):
 
     def one(g):
         flat = jax.flatten_util.ravel_pytree(g)[0]
-        g0 = unravel(splits[jnp.argmin(jnp.sum((splits - flat) ** 2, axis=1))])
+        g0 = unravel(nearest_split(splits, flat))
         return jnp.sum(qw * prob.difference_at(g, g0) ** 2), _floor_at(prob, g, g0, model.symmetry_tangents, k)
     sq, floor = jax.vmap(one)(pool)
     return np.sqrt(np.asarray(sq)), np.asarray(floor)

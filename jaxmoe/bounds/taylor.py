@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import jet
 
-from jaxmoe.bounds.profile import InverseBoundProfile, default_nodes, split_truths
+from jaxmoe.bounds.profile import InverseBoundProfile, default_nodes, nearest_split, split_truths
 from jaxmoe.bounds.quadrature import quadrature
 from jaxmoe.validation import require, require_positive_int
 
@@ -98,7 +98,7 @@ def _series(model, unravel, bases, g, qx, order: int):
     series for an exact symmetric image (G0 and G both moved by 0.25 along every exact symmetry, as the float64
     floor is measured), whose difference from the first sum is pure round-off; with no symmetry, the
     single-coordinate first-order terms (16 u times the largest is the round-off estimate)."""
-    base = bases[jnp.argmin(jnp.sum((bases - g) ** 2, axis=1))]
+    base = nearest_split(bases, g)
     f = lambda v: model(unravel(v), qx)  # noqa: E731
     terms = _terms(f, base, g - base, order)
     tangents = model.symmetry_tangents(unravel(g))
