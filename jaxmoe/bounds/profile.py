@@ -35,10 +35,10 @@ its round-off is measured at each kept $G$ as $\|f_G - f_{TG}\|$ with $T$ an exa
 `difference="path"` computes $f_G - f_{G_0}$ as the integral of the directional derivative along the segment from
 the split truth $G_0$ (`jaxmoe.bounds.difference`, which also says which truth that profile is of): its round-off
 is of the size of $|G - G_0|$ times $u$, measured the same way with $T$ applied to both ends of the segment.
-An $\varepsilon$ is resolvable only where $\omega \ge 100 \times$ floor and a start ended there with a finite, feasible point, and so is every
-$\varepsilon$ between it and the largest resolvable one (`resolvable`): below the first $\varepsilon$ that fails,
-the envelope is within reach of the floor, whose estimate scatters by 2x between neighbouring $\varepsilon$, so
-a later pass of the 100x test is that scatter, not a resolved $\omega$.
+An $\varepsilon$ is resolvable only where $\omega \ge 100 \times$ floor and a start ended there with a finite,
+feasible point, and so is every $\varepsilon$ between it and the largest resolvable one (`resolvable`): below the
+first $\varepsilon$ that fails, the envelope is within reach of the floor, whose estimate scatters by 2x between
+neighbouring $\varepsilon$, so a later pass of the 100x test is that scatter, not a resolved $\omega$.
 
 **Local exponent.** $m$ = the least-squares slope of $\log\omega$ on $\log\varepsilon$ over the smallest
 resolvable decade of $\varepsilon$ (at least 8 points, else None): $\omega \sim \varepsilon^m$, $m = 1$ for the
