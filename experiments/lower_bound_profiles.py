@@ -1,7 +1,8 @@
 """Inverse-bound profiles omega(eps), two-point curves LB(n) and verdicts for the six Table 1 presets (issue 14).
 
     .venv/bin/python experiments/lower_bound_profiles.py [--starts 8] [--iterations 200] [--out DIR]
-        [--optimiser lbfgs|gauss_newton|both] [--difference direct|path] [--rows NAME,NAME]
+        [--optimiser lbfgs|gauss_newton|both] [--difference direct|path]
+        [--continuation rescale|secant] [--rows NAME,NAME]
     .venv/bin/python experiments/lower_bound_profiles.py --set own     # the pre-registered truths (own_truths.py)
     .venv/bin/python experiments/lower_bound_profiles.py --verdicts-from DIR/profiles.json   # fit nothing
 
@@ -28,7 +29,7 @@ import time
 
 import numpy as np
 
-from jaxmoe.bounds import (DIFFERENCES, OPTIMISERS, InverseBoundProfile, bound_verdict, inverse_bound, plot_bound,
+from jaxmoe.bounds import (CONTINUATIONS, DIFFERENCES, OPTIMISERS, InverseBoundProfile, bound_verdict, inverse_bound, plot_bound,
                            pool_profiles, taylor_check, two_point_curve)
 from jaxmoe.bounds.profile import default_eps
 from jaxmoe.presets import get_preset
@@ -86,7 +87,7 @@ def run_row(name: str, spec, args) -> tuple[dict, dict]:
         t = time.time()
         prof = inverse_bound(setting, loss=loss, r=r, eps=default_eps(1.0, args.eps_min), starts=args.starts,
                              iterations=args.iterations, divide_out=divide, optimiser=args.optimiser,
-                             difference=args.difference)
+                             difference=args.difference, continuation=args.continuation)
         profiles[r], seconds[r], own[r] = prof, time.time() - t, prof.exponent
         ok = prof.resolvable
         print(f"{name:32s} {loss:12s} r={r} {seconds[r]:6.1f}s exponent={prof.exponent} "
@@ -100,7 +101,7 @@ def run_row(name: str, spec, args) -> tuple[dict, dict]:
     v = bound_verdict(profiles, m_theory=theory, sigma=setting.sigma)
     first = profiles[rs[0]]
     rec = {"setting": setting.name, "d": setting.d, "loss": loss, "optimiser": args.optimiser,
-           "difference": args.difference,
+           "difference": args.difference, "continuation": args.continuation,
            "divided_out": list(first.divided_out), "m_theory": list(theory.values()),
            "verdict": v.verdict, "why": v.why, "rate": v.rate, "exponents": {str(r): m for r, m in v.exponents.items()},
            "not_identifiable": first.not_identifiable, "symmetry_loss": first.symmetry_loss,
@@ -130,6 +131,7 @@ def main():
     ap.add_argument("--iterations", type=positive_int, default=200)
     ap.add_argument("--optimiser", choices=sorted(OPTIMISERS), default="lbfgs")
     ap.add_argument("--difference", choices=DIFFERENCES, default="direct")
+    ap.add_argument("--continuation", choices=CONTINUATIONS, default="rescale")
     ap.add_argument("--set", choices=("presets", "own"), default="presets")
     ap.add_argument("--rows", help="comma-separated row names (default: every row of the set)")
     ap.add_argument("--eps-min", type=float, help="smallest eps (default 1e-6; own truths 1e-4)")

@@ -212,6 +212,10 @@ def add_bound_parser(sub) -> None:
                    help=f"one of {list(jaxmoe.bounds.DIFFERENCES)}: how f_G - f* is computed; path integrates the "
                         "directional derivative from the split truth, so its round-off falls with |G - G0| instead "
                         "of staying at 1e-16 ||f*||: jaxmoe/bounds/difference.py")
+    p.add_argument("--continuation", default="rescale",
+                   help=f"one of {list(jaxmoe.bounds.CONTINUATIONS)}: how each eps's starts come from the larger "
+                        "eps; secant extrapolates every offset coordinate as a power of eps through the last two "
+                        "solutions (kept where it starts lower): jaxmoe/bounds/profile.py")
     p.add_argument("--sizes", type=_sizes, help="sample sizes of the two-point curve (default 41 from 1e2 to 1e12)")
     p.add_argument("--m-theory", type=_positive_float, default=1.0, help="the exponent the theory predicts (1)")
     p.add_argument("--out", help="folder for bound.json and bound.png / bound.pdf (created)")
@@ -241,6 +245,9 @@ def _check_bound_args(args, setting) -> tuple[str, np.ndarray]:
         raise JaxMoEInputError("--optimiser", args.optimiser, f"must be one of {sorted(jaxmoe.bounds.OPTIMISERS)}")
     if args.difference not in jaxmoe.bounds.DIFFERENCES:
         raise JaxMoEInputError("--difference", args.difference, f"must be one of {list(jaxmoe.bounds.DIFFERENCES)}")
+    if args.continuation not in jaxmoe.bounds.CONTINUATIONS:
+        raise JaxMoEInputError("--continuation", args.continuation,
+                               f"must be one of {list(jaxmoe.bounds.CONTINUATIONS)}")
     if args.eps_min >= args.eps_max:
         raise JaxMoEInputError("--eps-min", args.eps_min, f"must be < --eps-max = {args.eps_max}")
     if args.out and os.path.exists(os.path.join(args.out, "bound.json")):  # never overwrite a finished study
@@ -269,7 +276,8 @@ def cmd_bound(args) -> int:
     rs = args.r or [None]
     profiles = {r: jaxmoe.inverse_bound(setting, loss=loss, r=r, eps=eps, starts=args.starts, k=args.k,
                                         iterations=args.iterations, divide_out=args.divide_out,
-                                        optimiser=args.optimiser, difference=args.difference) for r in rs}
+                                        optimiser=args.optimiser, difference=args.difference,
+                                        continuation=args.continuation) for r in rs}
     if len(profiles) > 1:  # every r's envelope over the measures all r found (each an upper bound on omega)
         profiles = jaxmoe.bounds.pool_profiles(setting, profiles)
     verdict = jaxmoe.bound_verdict(profiles, m_theory=args.m_theory, sigma=setting.sigma)
@@ -280,7 +288,7 @@ def cmd_bound(args) -> int:
     out = {"setting": setting.name, "verdict": verdict.verdict, "why": verdict.why, "rate": verdict.rate,
            "exponents": {str(r): m for r, m in verdict.exponents.items()},
            "exponent": prof.exponent, "loss": loss, "r": rs[0], "k": prof.k, "optimiser": prof.optimiser,
-           "difference": prof.difference, "floor": prof.floor,
+           "difference": prof.difference, "continuation": prof.continuation, "floor": prof.floor,
            "not_identifiable": prof.not_identifiable, "divided_out": list(prof.divided_out),
            "profile": _profile_json(prof), "two_point": _curve_json(curve),
            "profiles": {str(r): {"profile": _profile_json(p), "two_point": _curve_json(curves.get(r))}

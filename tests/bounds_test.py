@@ -3,6 +3,7 @@ profile's exponent, symmetries that move the loss, bad input."""
 
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -47,6 +48,44 @@ def test_both_optimisers_give_the_lower_envelope_of_each(one_linear_atom, one_li
     both = inverse_bound(one_linear_atom(), loss="d2r", r=1.0, eps=eps, starts=4, iterations=150, optimiser="both")
     np.testing.assert_allclose(both.omega, np.minimum(one_linear_profile.omega, gn.omega), rtol=1e-12)
     assert np.all(both.kept_starts == 8) and both.start_status.shape == (3, 8) and both.optimiser == "both"
+
+
+class _AnisotropicPath:
+    """A duck-typed problem whose optimal offsets at eps are (sqrt(eps), eps) (an over-fitted split's location and
+    weight): D = (d0^2 + d1) / 2, and ||f_G - f*||^2 = (d0^2 - d1)^2 vanishes exactly on that curve."""
+
+    def loss(self, base, d):
+        return 0.5 * (d[0] ** 2 + d[1])
+
+    def sq(self, base, d):
+        return (d[0] ** 2 - d[1]) ** 2
+
+
+def test_secant_continuation_follows_an_anisotropic_optimum_that_rescaling_leaves():
+    # Through the optima at e2 > e1 the secant predictor extrapolates each coordinate by its own power (1/2 and 1)
+    # and lands on the optimum at e; rescaling the last optimum along itself cannot (its two coordinates would
+    # have to scale differently), so its start is off the curve, and secant keeps the lower of the two.
+    from jaxmoe.bounds import CONTINUATIONS
+
+    def opt(e):
+        return jnp.array([np.sqrt(e), e])
+
+    prob, base, (e2, e1, e) = _AnisotropicPath(), None, (0.04, 0.02, 0.005)
+    with jax.enable_x64(True):
+        args = (prob, base, opt(e1), opt(e2), jnp.asarray(e), jnp.asarray(e1), jnp.asarray(e2))
+        secant, plain = CONTINUATIONS["secant"](*args), CONTINUATIONS["rescale"](*args)
+        np.testing.assert_allclose(secant, opt(e), rtol=1e-10)
+        np.testing.assert_allclose([prob.loss(base, secant), prob.loss(base, plain)], [e, e], rtol=1e-10)
+        assert prob.sq(base, secant) < 1e-20 < 1e-8 < prob.sq(base, plain)
+        first = CONTINUATIONS["secant"](prob, base, opt(e1), opt(e1), jnp.asarray(e), 0.0, 0.0)  # no history yet
+        np.testing.assert_array_equal(first, plain)
+
+
+def test_secant_continuation_keeps_the_closed_form(one_linear_atom):
+    prof = inverse_bound(one_linear_atom(), loss="d2r", r=2.0, eps=np.array([0.5, 0.1, 0.02, 0.004]), starts=4,
+                         iterations=30, optimiser="gauss_newton", continuation="secant")
+    np.testing.assert_allclose(prof.omega, np.sqrt(prof.eps / 3), rtol=1e-12)
+    assert prof.continuation == "secant" and np.all(prof.kept_starts == 4)
 
 
 def _two_exponentials(p, x):
@@ -240,6 +279,7 @@ def test_default_nodes_keep_the_rule_small_in_higher_dimension():
     ({"loss": "d1", "optimiser": "newton"}, "optimiser"),
     ({"loss": "d1", "difference": "exact"}, "difference"),
     ({"loss": "d1", "difference": "path", "path_nodes": 1}, "path_nodes"),
+    ({"loss": "d1", "continuation": "newton"}, "continuation"),
 ])
 def test_bad_input_names_the_field(kwargs, field):
     with pytest.raises(JaxMoEInputError) as err:
@@ -396,6 +436,7 @@ def test_cli_bound_several_r_writes_json_and_plots(capsys, tmp_path):
     (["--preset", "softmax-ridge", "--sizes", "100"], "--sizes"),
     (["--preset", "softmax-ridge", "--optimiser", "newton"], "--optimiser"),
     (["--preset", "softmax-ridge", "--difference", "exact"], "--difference"),
+    (["--preset", "softmax-ridge", "--continuation", "newton"], "--continuation"),
 ])
 def test_cli_bound_bad_input_is_one_line_and_exit_2(argv, field, capsys):
     from jaxmoe.cli import main

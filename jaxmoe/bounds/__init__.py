@@ -18,7 +18,7 @@ from jaxmoe.bounds.alternatives import LocalAlternatives, local_alternatives, pa
 from jaxmoe.bounds.conditioning import Conditioning, conditioning, search_truths
 from jaxmoe.bounds.difference import DIFFERENCES, path_difference
 from jaxmoe.bounds.plot import plot_bound
-from jaxmoe.bounds.profile import (OPTIMISERS, START_STATUS, InverseBoundProfile, default_eps, default_nodes,
+from jaxmoe.bounds.profile import (CONTINUATIONS, OPTIMISERS, START_STATUS, InverseBoundProfile, default_eps, default_nodes,
                                    inverse_bound, loss_function, pool_profiles)
 from jaxmoe.bounds.quadrature import Quadrature, quadrature
 from jaxmoe.bounds.taylor import TaylorCheck, taylor_check
@@ -27,6 +27,6 @@ from jaxmoe.bounds.verdict import VERDICTS, BoundVerdict, bound_verdict
 
 __all__ = ["Conditioning", "conditioning", "search_truths", "LocalAlternatives", "local_alternatives", "pair_bounds",
            "START_STATUS", "InverseBoundProfile", "default_eps", "default_nodes", "inverse_bound", "loss_function",
-           "pool_profiles", "OPTIMISERS", "DIFFERENCES", "path_difference",
+           "pool_profiles", "CONTINUATIONS", "OPTIMISERS", "DIFFERENCES", "path_difference",
            "Quadrature", "quadrature", "TwoPointCurve", "two_point_curve", "VERDICTS", "BoundVerdict", "bound_verdict",
            "plot_bound", "TaylorCheck", "taylor_check"]

@@ -61,7 +61,7 @@ from jaxmoe.families.cells import check_r
 from jaxmoe.validation import require, require_positive_int
 
 __all__ = ["InverseBoundProfile", "inverse_bound", "default_eps", "default_nodes", "local_exponent", "loss_function",
-           "pool_profiles", "resolvable", "OPTIMISERS", "nearest_split", "split_truths", "symmetry_losses",
+           "pool_profiles", "resolvable", "CONTINUATIONS", "OPTIMISERS", "nearest_split", "split_truths", "symmetry_losses",
            "START_STATUS"]
 
 START_STATUS = ("converged", "max_iter", "infeasible", "nonfinite")  # per (eps, start); the first two are kept
@@ -96,6 +96,7 @@ class InverseBoundProfile(NamedTuple):
     optimiser: str = "lbfgs"  # the key of `OPTIMISERS` that found the measures
     difference: str = "direct"  # the key of `DIFFERENCES` omega and the floor were computed with
     path_nodes: int = PATH_NODES  # its t-rule, for "path"
+    continuation: str = "rescale"  # the key of `CONTINUATIONS` that made each eps's starts
 
     @property
     def at_floor(self) -> np.ndarray:
@@ -347,7 +348,7 @@ def _check_eps(eps) -> np.ndarray:
 def inverse_bound(setting, *, loss: str, r: float | None = None, eps=None, starts: int = 16, key=None,
                   iterations: int = 400, nodes: int | None = None, penalty: float = 1e3, k: int | None = None,
                   divide_out: bool = False, optimiser: str = "lbfgs", difference: str = "direct",
-                  path_nodes: int = PATH_NODES) -> InverseBoundProfile:
+                  path_nodes: int = PATH_NODES, continuation: str = "rescale") -> InverseBoundProfile:
     """The profile omega(eps) of `setting` (a `jaxmoe.Setting`: model, truth, input law, fitted k) for the
     family loss `loss` (a key of the family's `LOSSES`; `r` for the power-r losses). Float64 throughout.
     `k`: fitted atoms (default `setting.k_fit`, >= k*). `nodes`: Gauss-Legendre nodes per axis (default
@@ -356,7 +357,9 @@ def inverse_bound(setting, *, loss: str, r: float | None = None, eps=None, start
     `optimiser`: a key of `OPTIMISERS` ("both": each start by each optimiser, so up to 2 x `starts` kept points
     per eps; `penalty` is used by L-BFGS only). `difference`: a key of `DIFFERENCES`, how f_G - f* is computed
     ("path": floor-free along the segment from the split truth, `path_nodes` Gauss-Legendre points in t;
-    `jaxmoe.bounds.difference`). Module docstring: the method and its guarantees."""
+    `jaxmoe.bounds.difference`). `continuation`: a key of `CONTINUATIONS`, how each eps's start is made from the
+    solutions at larger eps ("secant": per-coordinate power-law extrapolation, kept where it starts lower).
+    Module docstring: the method and its guarantees."""
     eps = _check_eps(default_eps() if eps is None else eps)
     starts = require_positive_int("starts", starts)
     iterations = require_positive_int("iterations", iterations)
@@ -364,13 +367,14 @@ def inverse_bound(setting, *, loss: str, r: float | None = None, eps=None, start
     require(optimiser in OPTIMISERS, "optimiser", optimiser, f"must be one of {sorted(OPTIMISERS)}")
     require(difference in DIFFERENCES, "difference", difference, f"must be one of {list(DIFFERENCES)}")
     path_nodes = require_positive_int("path_nodes", path_nodes, 2)
+    require(continuation in CONTINUATIONS, "continuation", continuation, f"must be one of {list(CONTINUATIONS)}")
     k = setting.k_fit if k is None else require_positive_int("k", k)
     require(k >= setting.k_star, "k", k, f"must be >= k* = {setting.k_star}")
     key = jax.random.PRNGKey(0) if key is None else key
     nodes = default_nodes(setting.d) if nodes is None else require_positive_int("nodes", nodes, 2)
     with jax.enable_x64(True):
-        return _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, divide_out, optimiser,
-                        (difference, path_nodes))
+        return _profile(setting, loss, r, eps, starts, key, nodes, k, divide_out,
+                        _Options(iterations, penalty, optimiser, difference, path_nodes, continuation))
 
 
 def default_nodes(d: int) -> int:
@@ -380,19 +384,30 @@ def default_nodes(d: int) -> int:
     return 96 if d == 1 else max(3, int(2000.0 ** (1.0 / d) + 1e-9))
 
 
-def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, divide_out, optimiser, difference):
+class _Options(NamedTuple):
+    """How `_profile` optimises and differences (the arguments of `inverse_bound` of the same names)."""
+    iterations: int
+    penalty: float
+    optimiser: str
+    difference: str
+    path_nodes: int
+    continuation: str
+
+
+def _profile(setting, loss, r, eps, starts, key, nodes, k, divide_out, opts: _Options):
     model = setting.fitted_model(k)
     truth = setting.truth_params()  # float64: called under enable_x64
     D = loss_function(model, truth, loss, r, divide_out)
     quad = quadrature(setting.inputs, setting.d, nodes)
     qx, qw = jnp.asarray(quad.x), jnp.asarray(quad.w)
     bases, free, unravel = _bases(model, truth, setting.k_star, starts)
-    prob = _Problem(model, unravel, free, qx, qw, setting.model(truth, qx), D, *difference)
+    prob = _Problem(model, unravel, free, qx, qw, setting.model(truth, qx), D, opts.difference, opts.path_nodes)
     if prob.difference == "path":
         _check_split_is_exact(prob, bases, model.symmetry_tangents, k)
     directions = _start_directions(prob, bases, key, starts)
-    runs = [jax.jit(lambda b, u, e, m=m: _sweep(prob, b, u, e, iterations, penalty, m))(
-        bases, directions, jnp.asarray(eps)) for m in OPTIMISERS[optimiser]]
+    predict = CONTINUATIONS[opts.continuation]
+    runs = [jax.jit(lambda b, u, e, m=m: _sweep(prob, b, u, e, opts.iterations, opts.penalty, m, predict))(
+        bases, directions, jnp.asarray(eps)) for m in OPTIMISERS[opts.optimiser]]
     best, best_sq, status = (jnp.concatenate(parts) for parts in zip(*runs))
     bases = jnp.concatenate([bases] * len(runs))  # one row per (minimiser, start)
     found_d = jax.vmap(jax.vmap(prob.loss, (None, 0)))(bases, best)
@@ -402,8 +417,8 @@ def _profile(setting, loss, r, eps, starts, key, iterations, nodes, penalty, k, 
     return _summarise(loss, r, eps, np.asarray(best_sq), np.asarray(found_d), np.asarray(status),
                       np.asarray(floors), _quadrature_errors(prob, bases, best, fine, setting, truth),
                       _symmetry_loss(prob, bases[0], model), measures)._replace(
-        k=k, divided_out=model.divided_symmetries() if divide_out else (), optimiser=optimiser,
-        difference=difference[0], path_nodes=difference[1])
+        k=k, divided_out=model.divided_symmetries() if divide_out else (), optimiser=opts.optimiser,
+        difference=opts.difference, path_nodes=opts.path_nodes, continuation=opts.continuation)
 
 
 def _check_split_is_exact(prob, bases, tangents_fn, k: int):
@@ -428,15 +443,44 @@ def _start_directions(prob, bases, key, starts: int):
     return jnp.where((jnp.arange(starts) % 2 == 1)[:, None], mix, rand)
 
 
-def _sweep(prob, bases, directions, eps, iterations, penalty, minimise):
-    """Per start (vmap), a scan over eps (descending) with continuation."""
+def _continue_rescale(prob, base, prev, prev2, e, e_prev, e_prev2):
+    """The previous solution rescaled along itself to D = eps."""
+    del prev2, e_prev, e_prev2
+    return _rescale(prob, base, prev, e)
+
+
+def _continue_secant(prob, base, prev, prev2, e, e_prev, e_prev2):
+    r"""The better (lower $\|f_G - f^*\|$) of `_continue_rescale` and a secant predictor: each offset coordinate
+    extrapolated as a power of $\varepsilon$ through the last two solutions, $\delta_j(\varepsilon) =
+    \delta_j(\varepsilon_1)(\varepsilon / \varepsilon_1)^{a_j}$ with $a_j$ = the log-log slope of $|\delta_j|$
+    between $\varepsilon_2 > \varepsilon_1$ (clipped to [0, 2]; 0 where the coordinate changed sign or is 0),
+    then rescaled along itself to D = eps. An optimal measure whose coordinates scale with different powers (an
+    over-fitted split: locations ~ eps^(1/2), weights ~ eps) is not a rescaling of the previous one."""
+    plain = _rescale(prob, base, prev, e)
+    e_prev, e_prev2 = jnp.asarray(e_prev), jnp.asarray(e_prev2)  # 0 before the second eps: no history
+    same = (prev * prev2 > 0) & (e_prev2 > e_prev)
+    ratio = jnp.where(same, jnp.abs(prev) / jnp.where(same, jnp.abs(prev2), 1.0), 1.0)
+    slope = jnp.log(ratio) / jnp.log(jnp.where(e_prev2 > e_prev, e_prev / e_prev2, 0.5))
+    a = jnp.where(same, jnp.clip(slope, 0.0, 2.0), 0.0)
+    pred = _rescale(prob, base, prev * (e / jnp.where(e_prev > 0, e_prev, e)) ** a, e)
+    return jnp.where(prob.sq(base, pred) < prob.sq(base, plain), pred, plain)
+
+
+# How each eps's start is made from the solutions at the larger eps (`inverse_bound(continuation=...)`).
+CONTINUATIONS = {"rescale": _continue_rescale, "secant": _continue_secant}
+
+
+def _sweep(prob, bases, directions, eps, iterations, penalty, minimise, predict=_continue_rescale):
+    """Per start (vmap), a scan over eps (descending) with continuation (`predict`: a value of CONTINUATIONS)."""
     def one(base, direction):
-        def step(prev, e):
-            d0 = _rescale(prob, base, prev, e)
+        def step(carry, e):
+            prev, prev2, e_prev, e_prev2 = carry
+            d0 = predict(prob, base, prev, prev2, e, e_prev, e_prev2)
             d, s, st = minimise(prob, base, d0, e, iterations, penalty)
             d = jnp.where(jnp.isfinite(s), d, d0)
-            return jnp.where(jnp.linalg.norm(d) > 0, d, direction), (d, s, st)
-        _, out = jax.lax.scan(step, direction, eps)
+            return (jnp.where(jnp.linalg.norm(d) > 0, d, direction), prev, e, e_prev), (d, s, st)
+        zero = jnp.zeros((), eps.dtype)
+        _, out = jax.lax.scan(step, (direction, direction, zero, zero), eps)
         return out
     return jax.vmap(one)(bases, directions)
 
