@@ -142,6 +142,14 @@ def test_path_difference_is_refused_where_the_split_changes_f():
     assert "\n" not in str(err.value)
 
 
+def test_path_difference_is_accepted_where_a_symmetric_image_is_bit_exact():
+    # dts-nonlinear-router's gate translation reproduces f bit for bit (a measured floor of 0) while the split
+    # truth's f differs from f* by 1e-16 (its rounded logits): the check must use the plain floor k u ||f*||
+    prof = inverse_bound(get_preset("dts-nonlinear-router"), loss="d4", eps=np.array([0.1]), starts=1, iterations=2,
+                         optimiser="gauss_newton", difference="path")
+    assert prof.difference == "path" and np.isfinite(prof.omega).all() and np.all(prof.floor > 0)
+
+
 def test_path_difference_moves_the_floor_near_the_truth():
     # softmax-ridge at eps 1e-5: the plain difference's floor is ~1e-16 ||f*||; the path's is ~u |G - G0|
     kw = dict(loss="d1", eps=np.array([1e-5]), starts=2, iterations=5, optimiser="gauss_newton")

@@ -11,7 +11,10 @@ $D$ is the family's (`LOSSES`), which recomputes the Voronoi cells at every eval
 softmax translation, so neither a cell re-labelling nor a translation can fake a large $D$ at $f_G = f^*$.
 
 **Optimisation.** For each $\varepsilon$ (descending: continuation, each start carried from the previous
-$\varepsilon$ and rescaled along itself until $D = \varepsilon$ by bisection) and each start (a random
+$\varepsilon$ and rescaled along itself until $D = \varepsilon$ by bisection; `continuation="secant"` also
+extrapolates each offset coordinate as its own power of $\varepsilon$ through the last two solutions and keeps
+whichever start is lower, since an over-fitted split's locations scale as $\varepsilon^{1/2}$ and its weights as
+$\varepsilon$) and each start (a random
 direction, or a random combination of the flattest directions of the Jacobian of $f$ at the split truth;
 starts cycle over which true atom gets the extra atoms), L-BFGS minimises
 $\log \|f_G - f^*\|^2 + \lambda\, \max(0, \log\varepsilon - \log D)^2$ (relative, scale-free), keeping the best
@@ -427,7 +430,10 @@ def _check_split_is_exact(prob, bases, tangents_fn, k: int):
     plain = prob._replace(difference="direct")
     zero = jnp.zeros(prob.free.shape[0], bases.dtype)
     gap = jax.vmap(lambda b: jnp.sqrt(plain.sq(b, zero)))(bases)
-    floor = jax.vmap(lambda b: _floor(plain, b, zero, tangents_fn, k))(bases)
+    # A symmetric image can reproduce f bit for bit (a floor of 0); a plain difference is never resolved below
+    # k u ||f*||, the no-symmetry floor.
+    plain_floor = _floor_at(plain, plain.params(bases[0], zero), plain.unravel(bases[0]), lambda g: {}, k)
+    floor = jnp.maximum(jax.vmap(lambda b: _floor(plain, b, zero, tangents_fn, k))(bases), plain_floor)
     worst = int(jnp.argmax(gap / floor))
     require(bool(gap[worst] <= RESOLVE * floor[worst]), "difference", "path",
             f"needs f = f* at the split truth, which is off by {float(gap[worst]):.3g} here (float64 floor "
