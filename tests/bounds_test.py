@@ -502,6 +502,32 @@ def test_linear_row_profile_sits_at_the_float64_floor():
     assert v.verdict == "not_identifiable" and "round-off" in v.why
 
 
+@pytest.mark.parametrize("r", [1.0, 2.0])
+def test_hierarchical_linear_atoms_on_one_gate_slope_merge_exactly(r):
+    """The hierarchical-linear mechanism the secant continuation found: within a group, an atom and its extra copy
+    with one gate slope have proportional gates, so with linear experts any weight split (w, 1 - w) with the
+    weighted-mean expert equal to the true one gives f_G = f* while eq. (29) > 0 (experiments/lower_bound.md)."""
+    from jaxmoe.bounds import loss_function
+    from jaxmoe.bounds.profile import split_truths
+
+    setting = get_preset("hierarchical-linear")
+    with jax.enable_x64(True):
+        model, truth = setting.fitted_model(), setting.truth_params()
+        splits, unravel = split_truths(model, truth, setting.k_star)
+        g = unravel(splits[0])  # atoms (0, 1, copy of 0) in each group, the pair's logits beta0* - log 2
+        w, c = 0.3, 0.4
+        b0 = truth.beta0[1, 0]
+        beta0 = g.beta0.at[1, 0].set(b0 + np.log(w)).at[1, 2].set(b0 + np.log(1 - w))
+        eta = {name: e.at[1, 0].add((1 - w) * c).at[1, 2].add(-w * c) for name, e in g.eta.items()}
+        merged = g._replace(beta0=beta0, eta=eta)
+        x = jnp.linspace(-1.0, 1.0, 41)[None, :]
+        gap = float(jnp.max(jnp.abs(model(merged, x) - setting.model(truth, x))))
+        loss = float(loss_function(model, truth, "hierarchical", r)(merged))
+        moved = float(jnp.max(jnp.abs(model(g._replace(eta=eta), x) - setting.model(truth, x))))
+    assert gap < 1e-14 and loss > 0.05, (gap, loss)
+    assert moved > 1e-3  # the weights must match the expert spread: an even split with this spread moves f
+
+
 def test_steep_gates_leave_the_split_inside_the_box():
     """True slopes 6, -6, 0: the fits' gauge translates a split of atom 0 by its slope (-12, clipped to -10 by
     Theta), which moved the profile's base off the truth and made the translations 'move' D1 (0.46). The

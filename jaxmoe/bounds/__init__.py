@@ -18,8 +18,8 @@ from jaxmoe.bounds.alternatives import LocalAlternatives, local_alternatives, pa
 from jaxmoe.bounds.conditioning import Conditioning, conditioning, search_truths
 from jaxmoe.bounds.difference import DIFFERENCES, path_difference
 from jaxmoe.bounds.plot import plot_bound
-from jaxmoe.bounds.profile import (CONTINUATIONS, OPTIMISERS, START_STATUS, InverseBoundProfile, default_eps, default_nodes,
-                                   inverse_bound, loss_function, pool_profiles)
+from jaxmoe.bounds.profile import (CONTINUATIONS, OPTIMISERS, START_STATUS, InverseBoundProfile, default_eps,
+                                   default_nodes, inverse_bound, loss_function, pool_profiles)
 from jaxmoe.bounds.quadrature import Quadrature, quadrature
 from jaxmoe.bounds.taylor import TaylorCheck, taylor_check
 from jaxmoe.bounds.two_point import TwoPointCurve, two_point_curve

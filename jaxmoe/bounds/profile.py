@@ -64,8 +64,8 @@ from jaxmoe.families.cells import check_r
 from jaxmoe.validation import require, require_positive_int
 
 __all__ = ["InverseBoundProfile", "inverse_bound", "default_eps", "default_nodes", "local_exponent", "loss_function",
-           "pool_profiles", "resolvable", "CONTINUATIONS", "OPTIMISERS", "nearest_split", "split_truths", "symmetry_losses",
-           "START_STATUS"]
+           "pool_profiles", "resolvable", "CONTINUATIONS", "OPTIMISERS", "nearest_split", "split_truths",
+           "symmetry_losses", "START_STATUS"]
 
 START_STATUS = ("converged", "max_iter", "infeasible", "nonfinite")  # per (eps, start); the first two are kept
 FEASIBLE = 1e-3  # kept points have D >= (1 - FEASIBLE) eps
