@@ -2,7 +2,7 @@
 
     .venv/bin/python experiments/lower_bound_profiles.py [--starts 8] [--iterations 200] [--out DIR]
         [--optimiser lbfgs|gauss_newton|both] [--difference direct|path]
-        [--continuation rescale|secant] [--rows NAME,NAME]
+        [--continuation rescale|secant] [--per-decade 8] [--rows NAME,NAME]
     .venv/bin/python experiments/lower_bound_profiles.py --set own     # the pre-registered truths (own_truths.py)
     .venv/bin/python experiments/lower_bound_profiles.py --verdicts-from DIR/profiles.json   # fit nothing
 
@@ -85,9 +85,9 @@ def run_row(name: str, spec, args) -> tuple[dict, dict]:
     profiles, seconds, own = {}, {}, {}
     for r in rs:
         t = time.time()
-        prof = inverse_bound(setting, loss=loss, r=r, eps=default_eps(1.0, args.eps_min), starts=args.starts,
-                             iterations=args.iterations, divide_out=divide, optimiser=args.optimiser,
-                             difference=args.difference, continuation=args.continuation)
+        prof = inverse_bound(setting, loss=loss, r=r, eps=default_eps(1.0, args.eps_min, args.per_decade),
+                             starts=args.starts, iterations=args.iterations, divide_out=divide,
+                             optimiser=args.optimiser, difference=args.difference, continuation=args.continuation)
         profiles[r], seconds[r], own[r] = prof, time.time() - t, prof.exponent
         ok = prof.resolvable
         print(f"{name:32s} {loss:12s} r={r} {seconds[r]:6.1f}s exponent={prof.exponent} "
@@ -101,7 +101,7 @@ def run_row(name: str, spec, args) -> tuple[dict, dict]:
     v = bound_verdict(profiles, m_theory=theory, sigma=setting.sigma)
     first = profiles[rs[0]]
     rec = {"setting": setting.name, "d": setting.d, "loss": loss, "optimiser": args.optimiser,
-           "difference": args.difference, "continuation": args.continuation,
+           "difference": args.difference, "continuation": args.continuation, "per_decade": args.per_decade,
            "divided_out": list(first.divided_out), "m_theory": list(theory.values()),
            "verdict": v.verdict, "why": v.why, "rate": v.rate, "exponents": {str(r): m for r, m in v.exponents.items()},
            "not_identifiable": first.not_identifiable, "symmetry_loss": first.symmetry_loss,
@@ -135,6 +135,8 @@ def main():
     ap.add_argument("--set", choices=("presets", "own"), default="presets")
     ap.add_argument("--rows", help="comma-separated row names (default: every row of the set)")
     ap.add_argument("--eps-min", type=float, help="smallest eps (default 1e-6; own truths 1e-4)")
+    ap.add_argument("--per-decade", type=positive_int, default=8,
+                    help="eps per decade (8); more makes each continuation step smaller")
     ap.add_argument("--out", default="experiments/results/lower_bound")
     ap.add_argument("--verdicts-from", help="print the verdicts of a profiles.json written earlier; fit nothing")
     args = ap.parse_args()
