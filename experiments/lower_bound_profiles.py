@@ -2,7 +2,7 @@
 
     .venv/bin/python experiments/lower_bound_profiles.py [--starts 8] [--iterations 200] [--out DIR]
         [--optimiser lbfgs|gauss_newton|both] [--difference direct|path]
-        [--continuation rescale|secant] [--per-decade 8] [--rows NAME,NAME]
+        [--continuation rescale|secant] [--per-decade 8[,16]] [--rows NAME,NAME]
     .venv/bin/python experiments/lower_bound_profiles.py --set own     # the pre-registered truths (own_truths.py)
     .venv/bin/python experiments/lower_bound_profiles.py --verdicts-from DIR/profiles.json   # fit nothing
 
@@ -33,7 +33,7 @@ from jaxmoe.bounds import (CONTINUATIONS, DIFFERENCES, OPTIMISERS, InverseBoundP
                            pool_profiles, taylor_check, two_point_curve)
 from jaxmoe.bounds.profile import default_eps
 from jaxmoe.presets import get_preset
-from shared import positive_int
+from shared import positive_int, positive_ints
 
 R_ALL = (1.0, 2.0, 3.0, 4.0)
 # (setting, loss, r values, divide out, theory exponent per r): the loss each row's theorem is about (THEORY.md §3-5).
@@ -79,15 +79,29 @@ def profile_record(prof: InverseBoundProfile, sigma: float, seconds: float, sett
     return rec
 
 
+def run_grids(setting, loss: str, r, divide: bool, args) -> InverseBoundProfile:
+    """One profile per entry of `--per-decade`; with several, the finest grid's profile with its envelope over the
+    measures of every run (`pool_profiles`: each run acts as more starts; the branch a continuation follows
+    depends on its step, experiments/lower_bound.md)."""
+    runs = {}
+    for per_decade in args.per_decade:
+        runs[per_decade] = inverse_bound(
+            setting, loss=loss, r=r, eps=default_eps(1.0, args.eps_min, per_decade), starts=args.starts,
+            iterations=args.iterations, divide_out=divide, optimiser=args.optimiser, difference=args.difference,
+            continuation=args.continuation)
+        print(f"  per decade {per_decade}: exponent {runs[per_decade].exponent}", flush=True)
+    if len(runs) == 1:
+        return runs[args.per_decade[0]]
+    return pool_profiles(setting, runs)[max(runs)]
+
+
 def run_row(name: str, spec, args) -> tuple[dict, dict]:
     make, loss, rs, divide, theory = spec
     setting = make()
     profiles, seconds, own = {}, {}, {}
     for r in rs:
         t = time.time()
-        prof = inverse_bound(setting, loss=loss, r=r, eps=default_eps(1.0, args.eps_min, args.per_decade),
-                             starts=args.starts, iterations=args.iterations, divide_out=divide,
-                             optimiser=args.optimiser, difference=args.difference, continuation=args.continuation)
+        prof = run_grids(setting, loss, r, divide, args)
         profiles[r], seconds[r], own[r] = prof, time.time() - t, prof.exponent
         ok = prof.resolvable
         print(f"{name:32s} {loss:12s} r={r} {seconds[r]:6.1f}s exponent={prof.exponent} "
@@ -135,8 +149,9 @@ def main():
     ap.add_argument("--set", choices=("presets", "own"), default="presets")
     ap.add_argument("--rows", help="comma-separated row names (default: every row of the set)")
     ap.add_argument("--eps-min", type=float, help="smallest eps (default 1e-6; own truths 1e-4)")
-    ap.add_argument("--per-decade", type=positive_int, default=8,
-                    help="eps per decade (8); more makes each continuation step smaller")
+    ap.add_argument("--per-decade", type=positive_ints, default=[8],
+                    help="eps per decade (8); more makes each continuation step smaller; a comma list (8,16) runs "
+                         "each grid and pools their measures on the finest")
     ap.add_argument("--out", default="experiments/results/lower_bound")
     ap.add_argument("--verdicts-from", help="print the verdicts of a profiles.json written earlier; fit nothing")
     args = ap.parse_args()

@@ -172,6 +172,23 @@ def test_pooling_the_measures_of_several_r_keeps_the_closed_form(one_linear_atom
         pool_profiles(one_linear_atom(), {1.0: one_linear_profile._replace(measures=None)})
 
 
+def test_pooling_runs_of_one_r_on_different_grids_takes_the_envelope_of_both(one_linear_atom, one_linear_profile):
+    # Runs of one r with other grids, optimisers or continuations pool like several r: each keeps its own grid and
+    # its envelope is over every measure of every run (hierarchical-ridge's 8 / 16 / 32 a decade, lower_bound.md)
+    from jaxmoe.bounds import pool_profiles
+    gn = inverse_bound(one_linear_atom(), loss="d2r", r=1.0, eps=np.array([0.1, 0.05, 0.02]), starts=4, iterations=30,
+                       optimiser="gauss_newton", continuation="secant")
+    pooled = pool_profiles(one_linear_atom(), {"lbfgs": one_linear_profile, "gn": gn})
+    np.testing.assert_array_equal(pooled["lbfgs"].eps, one_linear_profile.eps)
+    np.testing.assert_array_equal(pooled["gn"].eps, gn.eps)
+    assert np.all(pooled["lbfgs"].omega <= one_linear_profile.omega * (1 + 1e-9))
+    assert np.all(pooled["gn"].omega <= gn.omega * (1 + 1e-9))
+    common = np.minimum(one_linear_profile.omega[1:], gn.omega[[0, 2]])  # eps 0.1 and 0.02 are on both grids
+    np.testing.assert_allclose(pooled["lbfgs"].omega[1:], common, rtol=1e-9)
+    np.testing.assert_allclose(pooled["gn"].omega, gn.eps / 2, rtol=2e-3)
+    assert pooled["gn"].pooled_from == ("lbfgs", "gn")
+
+
 def test_quadrature_integrates_polynomials_exactly_and_sums_to_one():
     q = quadrature(UniformInputs(-1.0, 3.0), 2, 6)
     np.testing.assert_allclose(q.w.sum(), 1.0, rtol=1e-14)

@@ -572,7 +572,9 @@ def pool_profiles(setting, profiles: dict, nodes: int | None = None) -> dict:
     $G \in \Theta$ with its own $D_{r'}(G, G^*)$ and $\|f_G - f^*\|$ at every other $r'$, so the pooled
     envelope is still an upper bound on $\omega$, never above the profile's own, and an optimiser that missed at
     one r what it found at another no longer sets the exponent. The per-start fields (status, spread, kept
-    starts) stay those of the profile's own run; `pooled_from` lists the r pooled."""
+    starts) stay those of the profile's own run; `pooled_from` lists the r pooled. The keys may also name runs of
+    one r (other eps grids, starts, optimisers or continuations: {"8 a decade": p8, "16 a decade": p16}): each
+    keeps its grid, and its envelope is over the measures of all of them."""
     require(isinstance(profiles, dict) and len(profiles) > 0 and all(
         isinstance(p, InverseBoundProfile) and p.measures is not None for p in profiles.values()), "profiles",
         type(profiles).__name__, "must be a non-empty {r: profile} dict of inverse_bound profiles (with measures)")
