@@ -29,8 +29,8 @@ import time
 
 import numpy as np
 
-from jaxmoe.bounds import (CONTINUATIONS, DIFFERENCES, OPTIMISERS, InverseBoundProfile, bound_verdict, inverse_bound, plot_bound,
-                           pool_profiles, taylor_check, two_point_curve)
+from jaxmoe.bounds import (CONTINUATIONS, DIFFERENCES, OPTIMISERS, InverseBoundProfile, bound_verdict, inverse_bound,
+                           plot_bound, pool_profiles, taylor_check, two_point_curve)
 from jaxmoe.bounds.profile import default_eps
 from jaxmoe.presets import get_preset
 from shared import positive_int, positive_ints
