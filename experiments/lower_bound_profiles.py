@@ -29,8 +29,8 @@ import time
 
 import numpy as np
 
-from jaxmoe.bounds import (CONTINUATIONS, DIFFERENCES, OPTIMISERS, InverseBoundProfile, bound_verdict, inverse_bound,
-                           plot_bound, pool_profiles, taylor_check, two_point_curve)
+from jaxmoe.bounds import (CONTINUATIONS, DIFFERENCES, OPTIMISERS, InverseBoundProfile, bound_verdict,
+                           inverse_bound_on_grids, plot_bound, pool_profiles, taylor_check, two_point_curve)
 from jaxmoe.bounds.profile import default_eps
 from jaxmoe.presets import get_preset
 from shared import positive_int, positive_ints
@@ -81,18 +81,12 @@ def profile_record(prof: InverseBoundProfile, sigma: float, seconds: float, sett
 
 def run_grids(setting, loss: str, r, divide: bool, args) -> InverseBoundProfile:
     """One profile per entry of `--per-decade`; with several, the finest grid's profile with its envelope over the
-    measures of every run (`pool_profiles`: each run acts as more starts; the branch a continuation follows
-    depends on its step, experiments/lower_bound.md)."""
-    runs = {}
-    for per_decade in args.per_decade:
-        runs[per_decade] = inverse_bound(
-            setting, loss=loss, r=r, eps=default_eps(1.0, args.eps_min, per_decade), starts=args.starts,
-            iterations=args.iterations, divide_out=divide, optimiser=args.optimiser, difference=args.difference,
-            continuation=args.continuation)
-        print(f"  per decade {per_decade}: exponent {runs[per_decade].exponent}", flush=True)
-    if len(runs) == 1:
-        return runs[args.per_decade[0]]
-    return pool_profiles(setting, runs)[max(runs)]
+    measures of every run (`inverse_bound_on_grids`: each run acts as more starts; the branch a continuation
+    follows depends on its step, experiments/lower_bound.md)."""
+    grids = {per_decade: default_eps(1.0, args.eps_min, per_decade) for per_decade in args.per_decade}
+    return inverse_bound_on_grids(setting, grids, loss=loss, r=r, starts=args.starts, iterations=args.iterations,
+                                  divide_out=divide, optimiser=args.optimiser, difference=args.difference,
+                                  continuation=args.continuation)
 
 
 def run_row(name: str, spec, args) -> tuple[dict, dict]:

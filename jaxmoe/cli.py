@@ -184,6 +184,10 @@ def _r_list(text: str) -> list[float]:
     return [_positive_float(part.strip()) for part in text.split(",")]  # an empty part is refused there
 
 
+def _per_decade_list(text: str) -> list[int]:
+    return sorted({_positive_int(part.strip()) for part in text.split(",")})
+
+
 def add_bound_parser(sub) -> None:
     p = sub.add_parser("bound", help="inverse-bound profile omega(eps), two-point lower bound LB(n) and verdict",
                        description="omega(eps) = inf ||f_G - f*|| over G with D(G, G*) >= eps (jaxmoe.bounds), the "
@@ -200,7 +204,9 @@ def add_bound_parser(sub) -> None:
                         "scaling): MoEFamily.divide_out_symmetries")
     p.add_argument("--eps-max", type=_positive_float, default=1.0)
     p.add_argument("--eps-min", type=_positive_float, default=1e-6)
-    p.add_argument("--per-decade", type=_positive_int, default=8)
+    p.add_argument("--per-decade", type=_per_decade_list, default=[8],
+                   help="eps per decade (8), or several (8,16): one run per grid, pooled on the finest "
+                        "(jaxmoe.bounds.inverse_bound_on_grids; the branch a continuation follows depends on its step)")
     p.add_argument("--starts", type=_positive_int, default=8)
     p.add_argument("--iterations", type=_positive_int, default=200)
     p.add_argument("--optimiser", default="lbfgs",
@@ -231,8 +237,8 @@ def _bound_setting(args):
     return sweeps.load_config(args.config).setting()
 
 
-def _check_bound_args(args, setting) -> tuple[str, np.ndarray]:
-    """Every option checked before any work: the loss, r, k, eps grid and sizes (one line naming the field)."""
+def _check_bound_args(args, setting) -> tuple[str, dict]:
+    """Every option checked before any work: the loss, r, k, eps grids and sizes (one line naming the field)."""
     k = setting.k_fit if args.k is None else args.k
     if k < setting.k_star:
         raise JaxMoEInputError("--k", k, f"must be >= k* = {setting.k_star}")
@@ -256,7 +262,7 @@ def _check_bound_args(args, setting) -> tuple[str, np.ndarray]:
         args.sizes = check_sizes("--sizes", args.sizes)
         if len(args.sizes) < 2:
             raise JaxMoEInputError("--sizes", args.sizes, "must be at least two sample sizes (a curve)")
-    return loss, jaxmoe.bounds.default_eps(args.eps_max, args.eps_min, args.per_decade)
+    return loss, {n: jaxmoe.bounds.default_eps(args.eps_max, args.eps_min, n) for n in args.per_decade}
 
 
 def _profile_json(prof) -> dict:
@@ -272,12 +278,12 @@ def _curve_json(curve) -> dict | None:
 
 def cmd_bound(args) -> int:
     setting = _bound_setting(args)
-    loss, eps = _check_bound_args(args, setting)
+    loss, grids = _check_bound_args(args, setting)
     rs = args.r or [None]
-    profiles = {r: jaxmoe.inverse_bound(setting, loss=loss, r=r, eps=eps, starts=args.starts, k=args.k,
-                                        iterations=args.iterations, divide_out=args.divide_out,
-                                        optimiser=args.optimiser, difference=args.difference,
-                                        continuation=args.continuation) for r in rs}
+    profiles = {r: jaxmoe.bounds.inverse_bound_on_grids(
+        setting, grids, loss=loss, r=r, starts=args.starts, k=args.k, iterations=args.iterations,
+        divide_out=args.divide_out, optimiser=args.optimiser, difference=args.difference,
+        continuation=args.continuation) for r in rs}
     if len(profiles) > 1:  # every r's envelope over the measures all r found (each an upper bound on omega)
         profiles = jaxmoe.bounds.pool_profiles(setting, profiles)
     verdict = jaxmoe.bound_verdict(profiles, m_theory=args.m_theory, sigma=setting.sigma)
@@ -288,7 +294,8 @@ def cmd_bound(args) -> int:
     out = {"setting": setting.name, "verdict": verdict.verdict, "why": verdict.why, "rate": verdict.rate,
            "exponents": {str(r): m for r, m in verdict.exponents.items()},
            "exponent": prof.exponent, "loss": loss, "r": rs[0], "k": prof.k, "optimiser": prof.optimiser,
-           "difference": prof.difference, "continuation": prof.continuation, "floor": prof.floor,
+           "difference": prof.difference, "continuation": prof.continuation, "per_decade": args.per_decade,
+           "floor": prof.floor,
            "not_identifiable": prof.not_identifiable, "divided_out": list(prof.divided_out),
            "profile": _profile_json(prof), "two_point": _curve_json(curve),
            "profiles": {str(r): {"profile": _profile_json(p), "two_point": _curve_json(curves.get(r))}
@@ -300,7 +307,7 @@ def cmd_bound(args) -> int:
     if args.json:
         _print_json(out)
         return 0
-    _print_bound(setting, loss, args, eps, verdict, profiles, curves, cond, out.get("files"))
+    _print_bound(setting, loss, args, prof.eps, verdict, profiles, curves, cond, out.get("files"))
     return 0
 
 

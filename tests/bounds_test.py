@@ -189,6 +189,25 @@ def test_pooling_runs_of_one_r_on_different_grids_takes_the_envelope_of_both(one
     assert pooled["gn"].pooled_from == ("lbfgs", "gn")
 
 
+def test_inverse_bound_on_grids_pools_every_grid_on_the_finest(one_linear_atom, one_linear_profile, monkeypatch):
+    from jaxmoe.bounds import inverse_bound_on_grids, profile
+    options = dict(loss="d2r", r=1.0, starts=4, iterations=150)  # one_linear_profile's, on its grid
+    alone = inverse_bound_on_grids(one_linear_atom(), {"coarse": one_linear_profile.eps}, **options)
+    np.testing.assert_array_equal(alone.omega, one_linear_profile.omega)  # one grid: that run, unpooled
+    assert alone.pooled_from == ()
+    fine = np.array([0.1, 0.07, 0.05, 0.02])
+    pooled = inverse_bound_on_grids(one_linear_atom(), {"coarse": one_linear_profile.eps, "fine": fine}, **options)
+    np.testing.assert_array_equal(pooled.eps, fine)  # the finest grid (the most eps)
+    assert pooled.pooled_from == ("coarse", "fine") and pooled.resolvable.all()
+    assert np.all(pooled.omega[[0, 3]] <= one_linear_profile.omega[1:] * (1 + 1e-9))  # eps 0.1, 0.02 on both
+    np.testing.assert_allclose(pooled.omega, fine / 2, rtol=2e-3)  # and nothing beats the infimum
+    with pytest.raises(JaxMoEInputError, match="^grids="):
+        inverse_bound_on_grids(one_linear_atom(), {}, **options)
+    monkeypatch.setattr(profile, "inverse_bound", lambda *a, **k: pytest.fail("a run started before every grid"))
+    with pytest.raises(JaxMoEInputError, match="^eps="):  # the second grid's bad eps, before the first runs
+        inverse_bound_on_grids(one_linear_atom(), {"ok": fine, "bad": np.array([0.1, -1.0])}, **options)
+
+
 def test_quadrature_integrates_polynomials_exactly_and_sums_to_one():
     q = quadrature(UniformInputs(-1.0, 3.0), 2, 6)
     np.testing.assert_allclose(q.w.sum(), 1.0, rtol=1e-14)
@@ -414,7 +433,7 @@ def test_cli_bound_json_has_the_documented_fields(capsys, tmp_path):
     out = json.loads(capsys.readouterr().out)
     assert {"verdict", "rate", "loss", "r", "floor", "profile", "two_point"} <= set(out)
     assert out["loss"] == "d2r" and out["r"] == 1.0 and len(out["profile"]["eps"]) == 3 and out["optimiser"] == "lbfgs"
-    assert out["difference"] == "direct"
+    assert out["difference"] == "direct" and out["per_decade"] == [2]
     np.testing.assert_allclose(out["profile"]["omega"], np.array(out["profile"]["eps"]) / 2, rtol=2e-3)  # closed form
     assert {"eps", "omega", "spread", "status", "resolvable"} <= set(out["profile"])
     assert {"n", "eps_n", "local_slope", "lower_bound"} <= set(out["two_point"])
@@ -469,6 +488,16 @@ def test_cli_bound_bad_input_is_one_line_and_exit_2(argv, field, capsys):
     assert main(["bound", *argv, "--iterations", "2", "--starts", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"jaxmoe: error: {field}="), err
+
+
+@pytest.mark.parametrize("value", ["8,0", "8,x", "8,"])
+def test_cli_bound_per_decade_refuses_each_bad_entry_in_one_line(value, capsys):
+    from jaxmoe.cli import main
+
+    assert main(["bound", "--preset", "softmax-ridge", "--per-decade", value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("jaxmoe: error: argument --per-decade: '"), err
+    assert "must be an integer >= 1" in err[0]
 
 
 def test_taylor_mode_agrees_with_float64_where_both_resolve(one_linear_atom, one_linear_profile):
