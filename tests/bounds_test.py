@@ -159,6 +159,25 @@ def test_path_difference_moves_the_floor_near_the_truth():
     np.testing.assert_allclose(path.omega, direct.omega, rtol=1e-6)  # omega ~ 2e-11, far above both floors
 
 
+def test_path_profile_measures_are_split_truth_plus_the_exact_offset():
+    # At eps = 1e-12 the offsets are ~1e-12 while float64's grid around the split truth is u |theta_0| ~ 1e-16
+    # apart: G = fl(G0 + delta) would move omega by ~1e-4 of itself. The path takes the offset itself, and the
+    # measure keeps its part below the grid (measures_low), so pooling and the Taylor check evaluate that G
+    from jaxmoe.bounds import pool_profiles, taylor_check
+    setting = get_preset("softmax-ridge")
+    prof = inverse_bound(setting, loss="d1", eps=np.array([1e-12]), starts=2, iterations=5, optimiser="gauss_newton",
+                         difference="path")
+    low = prof.measures_low
+    assert low.shape == (1, sum(a[0].size for a in jax.tree_util.tree_leaves(prof.measures)))  # (eps, parameters)
+    assert np.any(low != 0) and np.all(np.abs(low) < 1e-15)  # below the grid of O(1) coordinates
+    np.testing.assert_allclose(pool_profiles(setting, {"own": prof})["own"].omega, prof.omega, rtol=1e-10)
+    rounded = pool_profiles(setting, {"own": prof._replace(measures_low=None)})["own"]
+    assert abs(rounded.omega[0] / prof.omega[0] - 1) > 1e-8  # G rounded to the grid is another measure
+    np.testing.assert_allclose(taylor_check(setting, prof).omega_taylor, prof.omega, rtol=1e-8)
+    direct = inverse_bound(setting, loss="d1", eps=np.array([1e-12]), starts=2, iterations=5, optimiser="gauss_newton")
+    assert direct.difference == "direct" and np.all(direct.measures_low == 0)  # its G is the rounded one
+
+
 def test_pooling_the_measures_of_several_r_keeps_the_closed_form(one_linear_atom, one_linear_profile):
     from jaxmoe.bounds import pool_profiles
     eps = np.array([0.5, 0.1, 0.02])

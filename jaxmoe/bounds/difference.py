@@ -14,7 +14,9 @@ $u\,|\Delta|\,|\partial f|$: the floor falls with $G$'s distance from $G_0$ inst
 segment stays in $\Theta$ (a box, convex) when both ends do. The $t$-rule's error is measured, not assumed
 (`inverse_bound`'s `quadrature_error` compares against twice the nodes in $x$ and in $t$).
 
-What it measures: $f_G - f_{G_0}$, exactly up to that round-off. $f_{G_0} = f^*$ in exact arithmetic only: the
+What it measures: $f_G - f_{G_0}$, exactly up to that round-off, for $G = G_0 + \Delta$ with the $\Delta$ given
+(`segment_difference`; `inverse_bound` gives it the optimiser's offset, so its $G$ is not rounded to float64's
+grid around $G_0$, $u\,|\theta_0|$ apart). $f_{G_0} = f^*$ in exact arithmetic only: the
 split's logits $\beta^*_0 - \tau \log m$ are rounded, so $f_{G_0}$ is the function of a truth $G^{*\prime}$ whose
 logits differ from $G^*$'s by that rounding ($\le u\,|\beta^*_0|$); the profile is then $G^{*\prime}$'s.
 """

@@ -38,6 +38,14 @@ its round-off is measured at each kept $G$ as $\|f_G - f_{TG}\|$ with $T$ an exa
 `difference="path"` computes $f_G - f_{G_0}$ as the integral of the directional derivative along the segment from
 the split truth $G_0$ (`jaxmoe.bounds.difference`, which also says which truth that profile is of): its round-off
 is of the size of $|G - G_0|$ times $u$, measured the same way with $T$ applied to both ends of the segment.
+With the path, $G$ is $G_0 + \delta$ **exactly**: the segment is given the optimiser's offset itself, not
+$\mathrm{fl}(G_0 + \delta) - G_0$. float64's grid around $G_0$ is $u\,|\theta_{0,i}|$ apart ($1.8 \times
+10^{-15}$ for a gate slope of 8), coarser than the cancellation the measures need at small $\varepsilon$: with
+the rounded $G$, the profiles of hierarchical-ridge and of dts-linear-router/divided at $r = 1$ rose below
+$\varepsilon \approx 10^{-5}$ (local exponents 0.82 and 1.83 against 1 and 2), and with the exact offset they
+do not (`experiments/lower_bound.md`). The part of each kept measure below that grid is kept with it
+(`measures_low`, a double-double: $G$ = `measures` + `measures_low` exactly, by TwoSum), so pooling and the
+Taylor check evaluate the same $G$.
 An $\varepsilon$ is resolvable only where $\omega \ge 100 \times$ floor and a start ended there with a finite,
 feasible point, and so is every $\varepsilon$ between it and the largest resolvable one (`resolvable`): below the
 first $\varepsilon$ that fails, the envelope is within reach of the floor, whose estimate scatters by 2x between
@@ -58,7 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmoe.bounds.difference import DIFFERENCES, PATH_NODES, path_difference, segment_difference
+from jaxmoe.bounds.difference import DIFFERENCES, PATH_NODES, segment_difference
 from jaxmoe.bounds.quadrature import quadrature
 from jaxmoe.families.cells import check_r
 from jaxmoe.validation import require, require_positive_int
@@ -100,6 +108,7 @@ class InverseBoundProfile(NamedTuple):
     difference: str = "direct"  # the key of `DIFFERENCES` omega and the floor were computed with
     path_nodes: int = PATH_NODES  # its t-rule, for "path"
     continuation: str = "rescale"  # the key of `CONTINUATIONS` that made each eps's starts
+    measures_low: np.ndarray | None = None  # (eps, flat parameters): G = measures + measures_low exactly ("path")
 
     @property
     def at_floor(self) -> np.ndarray:
@@ -170,14 +179,36 @@ class _Problem(NamedTuple):
     def params(self, base, delta):
         return self.model.project(self.unravel(base.at[self.free].add(delta)))
 
-    def difference_at(self, g, g0):
-        """f_G - f* at the nodes: plainly, or (`"path"`) as f_G - f_{G0} along the segment from the split truth."""
+    def offset(self, base, delta):
+        """The flat offset of G from the split truth `base`, exactly: `delta` itself wherever the projection
+        onto Theta left fl(base + delta) as it was, else the projected value minus `base` (module docstring)."""
+        moved = base.at[self.free].add(delta)
+        flat = jax.flatten_util.ravel_pytree(self.params(base, delta))[0]
+        return jnp.where(flat == moved, jnp.zeros_like(base).at[self.free].set(delta), flat - base)
+
+    def low(self, base, delta):
+        """G's part below float64's grid: params(base, delta) + low = base + offset exactly (TwoSum); 0 for
+        "direct", whose G is the rounded one."""
+        if self.difference == "direct":
+            return jnp.zeros_like(base)
+        moved = base.at[self.free].add(delta)
+        exact = jnp.zeros_like(base).at[self.free].set(delta)
+        bb = moved - base
+        flat = jax.flatten_util.ravel_pytree(self.params(base, delta))[0]
+        return jnp.where(flat == moved, (base - (moved - bb)) + (exact - bb), 0.0)
+
+    def difference_at(self, g, g0, low=0.0):
+        """f_G - f* at the nodes: plainly, or (`"path"`) as f_G - f_{G0} along the segment from the split truth
+        to G = g + low (`low`: G's part below float64's grid, `measures_low`)."""
         if self.difference == "direct":
             return self.model(g, self.qx) - self.fstar
-        return path_difference(self.model, g0, g, self.qx, self.path_nodes)
+        delta = jax.flatten_util.ravel_pytree(g)[0] - jax.flatten_util.ravel_pytree(g0)[0] + low
+        return segment_difference(self.model, g0, delta, self.qx, self.path_nodes)
 
     def error(self, base, delta):
-        return self.difference_at(self.params(base, delta), self.unravel(base))
+        if self.difference == "direct":
+            return self.difference_at(self.params(base, delta), self.unravel(base))
+        return segment_difference(self.model, self.unravel(base), self.offset(base, delta), self.qx, self.path_nodes)
 
     def residual(self, base, delta):
         return jnp.sqrt(self.qw) * self.error(base, delta)
@@ -301,7 +332,7 @@ OPTIMISERS = {"lbfgs": (_minimise,), "gauss_newton": (_minimise_gn,), "both": (_
 
 def _floor(prob, base, delta, tangents_fn, k: int):
     """Round-off of f_G - f* as `prob` computes it, at G (module docstring)."""
-    return _floor_at(prob, prob.params(base, delta), prob.unravel(base), tangents_fn, k)
+    return _floor_at(prob, prob.params(base, delta), prob.unravel(base), tangents_fn, k, prob.offset(base, delta))
 
 
 def _moved(g, tangents_fn):
@@ -311,17 +342,18 @@ def _moved(g, tangents_fn):
     return g
 
 
-def _floor_at(prob, g, g0, tangents_fn, k: int):
+def _floor_at(prob, g, g0, tangents_fn, k: int, delta=None):
     """||D_G - D_TG|| for the computed difference D and an exact symmetry T, times sqrt(2); on the path, T maps
     the segment (G0, Delta) to (T G0, T'Delta), exactly Delta for a translation, so the image is not rounded
-    again at its far end. With no symmetry, k u times the size of the terms summed (||f*||, or the path's)."""
+    again at its far end (`delta`: the segment's exact offset; by default g - g0). With no symmetry, k u times
+    the size of the terms summed (||f*||, or the path's)."""
     if prob.difference == "direct":
         if not tangents_fn(g):
             return k * jnp.finfo(prob.fstar.dtype).eps * jnp.sqrt(jnp.sum(prob.qw * prob.fstar ** 2))
         e = prob.model(_moved(g, tangents_fn), prob.qx) - prob.model(g, prob.qx)
         return jnp.sqrt(2.0 * jnp.sum(prob.qw * e * e))
     a0, unravel = jax.flatten_util.ravel_pytree(g0)
-    delta = jax.flatten_util.ravel_pytree(g)[0] - a0
+    delta = jax.flatten_util.ravel_pytree(g)[0] - a0 if delta is None else delta
     if not tangents_fn(g):
         size = segment_difference(prob.model, g0, delta, prob.qx, prob.path_nodes, magnitude=True)[1]
         return k * jnp.finfo(size.dtype).eps * jnp.sqrt(jnp.sum(prob.qw * size ** 2))
@@ -417,9 +449,10 @@ def _profile(setting, loss, r, eps, starts, key, nodes, k, divide_out, opts: _Op
     floors = jax.vmap(jax.vmap(lambda b, d: _floor(prob, b, d, model.symmetry_tangents, k), (None, 0)))(bases, best)
     fine = quadrature(setting.inputs, setting.d, 2 * nodes)
     measures = jax.tree_util.tree_map(np.asarray, jax.vmap(jax.vmap(prob.params, (None, 0)))(bases, best))
+    lows = np.asarray(jax.vmap(jax.vmap(prob.low, (None, 0)))(bases, best))
     return _summarise(loss, r, eps, np.asarray(best_sq), np.asarray(found_d), np.asarray(status),
                       np.asarray(floors), _quadrature_errors(prob, bases, best, fine, setting, truth),
-                      _symmetry_loss(prob, bases[0], model), measures)._replace(
+                      _symmetry_loss(prob, bases[0], model), measures, lows)._replace(
         k=k, divided_out=model.divided_symmetries() if divide_out else (), optimiser=opts.optimiser,
         difference=opts.difference, path_nodes=opts.path_nodes, continuation=opts.continuation)
 
@@ -546,7 +579,7 @@ def _pick(measures, index):
     return jax.tree_util.tree_map(take, measures)
 
 
-def _summarise(loss, r, eps, best_sq, found_d, status, floors, qerr, symmetry_loss, measures):
+def _summarise(loss, r, eps, best_sq, found_d, status, floors, qerr, symmetry_loss, measures, lows):
     omega_all = np.sqrt(np.where(status < 2, best_sq, np.inf))  # (starts, eps)
     kept = np.sum(status < 2, axis=0)
     pick = np.argmin(omega_all, axis=0)
@@ -562,7 +595,8 @@ def _summarise(loss, r, eps, best_sq, found_d, status, floors, qerr, symmetry_lo
     measure_loss = np.where(index >= 0, found_d.ravel()[np.maximum(index, 0)], np.nan)
     prof = InverseBoundProfile(loss, r, eps, envelope, found, found_d_best, spread, kept, floor,
                                resolvable(eps, envelope, floor, kept),
-                               qerr[pick, cols], status.T, None, symmetry_loss, _pick(measures, index), measure_loss)
+                               qerr[pick, cols], status.T, None, symmetry_loss, _pick(measures, index), measure_loss,
+                               measures_low=_pick(lows, index))
     return prof._replace(exponent=local_exponent(prof))
 
 
@@ -585,14 +619,24 @@ def pool_profiles(setting, profiles: dict, nodes: int | None = None) -> dict:
     nodes = default_nodes(setting.d) if nodes is None else require_positive_int("nodes", nodes, 2)
     with jax.enable_x64(True):
         pool = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *[p.measures for p in profiles.values()])
+        low = np.concatenate([_low_or_zeros(p) for p in profiles.values()])
         finite = np.all(np.stack([np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1)
                                   for a in jax.tree_util.tree_leaves(pool)]), axis=0)
         pool = jax.tree_util.tree_map(lambda a: jnp.asarray(a[finite]), pool)
-        omega, floor = _pool_omegas(setting, first, pool, nodes)
-        return {r: _pooled(setting, p, pool, omega, floor, tuple(profiles)) for r, p in profiles.items()}
+        low = low[finite]
+        omega, floor = _pool_omegas(setting, first, pool, low, nodes)
+        return {r: _pooled(setting, p, pool, low, omega, floor, tuple(profiles)) for r, p in profiles.items()}
 
 
-def _pool_omegas(setting, prof, pool, nodes):
+def _low_or_zeros(prof) -> np.ndarray:
+    """The profile's `measures_low`, or zeros (a profile made before it was kept, or by hand)."""
+    if prof.measures_low is not None:
+        return np.asarray(prof.measures_low)
+    leaves = jax.tree_util.tree_leaves(prof.measures)
+    return np.zeros((leaves[0].shape[0], sum(int(np.prod(a.shape[1:])) for a in leaves)))
+
+
+def _pool_omegas(setting, prof, pool, low, nodes):
     """||f_G - f*|| and the float64 floor of every pooled measure (float64, the profile's quadrature and
     difference; "path" runs from the split truth nearest to G, whichever true atom got the extra atoms)."""
     model, truth, k = setting.fitted_model(prof.k), setting.truth_params(), prof.k
@@ -601,15 +645,17 @@ def _pool_omegas(setting, prof, pool, nodes):
     splits, unravel = split_truths(model, truth, setting.k_star)
     prob = _Problem(model, unravel, None, qx, qw, setting.model(truth, qx), None, prof.difference, prof.path_nodes)
 
-    def one(g):
+    def one(g, lo):
         flat = jax.flatten_util.ravel_pytree(g)[0]
-        g0 = unravel(nearest_split(splits, flat))
-        return jnp.sum(qw * prob.difference_at(g, g0) ** 2), _floor_at(prob, g, g0, model.symmetry_tangents, k)
-    sq, floor = jax.vmap(one)(pool)
+        a0 = nearest_split(splits, flat)
+        g0 = unravel(a0)
+        return (jnp.sum(qw * prob.difference_at(g, g0, lo) ** 2),
+                _floor_at(prob, g, g0, model.symmetry_tangents, k, (flat - a0) + lo))
+    sq, floor = jax.vmap(one)(pool, jnp.asarray(low))
     return np.sqrt(np.asarray(sq)), np.asarray(floor)
 
 
-def _pooled(setting, prof, pool, omega, floor, rs):
+def _pooled(setting, prof, pool, low, omega, floor, rs):
     model, truth = setting.fitted_model(prof.k), setting.truth_params()
     D = np.asarray(jax.vmap(loss_function(model, truth, prof.loss, prof.r, bool(prof.divided_out)))(pool))
     env, pick = np.full(prof.eps.size, np.inf), np.full(prof.eps.size, -1)
@@ -622,7 +668,8 @@ def _pooled(setting, prof, pool, omega, floor, rs):
     new_floor = np.where(pick >= 0, floor[take], prof.floor)
     out = prof._replace(omega=env, floor=new_floor, resolvable=resolvable(prof.eps, env, new_floor),
                         measures=_pick(jax.tree_util.tree_map(lambda a: np.asarray(a)[None], pool), pick),
-                        measure_loss=np.where(pick >= 0, D[take], np.nan), pooled_from=rs)
+                        measure_loss=np.where(pick >= 0, D[take], np.nan), pooled_from=rs,
+                        measures_low=_pick(np.asarray(low)[None], pick))
     return out._replace(exponent=local_exponent(out))
 
 

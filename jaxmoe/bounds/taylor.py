@@ -76,7 +76,11 @@ def taylor_check(setting, profile: InverseBoundProfile, order: int = 8, nodes: i
         bases, unravel = split_truths(model, truth, setting.k_star)
         flat = jax.vmap(lambda g: jax.flatten_util.ravel_pytree(g)[0])(
             jax.tree_util.tree_map(jnp.asarray, profile.measures))
-        series = jax.jit(jax.vmap(lambda g: _series(model, unravel, bases, g, qx, order)))(flat)
+        if profile.difference == "path" and profile.measures_low is not None:  # G = measures + measures_low
+            low = jnp.asarray(profile.measures_low)
+            series = jax.jit(jax.vmap(lambda g, lo: _series(model, unravel, bases, g, qx, order, lo)))(flat, low)
+        else:  # the rounded G is the measure
+            series = jax.jit(jax.vmap(lambda g: _series(model, unravel, bases, g, qx, order)))(flat)
         omega_t, floor_t, tail = (np.asarray(a) for a in jax.vmap(lambda *a: _norms(*a, qw))(*series))
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = np.abs(omega_t - profile.omega) / profile.omega
@@ -93,23 +97,25 @@ def _terms(f, base, delta, order: int):
     return jnp.stack(terms) / fact[:, None]
 
 
-def _series(model, unravel, bases, g, qx, order: int):
-    """From the nearest split truth G0: the Taylor terms of f along G0 + t (G - G0), and the sum of the same
+def _series(model, unravel, bases, g, qx, order: int, low=None):
+    """From the nearest split truth G0: the Taylor terms of f along G0 + t (G - G0) (G = g + low, the profile's
+    `measures_low`: its part below float64's grid, where given), and the sum of the same
     series for an exact symmetric image (G0 and G both moved by 0.25 along every exact symmetry, as the float64
     floor is measured), whose difference from the first sum is pure round-off; with no symmetry, the
     single-coordinate first-order terms (16 u times the largest is the round-off estimate)."""
     base = nearest_split(bases, g)
     f = lambda v: model(unravel(v), qx)  # noqa: E731
-    terms = _terms(f, base, g - base, order)
+    delta = g - base if low is None else (g - base) + low
+    terms = _terms(f, base, delta, order)
     tangents = model.symmetry_tangents(unravel(g))
     if not tangents:
-        delta = g - base
         lin = jax.vmap(lambda e: jax.jvp(f, (base,), (e * delta,))[1])(jnp.eye(delta.size, dtype=delta.dtype))
         return terms, lin, jnp.zeros(())
     move = lambda v: v + 0.25 * sum(  # noqa: E731
         jax.flatten_util.ravel_pytree(t)[0] for t in model.symmetry_tangents(unravel(v)).values())
     twin_base, twin = move(base), move(g)
-    return terms, jnp.sum(_terms(f, twin_base, twin - twin_base, order), axis=0)[None], jnp.ones(())
+    twin_delta = twin - twin_base if low is None else (twin - twin_base) + low
+    return terms, jnp.sum(_terms(f, twin_base, twin_delta, order), axis=0)[None], jnp.ones(())
 
 
 def _norms(terms, other, twin, qw):
