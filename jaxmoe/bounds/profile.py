@@ -679,9 +679,10 @@ def inverse_bound_on_grids(setting, grids: dict, **options) -> InverseBoundProfi
     every run (`pool_profiles`); `pooled_from` names the grids. One grid: that run, unpooled.
 
     Why: the continuation in eps follows a branch of local minima that its step selects. On hierarchical-ridge
-    (Gauss-Newton, path, secant; experiments/lower_bound.md) 8, 16 and 32 points a decade give local exponents
-    0.82, 0.97 and 0.84, each run's envelope an honest upper bound on $\omega$. Each run acts as more starts, so
-    the pooled envelope is still an upper bound, never above any run's at a shared eps."""
+    (Gauss-Newton, exact path, secant; experiments/lower_bound.md) 8, 16 and 32 points a decade give local
+    exponents 0.90, 0.93 and 0.73, each run's envelope an honest upper bound on $\omega$. Pooled on the finest
+    grid, a coarser run's $\omega$ serves the finer eps below it, so the envelope has steps there. Each run acts
+    as more starts, so the pooled envelope is still an upper bound, never above any run's at a shared eps."""
     require(isinstance(grids, dict) and len(grids) > 0, "grids", type(grids).__name__,
             "must be a non-empty {name: eps grid} dict")
     for grid in grids.values():  # every grid checked before any run starts
