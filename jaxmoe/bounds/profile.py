@@ -179,30 +179,35 @@ class _Problem(NamedTuple):
     def params(self, base, delta):
         return self.model.project(self.unravel(base.at[self.free].add(delta)))
 
+    def rounded(self, base, delta):
+        """fl(base + delta) on the flat vector, delta itself there, the projected G (flat) and where the
+        projection onto Theta kept fl(base + delta) as it was."""
+        moved = base.at[self.free].add(delta)
+        flat = jax.flatten_util.ravel_pytree(self.params(base, delta))[0]
+        return moved, jnp.zeros_like(base).at[self.free].set(delta), flat, flat == moved
+
     def offset(self, base, delta):
         """The flat offset of G from the split truth `base`, exactly: `delta` itself wherever the projection
         onto Theta left fl(base + delta) as it was, else the projected value minus `base` (module docstring)."""
-        moved = base.at[self.free].add(delta)
-        flat = jax.flatten_util.ravel_pytree(self.params(base, delta))[0]
-        return jnp.where(flat == moved, jnp.zeros_like(base).at[self.free].set(delta), flat - base)
+        _, exact, flat, kept = self.rounded(base, delta)
+        return jnp.where(kept, exact, flat - base)
 
     def low(self, base, delta):
         """G's part below float64's grid: params(base, delta) + low = base + offset exactly (TwoSum); 0 for
         "direct", whose G is the rounded one."""
         if self.difference == "direct":
             return jnp.zeros_like(base)
-        moved = base.at[self.free].add(delta)
-        exact = jnp.zeros_like(base).at[self.free].set(delta)
+        moved, exact, _, kept = self.rounded(base, delta)
         bb = moved - base
-        flat = jax.flatten_util.ravel_pytree(self.params(base, delta))[0]
-        return jnp.where(flat == moved, (base - (moved - bb)) + (exact - bb), 0.0)
+        return jnp.where(kept, (base - (moved - bb)) + (exact - bb), 0.0)
 
-    def difference_at(self, g, g0, low=0.0):
+    def difference_at(self, g, g0, delta=None):
         """f_G - f* at the nodes: plainly, or (`"path"`) as f_G - f_{G0} along the segment from the split truth
-        to G = g + low (`low`: G's part below float64's grid, `measures_low`)."""
+        (`delta`: the segment's exact flat offset, with G's part below float64's grid; by default g - g0)."""
         if self.difference == "direct":
             return self.model(g, self.qx) - self.fstar
-        delta = jax.flatten_util.ravel_pytree(g)[0] - jax.flatten_util.ravel_pytree(g0)[0] + low
+        if delta is None:
+            delta = jax.flatten_util.ravel_pytree(g)[0] - jax.flatten_util.ravel_pytree(g0)[0]
         return segment_difference(self.model, g0, delta, self.qx, self.path_nodes)
 
     def error(self, base, delta):
@@ -648,9 +653,9 @@ def _pool_omegas(setting, prof, pool, low, nodes):
     def one(g, lo):
         flat = jax.flatten_util.ravel_pytree(g)[0]
         a0 = nearest_split(splits, flat)
-        g0 = unravel(a0)
-        return (jnp.sum(qw * prob.difference_at(g, g0, lo) ** 2),
-                _floor_at(prob, g, g0, model.symmetry_tangents, k, (flat - a0) + lo))
+        g0, delta = unravel(a0), (flat - a0) + lo  # the exact offset: G = g + lo (`measures_low`)
+        return (jnp.sum(qw * prob.difference_at(g, g0, delta) ** 2),
+                _floor_at(prob, g, g0, model.symmetry_tangents, k, delta))
     sq, floor = jax.vmap(one)(pool, jnp.asarray(low))
     return np.sqrt(np.asarray(sq)), np.asarray(floor)
 
