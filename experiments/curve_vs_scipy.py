@@ -145,7 +145,8 @@ def run_scipy(sizes, replicates: int, scipy_replicates: int, seed: int, truth_ms
     out = []
     for i, n in enumerate(sizes):
         keys = fit_keys(jax.random.PRNGKey(seed), jnp.asarray([n] * replicates), jnp.arange(replicates))
-        x, y, _, tmse = jax.vmap(functools.partial(fit_data, setting=setting, length=n))(keys, jnp.asarray([n] * replicates))
+        data_of = functools.partial(fit_data, setting=setting, length=n)
+        x, y, _, tmse = jax.vmap(data_of)(keys, jnp.asarray([n] * replicates))
         starts, _ = jax.vmap(functools.partial(fit_starts, setting=setting, model=model, init="near_truth",
                                                restarts=restarts, noise=noise, scale=3.0))(keys)
         same = float(np.max(np.abs(np.asarray(tmse) - np.asarray(truth_mse[i])) / np.asarray(truth_mse[i])))
@@ -178,7 +179,8 @@ def compare(scipy_rows, engine: dict, sigma: float) -> dict:
             d.append((mse - mine) / (sigma ** 2 / row["n"]))
     lower, higher = sum(v < -0.1 for v in d), sum(v > 0.1 for v in d)
     decided = lower + higher  # two-sided sign test on the fits that differ by more than 0.1 sigma^2 / n
-    p = min(1.0, 2 * sum(math.comb(decided, j) for j in range(min(lower, higher) + 1)) / 2 ** decided) if decided else 1.0
+    tail = sum(math.comb(decided, j) for j in range(min(lower, higher) + 1))
+    p = min(1.0, 2 * tail / 2 ** decided) if decided else 1.0
     return dict(fits=len(d), equal_within_0_1=sum(abs(v) <= 0.1 for v in d) / len(d), scipy_lower=lower / len(d),
                 engine_lower=higher / len(d), sign_test_p=p, d_min=min(d), d_max=max(d),
                 d_median=sorted(d)[len(d) // 2])
@@ -202,7 +204,8 @@ def main() -> None:
         for phase in ("cold", "warm"):
             runs[f"{name}_{phase}"] = curve_run(path, cache, sizes, args.replicates, args.seed)
             print(name, phase, round(runs[f"{name}_{phase}"]["wall"], 1), "s", flush=True)
-    scipy_rows = run_scipy(sizes, args.replicates, args.scipy_replicates, args.seed, runs["engine_cold"]["objective_truth"])
+    scipy_rows = run_scipy(sizes, args.replicates, args.scipy_replicates, args.seed,
+                           runs["engine_cold"]["objective_truth"])
     scale = args.replicates / args.scipy_replicates
     scipy_wall = scale * sum(r["wall"] for r in scipy_rows)
     ratios = {f"scipy_over_{k}": scipy_wall / v["wall"] for k, v in runs.items()}

@@ -85,7 +85,8 @@ def blockwise(fn, n):
                       jax.lax.dynamic_slice_in_dim(y, s, BLOCK), jax.lax.dynamic_slice_in_dim(m, s, BLOCK))
             return jax.tree_util.tree_map(jnp.add, acc, part)
         shape = jax.eval_shape(fn, params, x[:, :BLOCK], y[:BLOCK], m[:BLOCK])
-        return jax.lax.fori_loop(0, n // BLOCK, body, jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shape))
+        zero = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shape)
+        return jax.lax.fori_loop(0, n // BLOCK, body, zero)
     return total
 
 
@@ -119,7 +120,8 @@ def main() -> None:
     setting = jaxmoe.get_preset("softmax-ridge")
     model = setting.fitted_model()
     keys = jax.random.split(jax.random.PRNGKey(0), args.lanes)
-    x, y, mask, _ = jax.jit(jax.vmap(functools.partial(fit_data, setting=setting, length=n), in_axes=(0, None)))(keys, n)
+    data_of = functools.partial(fit_data, setting=setting, length=n)
+    x, y, mask, _ = jax.jit(jax.vmap(data_of, in_axes=(0, None)))(keys, n)
     starts, _ = jax.jit(jax.vmap(functools.partial(fit_starts, setting=setting, model=model, init="near_truth",
                                                    restarts=1, noise=0.1, scale=3.0)))(keys)
     theta = starts[:, 0]
