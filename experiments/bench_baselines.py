@@ -143,8 +143,9 @@ class NumpyRidgeMoE:
         return float(np.mean((y - self.forward(theta, x)[0]) ** 2))
 
 
-def scipy_fit(model, x, y, theta0, lower, upper, x_scale):
-    """One start: trf on the free coordinates, analytic Jacobian sharing the residual's forward pass."""
+def scipy_fit(model, x, y, theta0, lower, upper, x_scale, max_nfev=300, callback=None):
+    """One start: trf on the free coordinates, analytic Jacobian sharing the residual's forward pass
+    (`max_nfev`: LM's budget; `callback`: least_squares' per-iteration hook, e.g. a stopping rule)."""
     free = lower < upper
     n = y.size
     s = np.sqrt(n)
@@ -170,7 +171,8 @@ def scipy_fit(model, x, y, theta0, lower, upper, x_scale):
         return -model.jacobian(x, f, w, h)[:, free] / s
 
     res = least_squares(fun, theta0[free], jac=jac, bounds=(lower[free], upper[free]), method="trf",
-                        ftol=1e-12, xtol=1e-15, gtol=5e-10, max_nfev=300, x_scale=x_scale)
+                        ftol=1e-12, xtol=1e-15, gtol=5e-10, max_nfev=max_nfev, x_scale=x_scale,
+                        callback=callback)
     return full(res.x), int(res.nfev), int(res.njev), int(res.status)
 
 

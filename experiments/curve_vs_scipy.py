@@ -96,36 +96,10 @@ def noise_rule(n: int, window: int = 100, c: float = 1e-4):
     return callback
 
 
-def scipy_fit(npm, x, y, theta0, lower, upper):
-    """One start: trf on the free coordinates (trf needs lower < upper), the Jacobian sharing the residual's
-    forward pass; returns (theta, nfev, status), status -2 where the noise rule stopped it."""
-    import numpy as np
-    from scipy.optimize import least_squares
-    free = lower < upper
-    n = y.size
-    s = np.sqrt(n)
-    cache = {}
-
-    def full(z):
-        t = theta0.copy()
-        t[free] = z
-        return t
-
-    def forward(z):
-        if cache.get("key") != z.tobytes():
-            cache.update(key=z.tobytes(), out=npm.forward(full(z), x))
-        return cache["out"]
-
-    res = least_squares(lambda z: (y - forward(z)[0]) / s, theta0[free],
-                        jac=lambda z: -npm.jacobian(x, *forward(z))[:, free] / s,
-                        bounds=(lower[free], upper[free]), method="trf", ftol=1e-12, xtol=1e-15, gtol=5e-10,
-                        max_nfev=1000, callback=noise_rule(n))
-    return full(res.x), int(res.nfev), int(res.status)
-
-
-def run_scipy(sizes, replicates: int, scipy_replicates: int, seed: int, truth_mse) -> dict:
+def run_scipy(sizes, replicates: int, scipy_replicates: int, seed: int, runs: dict) -> list:
     """SciPy on the first `scipy_replicates` replicates of each size: per size wall / CPU seconds, nfev,
-    statuses and the best start's parameters and MSE per fit."""
+    statuses, the best start's parameters and MSE per fit, and (`engine_mse`) each run of `runs`' MSE on the
+    same fits, by the same NumPy function."""
     import functools
     import jax
     import jax.numpy as jnp
@@ -136,12 +110,13 @@ def run_scipy(sizes, replicates: int, scipy_replicates: int, seed: int, truth_ms
     from jaxmoe.estimation.options import default_starts
     from jaxmoe.estimation.problem import ravel
     sys.path.insert(0, HERE)
-    from bench_baselines import NumpyRidgeMoE
+    from bench_baselines import NumpyRidgeMoE, scipy_fit
     setting = jaxmoe.get_preset("softmax-ridge")
     model = setting.fitted_model()
     restarts, noise = default_starts(True)
     lower, upper = (np.asarray(ravel(b)[0]) for b in model.bounds(True))
     npm = NumpyRidgeMoE(model.k, setting.d)
+    truth = runs["engine_cold"]["objective_truth"]
     out = []
     for i, n in enumerate(sizes):
         keys = fit_keys(jax.random.PRNGKey(seed), jnp.asarray([n] * replicates), jnp.arange(replicates))
@@ -149,33 +124,34 @@ def run_scipy(sizes, replicates: int, scipy_replicates: int, seed: int, truth_ms
         x, y, _, tmse = jax.vmap(data_of)(keys, jnp.asarray([n] * replicates))
         starts, _ = jax.vmap(functools.partial(fit_starts, setting=setting, model=model, init="near_truth",
                                                restarts=restarts, noise=noise, scale=3.0))(keys)
-        same = float(np.max(np.abs(np.asarray(tmse) - np.asarray(truth_mse[i])) / np.asarray(truth_mse[i])))
+        same = float(np.max(np.abs(np.asarray(tmse) - np.asarray(truth[i])) / np.asarray(truth[i])))
         x, y, starts = np.asarray(x), np.asarray(y), np.asarray(starts)
         row = dict(n=n, same_data_truth_mse_max_rel_diff=same, nfev=0, status={}, best=[], best_mse=[])
         t0, c0 = time.perf_counter(), time.process_time()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for r in range(scipy_replicates):
-                fits = [scipy_fit(npm, x[r], y[r], starts[r, m], lower, upper) for m in range(restarts)]
-                for _, nfev, status in fits:
+                fits = [scipy_fit(npm, x[r], y[r], starts[r, m], lower, upper, 1.0, max_nfev=1000,
+                                  callback=noise_rule(n)) for m in range(restarts)]
+                for _, nfev, _, status in fits:
                     row["nfev"] += nfev
                     row["status"][str(status)] = row["status"].get(str(status), 0) + 1
-                mses = [npm.mse(theta, x[r], y[r]) for theta, _, _ in fits]
+                mses = [npm.mse(theta, x[r], y[r]) for theta, _, _, _ in fits]
                 row["best_mse"].append(min(mses))
                 row["best"].append(fits[int(np.argmin(mses))][0].tolist())
         row["wall"], row["cpu"] = time.perf_counter() - t0, time.process_time() - c0
-        row["mse_of"] = lambda theta, r, x=x, y=y: npm.mse(np.asarray(theta), x[r], y[r])
+        row["engine_mse"] = {name: [npm.mse(np.asarray(run["params"][i][r]), x[r], y[r])
+                                    for r in range(scipy_replicates)] for name, run in runs.items()}
         print(json.dumps({k: v for k, v in row.items() if k in ("n", "wall", "nfev", "status")}), flush=True)
         out.append(row)
     return out
 
 
-def compare(scipy_rows, engine: dict, sigma: float) -> dict:
+def compare(scipy_rows, name: str, sigma: float) -> dict:
     """d = (L_SciPy - L_engine) / (sigma^2 / n) per fit of SciPy's replicates (module docstring)."""
     d = []
-    for i, row in enumerate(scipy_rows):
-        for r, mse in enumerate(row["best_mse"]):
-            mine = row["mse_of"](engine["params"][i][r], r)
+    for row in scipy_rows:
+        for mse, mine in zip(row["best_mse"], row["engine_mse"][name]):
             d.append((mse - mine) / (sigma ** 2 / row["n"]))
     lower, higher = sum(v < -0.1 for v in d), sum(v > 0.1 for v in d)
     decided = lower + higher  # two-sided sign test on the fits that differ by more than 0.1 sigma^2 / n
@@ -204,8 +180,7 @@ def main() -> None:
         for phase in ("cold", "warm"):
             runs[f"{name}_{phase}"] = curve_run(path, cache, sizes, args.replicates, args.seed)
             print(name, phase, round(runs[f"{name}_{phase}"]["wall"], 1), "s", flush=True)
-    scipy_rows = run_scipy(sizes, args.replicates, args.scipy_replicates, args.seed,
-                           runs["engine_cold"]["objective_truth"])
+    scipy_rows = run_scipy(sizes, args.replicates, args.scipy_replicates, args.seed, runs)
     scale = args.replicates / args.scipy_replicates
     scipy_wall = scale * sum(r["wall"] for r in scipy_rows)
     ratios = {f"scipy_over_{k}": scipy_wall / v["wall"] for k, v in runs.items()}
@@ -215,9 +190,7 @@ def main() -> None:
                        for p in ("cold", "warm")})
     from jaxmoe import get_preset
     sigma = float(get_preset("softmax-ridge").sigma)
-    quality = {k: compare(scipy_rows, v, sigma) for k, v in runs.items()}
-    for row in scipy_rows:
-        row.pop("mse_of")
+    quality = {k: compare(scipy_rows, k, sigma) for k in runs}
     result = dict(command=" ".join(sys.argv), cores=os.cpu_count(), loadavg=os.getloadavg(), sizes=sizes,
                   replicates=args.replicates, scipy_replicates=args.scipy_replicates,
                   scipy=dict(wall_extrapolated=scipy_wall, rows=scipy_rows), ratios=ratios, objectives=quality,
