@@ -203,7 +203,7 @@ def _hear_ctrl_c():
 
 def test_ctrl_c_while_compiling_exits_at_once_keeping_the_chunks(tmp_path, monkeypatch):
     """A real `jaxmoe sweep --resume` of a folder holding chunk 0 (a fake one), interrupted while it compiles
-    chunk 1 (a shape no cache holds): exit 130 within seconds (it used to wait ~20 s or more for the compile
+    chunk 1 (a shape no cache holds): exit 130 within 10 s (it used to wait ~20 s or more for the compile
     threads), chunk 0 kept as it was, the lock released."""
     out = tmp_path / "out"
 
@@ -230,7 +230,9 @@ def test_ctrl_c_while_compiling_exits_at_once_keeping_the_chunks(tmp_path, monke
     proc.send_signal(signal.SIGINT)
     t_int = time.perf_counter()
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and time.perf_counter() - t_int < 5, (time.perf_counter() - t_int, stderr)
+    # 10 s, not 5: the signal lands once the main thread leaves the compile it is in (4 s alone, 5.1 s on a loaded
+    # 2-core CI run), still well apart from the >= 20 s wait for the background compiles this guards against
+    assert proc.returncode == 130 and time.perf_counter() - t_int < 10, (time.perf_counter() - t_int, stderr)
     assert "Traceback" not in stderr and "jaxmoe: interrupted; the completed chunks are saved in" in stderr
     assert sorted(os.listdir(out / "chunks")) == NAMES[:1] and (out / "chunks" / NAMES[0]).read_bytes() == before
     assert not (out / "sweep.lock").exists()
