@@ -83,6 +83,22 @@ def test_bucketing():
     assert [b.tolist() for b in buckets] == [[100, 110, 124], [126], [200], [1000]]
 
 
+def test_device_order_balances_the_work_over_devices():
+    from jaxmoe.estimation.plan import device_order
+    # The 7-size curve's costs in size order: contiguous blocks would give one device all the 10^5 fits.
+    costs = [n for n in (100, 316, 1000, 3162, 10000, 31623, 100000) for _ in range(4)]
+    order = device_order(costs, 2)
+    assert sorted(order) == list(range(len(costs)))
+    loads = [sum(costs[i] for i in order[j * 14:(j + 1) * 14]) for j in range(2)]
+    assert abs(loads[0] - loads[1]) <= 100000 and max(loads) < 0.55 * sum(costs)
+    for j in range(2):  # costliest first within a device
+        share = [costs[i] for i in order[j * 14:(j + 1) * 14]]
+        assert share == sorted(share, reverse=True)
+    assert device_order([5, 1, 3], 1) == [0, 2, 1] and device_order([2, 2, 2, 2], 2) == [0, 2, 1, 3]
+    with pytest.raises(jaxmoe.JaxMoEInputError, match="costs=3: must be a multiple of 2"):
+        device_order([1, 2, 3], 2)
+
+
 def test_failures_are_flagged_not_dropped(ridge):
     short = jaxmoe.fit_curve(ridge, [200], 2, seed=0, solver=jaxmoe.get_solver("lm", max_iter=1))
     assert np.all(short.status == MAX_ITER) and not short.converged.any()

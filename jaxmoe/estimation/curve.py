@@ -16,7 +16,7 @@ How the work is laid out (see experiments/README.md for the measurements behind 
   lockstep, sorted sizes are grouped while max/min <= `bucket_ratio` (default 1.25) and each bucket is its
   own shape.
 - **Chunks.** Within a bucket, fits run in chunks of at most `chunk_size` fits, sized to `memory_gib`; the
-  last chunk is padded with repeats of its last fit (counted as waste, then dropped) so each bucket
+  last chunk is padded with repeats of its cheapest fit (counted as waste, then dropped) so each bucket
   compiles once. (`plan.py`)
 - **Schedule.** With a solver that has a fresh state (`Solver.fresh`: LM, the default) a chunk's (fit, start)
   jobs run on a work queue of a few `vmap` lanes refilled as fits stop (`queue.py`); other solvers run in
@@ -39,7 +39,7 @@ How the work is laid out (see experiments/README.md for the measurements behind 
   `JAXMOE_COMPILATION_CACHE=0` turns it off, `JAXMOE_CACHE_DIR` moves it).
 - **Devices.** The fits of a chunk are sharded over `devices` (default: all local devices, `jax.local_devices()`)
   with `shard_map`: each device runs its own work queue over its share of the chunk (a chunk is padded to a
-  multiple of the device count). On a CPU host `jaxmoe.use_all_cores()`, called before JAX starts (the CLI
+  multiple of the device count), the shares balanced by their samples (`plan.device_order`). On a CPU host `jaxmoe.use_all_cores()`, called before JAX starts (the CLI
   does), makes each core a device; the fits are then the same bit for bit whatever the core count
   (tests/sharding_test.py: 2 and 4 devices, 3 checked by hand; one device agrees to round-off).
   **Several hosts** (`jax.distributed`): start one process per host with `jax.distributed.initialize(...)`
@@ -74,7 +74,7 @@ from jaxmoe.estimation.chunk import ChunkResult
 from jaxmoe.estimation.options import FitOptions
 from jaxmoe.estimation.compiles import ProgramCount, count_programs
 from jaxmoe.estimation.plan import (BucketPlan, CurvePlan, bucket_sizes, build_chunk_solver, chunk_avals,
-                                    chunk_program_key, evaluated_samples, plan_curve)
+                                    chunk_program_key, device_order, evaluated_samples, plan_curve)
 from jaxmoe.estimation.sampling import draw_padded
 from jaxmoe.estimation.status import STATUS_NAMES, is_converged
 
@@ -287,18 +287,21 @@ def _run_bucket(plan: CurvePlan, bucket: BucketPlan, future, mesh: Mesh, results
     seed = jax.device_put(np.asarray(plan.seed, int_dtype), NamedSharding(mesh, PartitionSpec()))
     for start in range(0, len(bucket.jobs), size):
         chunk = list(bucket.jobs[start:start + size])
-        padded = chunk + [chunk[-1]] * (size - len(chunk))  # repeats of the last fit, dropped below
-        ns, rs = (np.asarray(a, dtype=int_dtype) for a in zip(*padded))
-        padded_work += sum(evaluated_samples(plan, bucket, n) for n, _ in padded)
+        padded = chunk + [min(chunk)] * (size - len(chunk))  # repeats of the cheapest fit, dropped below
+        costs = [evaluated_samples(plan, bucket, n) for n, _ in padded]
+        order = device_order(costs, len(plan.options.devices))  # balanced devices (plan.py docstring)
+        ns, rs = (np.asarray(a, dtype=int_dtype) for a in zip(*[padded[i] for i in order]))
+        padded_work += sum(costs)
         args = jax.device_put((ns, rs), NamedSharding(mesh, PartitionSpec("fits")))
         out, work = jax.block_until_ready(compiled(seed, *args))
         out = jax.tree_util.tree_map(np.asarray, out)
         work = np.asarray(work)
         lane_steps += int(np.sum(work[:, 0]))
         lane_samples += int(np.sum(work[:, 1]))
-        for i, job in enumerate(chunk):
-            results[job] = jax.tree_util.tree_map(lambda a: a[i], out)
-            sample_iterations += job[0] * int(out.fit_iterations[i])
+        for position, i in enumerate(order):
+            if i < len(chunk):  # not a padding repeat
+                results[chunk[i]] = jax.tree_util.tree_map(lambda a: a[position], out)
+                sample_iterations += chunk[i][0] * int(out.fit_iterations[position])
     return dict(length=bucket.length, fits=len(bucket.jobs), chunk_size=size, chunks=bucket.chunks,
                 lanes=bucket.lanes, compile_seconds=seconds, compile_wait_seconds=waited,
                 run_seconds=time.perf_counter() - t_run, lane_steps=lane_steps, sample_iterations=sample_iterations,

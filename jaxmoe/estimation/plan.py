@@ -11,7 +11,11 @@ r"""The plan of a rate study's fits: buckets of sizes, chunks of fits within mem
 - **Chunks.** A bucket's fits run in chunks of at most `chunk_capacity` fits per device, the most whose
   working set fits `memory_gib` (and at most `chunk_size` in all); chunks are made equal (the last one wastes
   least) and a multiple of the device count (every device gets the same number of fits). The last chunk is
-  padded with repeats of its last fit (counted as waste, then dropped) so each bucket compiles once.
+  padded with repeats of its cheapest fit (counted as waste, then dropped) so each bucket compiles once.
+- **Devices.** `shard_map` gives device i the i-th block of a chunk, so a chunk is put in `device_order`
+  first: its fits, costliest first, each to the device with the least work so far (the cost of a fit is the
+  samples one evaluation of it costs). In size order the 7-size curve's 10^5 fits all went to one device and
+  the second core bought nothing (speed_and_scale.md). A fit's bits do not depend on its device or position.
 - **Run order.** Largest bucket first: its long run hides the (background) compiles of the others.
 
 `build_chunk_solver` makes a bucket's chunk function: `chunk.solve_chunk` under `shard_map` over the devices
@@ -44,6 +48,7 @@ __all__ = [
     "chunk_avals",
     "chunk_capacity",
     "chunk_program_key",
+    "device_order",
     "evaluated_samples",
     "padded_length",
     "plan_curve",
@@ -117,6 +122,22 @@ def _equal_chunks(num_jobs: int, capacity: int, chunk_size: int | None) -> int:
     """Fits per chunk: at most `capacity` (all devices) and `chunk_size`, equal chunks (the last wastes least)."""
     size = min(num_jobs, capacity if chunk_size is None else min(capacity, chunk_size))
     return -(-num_jobs // -(-num_jobs // size))
+
+
+def device_order(costs, num_devices: int) -> list[int]:
+    """A permutation of a chunk's fits (`costs[i]`: fit i's work; `len(costs)` a multiple of `num_devices`) whose
+    i-th block of `len(costs) / num_devices` goes to device i: longest-processing-time first, each fit to the
+    device with the least work so far that still has room, ties to the lower device and the earlier fit; within
+    a device, costliest first (the queue's last steps then run the cheapest fits). Deterministic."""
+    per_device = len(costs) // num_devices
+    require(per_device * num_devices == len(costs), "costs", len(costs), f"must be a multiple of {num_devices}")
+    shares: list[list[int]] = [[] for _ in range(num_devices)]
+    loads = [0.0] * num_devices
+    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        device = min((d for d in range(num_devices) if len(shares[d]) < per_device), key=lambda d: (loads[d], d))
+        shares[device].append(i)
+        loads[device] += costs[i]
+    return [i for share in shares for i in share]
 
 
 def runtime_sizes(options: FitOptions) -> bool:
