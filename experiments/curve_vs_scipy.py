@@ -96,10 +96,11 @@ def noise_rule(n: int, window: int = 100, c: float = 1e-4):
     return callback
 
 
-def run_scipy(sizes, replicates: int, scipy_replicates: int, seed: int, runs: dict) -> list:
+def run_scipy(sizes, replicates: int, scipy_replicates: int, seed: int, runs: dict, reuse=None) -> list:
     """SciPy on the first `scipy_replicates` replicates of each size: per size wall / CPU seconds, nfev,
     statuses, the best start's parameters and MSE per fit, and (`engine_mse`) each run of `runs`' MSE on the
-    same fits, by the same NumPy function."""
+    same fits, by the same NumPy function. `reuse`: an earlier result's SciPy rows for the same study, taken
+    as they are (SciPy's fits do not depend on the engine); only `engine_mse` is recomputed."""
     import functools
     import jax
     import jax.numpy as jnp
@@ -127,10 +128,14 @@ def run_scipy(sizes, replicates: int, scipy_replicates: int, seed: int, runs: di
         same = float(np.max(np.abs(np.asarray(tmse) - np.asarray(truth[i])) / np.asarray(truth[i])))
         x, y, starts = np.asarray(x), np.asarray(y), np.asarray(starts)
         row = dict(n=n, same_data_truth_mse_max_rel_diff=same, nfev=0, status={}, best=[], best_mse=[])
+        if reuse is not None:
+            kept = {k: reuse[i][k] for k in ("nfev", "status", "best", "best_mse", "wall", "cpu")}
+            assert reuse[i]["n"] == n and len(kept["best"]) == scipy_replicates, "reused SciPy rows: other study"
+            row.update(kept, reused=True)
         t0, c0 = time.perf_counter(), time.process_time()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for r in range(scipy_replicates):
+            for r in range(0 if reuse is not None else scipy_replicates):
                 fits = [scipy_fit(npm, x[r], y[r], starts[r, m], lower, upper, 1.0, max_nfev=1000,
                                   callback=noise_rule(n)) for m in range(restarts)]
                 for _, nfev, _, status in fits:
@@ -139,7 +144,8 @@ def run_scipy(sizes, replicates: int, scipy_replicates: int, seed: int, runs: di
                 mses = [npm.mse(theta, x[r], y[r]) for theta, _, _, _ in fits]
                 row["best_mse"].append(min(mses))
                 row["best"].append(fits[int(np.argmin(mses))][0].tolist())
-        row["wall"], row["cpu"] = time.perf_counter() - t0, time.process_time() - c0
+        if reuse is None:
+            row["wall"], row["cpu"] = time.perf_counter() - t0, time.process_time() - c0
         row["engine_mse"] = {name: [npm.mse(np.asarray(run["params"][i][r]), x[r], y[r])
                                     for r in range(scipy_replicates)] for name, run in runs.items()}
         print(json.dumps({k: v for k, v in row.items() if k in ("n", "wall", "nfev", "status")}), flush=True)
@@ -169,6 +175,8 @@ def main() -> None:
     ap.add_argument("--scipy-replicates", type=int, default=2)
     ap.add_argument("--sizes", default="100,316,1000,3162,10000,31623,100000")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scipy-from", default=None,
+                    help="an earlier --out of the same study: reuse its SciPy fits and times (skip SciPy)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "curve_vs_scipy.json"))
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -180,7 +188,16 @@ def main() -> None:
         for phase in ("cold", "warm"):
             runs[f"{name}_{phase}"] = curve_run(path, cache, sizes, args.replicates, args.seed)
             print(name, phase, round(runs[f"{name}_{phase}"]["wall"], 1), "s", flush=True)
-    scipy_rows = run_scipy(sizes, args.replicates, args.scipy_replicates, args.seed, runs)
+    reuse = None
+    if args.scipy_from:
+        with open(args.scipy_from) as f:
+            earlier = json.load(f)
+        same = [earlier[k] == v for k, v in (("sizes", sizes), ("replicates", args.replicates),
+                                             ("scipy_replicates", args.scipy_replicates))]
+        if not all(same):
+            raise SystemExit(f"scipy-from={args.scipy_from}: another study (sizes, replicates, scipy-replicates)")
+        reuse = earlier["scipy"]["rows"]
+    scipy_rows = run_scipy(sizes, args.replicates, args.scipy_replicates, args.seed, runs, reuse)
     scale = args.replicates / args.scipy_replicates
     scipy_wall = scale * sum(r["wall"] for r in scipy_rows)
     ratios = {f"scipy_over_{k}": scipy_wall / v["wall"] for k, v in runs.items()}
@@ -192,7 +209,7 @@ def main() -> None:
     sigma = float(get_preset("softmax-ridge").sigma)
     quality = {k: compare(scipy_rows, k, sigma) for k in runs}
     result = dict(command=" ".join(sys.argv), cores=os.cpu_count(), loadavg=os.getloadavg(), sizes=sizes,
-                  replicates=args.replicates, scipy_replicates=args.scipy_replicates,
+                  replicates=args.replicates, scipy_replicates=args.scipy_replicates, scipy_from=args.scipy_from,
                   scipy=dict(wall_extrapolated=scipy_wall, rows=scipy_rows), ratios=ratios, objectives=quality,
                   runs={k: {kk: vv for kk, vv in v.items() if kk not in ("params",)} for k, v in runs.items()})
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
