@@ -36,7 +36,8 @@ print("RESULT" + json.dumps(dict(
     objective=fit.objective.tolist(), status=fit.status.tolist(), iterations=fit.iterations.tolist(),
     params=[leaf.tolist() for leaf in jax.tree_util.tree_leaves(fit.params)],
     chunk_sizes={str(k): v for k, v in fit.info["chunk_sizes"].items()}, waste_ratio=fit.info["waste_ratio"],
-    programs=fit.info["programs_compiled"] + fit.info["programs_loaded"])))
+    programs=fit.info["programs_compiled"] + fit.info["programs_loaded"],
+    executed=fit.info["executed_sample_iterations"], device_samples=fit.info["buckets"][0]["device_samples"])))
 """
 
 
@@ -64,6 +65,15 @@ def test_use_all_cores_sets_the_device_count_and_fits_are_sharded_over_them(runs
     per_fit = lambda n: -(-n // 64) * 64  # noqa: E731 -- samples an evaluation costs (fine blocks of 64)
     assert runs["4"]["waste_ratio"] == pytest.approx(
         (5 * per_fit(60) + 3 * per_fit(700)) / (3 * 60 + 3 * 700))
+
+
+def test_every_device_gets_a_share_of_the_samples(runs):
+    # 3 fits at n = 700 and 3 at n = 60: in size order one device got every n = 700 fit (10x the samples).
+    for n, run in runs.items():
+        shares = run["device_samples"]
+        assert len(shares) == int(n) and sum(shares) == run["executed"]
+    two = runs["2"]["device_samples"]
+    assert max(two) < 3 * min(two), two
 
 
 def test_fits_are_bit_for_bit_whatever_the_device_count(runs):

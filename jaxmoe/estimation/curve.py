@@ -86,7 +86,8 @@ class CurveInfo(collections.abc.Mapping):
     """What `fit_curve` did, besides the fits: typed fields, readable as a read-only dict (`info["k"]`,
     `info.get(...)`, `info.items()`, `"waste_ratio" in info`; `dict(info)` is a plain dict). `buckets` holds one
     dict per bucket (length, fits, chunk_size, chunks, lanes, compile_seconds, compile_wait_seconds,
-    run_seconds, lane_steps, sample_iterations, executed_sample_iterations), in increasing length."""
+    run_seconds, lane_steps, sample_iterations, executed_sample_iterations, device_samples: the samples each
+    device's lanes evaluated, whose spread shows how evenly the devices were loaded), in increasing length."""
 
     solver: str
     k: int
@@ -282,6 +283,7 @@ def _run_bucket(plan: CurvePlan, bucket: BucketPlan, future, mesh: Mesh, results
     seen.add(id(future))
     t_run = time.perf_counter()
     lane_steps = lane_samples = sample_iterations = padded_work = 0
+    device_samples = np.zeros(len(plan.options.devices), dtype=np.int64)
     size = bucket.chunk_size
     int_dtype = np.int64 if plan.x64 else np.int32
     seed = jax.device_put(np.asarray(plan.seed, int_dtype), NamedSharding(mesh, PartitionSpec()))
@@ -298,6 +300,7 @@ def _run_bucket(plan: CurvePlan, bucket: BucketPlan, future, mesh: Mesh, results
         work = np.asarray(work)
         lane_steps += int(np.sum(work[:, 0]))
         lane_samples += int(np.sum(work[:, 1]))
+        device_samples += work[:, 1].astype(np.int64)
         for position, i in enumerate(order):
             if i < len(chunk):  # not a padding repeat
                 results[chunk[i]] = jax.tree_util.tree_map(lambda a: a[position], out)
@@ -305,7 +308,8 @@ def _run_bucket(plan: CurvePlan, bucket: BucketPlan, future, mesh: Mesh, results
     return dict(length=bucket.length, fits=len(bucket.jobs), chunk_size=size, chunks=bucket.chunks,
                 lanes=bucket.lanes, compile_seconds=seconds, compile_wait_seconds=waited,
                 run_seconds=time.perf_counter() - t_run, lane_steps=lane_steps, sample_iterations=sample_iterations,
-                executed_sample_iterations=lane_samples, padded_work=padded_work)
+                executed_sample_iterations=lane_samples, padded_work=padded_work,
+                device_samples=device_samples.tolist())
 
 
 def _curve_info(plan: CurvePlan, results: dict, buckets: list[dict], seconds: float, compile_wait: float,
