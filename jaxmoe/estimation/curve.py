@@ -39,9 +39,10 @@ How the work is laid out (see experiments/README.md for the measurements behind 
   `JAXMOE_COMPILATION_CACHE=0` turns it off, `JAXMOE_CACHE_DIR` moves it).
 - **Devices.** The fits of a chunk are sharded over `devices` (default: all local devices, `jax.local_devices()`)
   with `shard_map`: each device runs its own work queue over its share of the chunk (a chunk is padded to a
-  multiple of the device count), the shares balanced by their samples (`plan.device_order`). On a CPU host `jaxmoe.use_all_cores()`, called before JAX starts (the CLI
-  does), makes each core a device; the fits are then the same bit for bit whatever the core count
-  (tests/sharding_test.py: 2 and 4 devices, 3 checked by hand; one device agrees to round-off).
+  multiple of the device count), the shares balanced by their samples (`plan.device_order`). On a CPU host
+  `jaxmoe.use_all_cores()`, called before JAX starts (the CLI does), makes each core a device; the fits are
+  then the same bit for bit whatever the core count (tests/sharding_test.py: 2 and 4 devices, 3 checked by
+  hand; one device agrees to round-off).
   **Several hosts** (`jax.distributed`): start one process per host with `jax.distributed.initialize(...)`
   and run a different share of the study in each, e.g. `fit_curve(setting, sizes, replicates, seed=seed)`
   with disjoint `sizes` per process (`jax.process_index()` picks the share), since fit (n, r)'s data and
