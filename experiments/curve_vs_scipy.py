@@ -42,6 +42,8 @@ import tempfile
 import time
 import warnings
 
+from shared import positive_int, positive_ints
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 NEW = os.path.dirname(HERE)
 
@@ -168,35 +170,42 @@ def compare(scipy_rows, name: str, sigma: float) -> dict:
                 d_median=sorted(d)[len(d) // 2])
 
 
+def _reused_scipy_rows(ap, args, sizes) -> list:
+    """The SciPy rows of `--scipy-from`, checked to be of this study (else one line and exit 2)."""
+    try:
+        with open(args.scipy_from) as f:
+            earlier = json.load(f)
+        study = (earlier["sizes"], earlier["replicates"], earlier["scipy_replicates"])
+        rows = earlier["scipy"]["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        ap.error(f"scipy-from={args.scipy_from}: must be an --out of this script ({err!r})")
+    if study != (sizes, args.replicates, args.scipy_replicates):
+        ap.error(f"scipy-from={args.scipy_from}: must be of the same study (sizes, replicates, scipy-replicates "
+                 f"{study}, not {(sizes, args.replicates, args.scipy_replicates)})")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--old", default=None, help="checkout of the engine to compare with (omit: skip it)")
-    ap.add_argument("--replicates", type=int, default=16)
-    ap.add_argument("--scipy-replicates", type=int, default=2)
-    ap.add_argument("--sizes", default="100,316,1000,3162,10000,31623,100000")
+    ap.add_argument("--replicates", type=positive_int, default=16)
+    ap.add_argument("--scipy-replicates", type=positive_int, default=2)
+    ap.add_argument("--sizes", type=positive_ints, default=[100, 316, 1000, 3162, 10000, 31623, 100000])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scipy-from", default=None,
                     help="an earlier --out of the same study: reuse its SciPy fits and times (skip SciPy)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "curve_vs_scipy.json"))
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    if not 1 <= args.scipy_replicates <= args.replicates:
-        raise SystemExit(f"scipy-replicates={args.scipy_replicates}: must be in [1, replicates]")
+    sizes = args.sizes
+    if args.scipy_replicates > args.replicates:  # every check before any work (one line, exit 2)
+        ap.error(f"scipy-replicates={args.scipy_replicates}: must be in [1, replicates = {args.replicates}]")
+    reuse = _reused_scipy_rows(ap, args, sizes) if args.scipy_from else None
     runs = {}
     for name, path in [("engine", NEW)] + ([("old", os.path.abspath(args.old))] if args.old else []):
         cache = tempfile.mkdtemp(prefix="curve-cache-")
         for phase in ("cold", "warm"):
             runs[f"{name}_{phase}"] = curve_run(path, cache, sizes, args.replicates, args.seed)
             print(name, phase, round(runs[f"{name}_{phase}"]["wall"], 1), "s", flush=True)
-    reuse = None
-    if args.scipy_from:
-        with open(args.scipy_from) as f:
-            earlier = json.load(f)
-        same = [earlier[k] == v for k, v in (("sizes", sizes), ("replicates", args.replicates),
-                                             ("scipy_replicates", args.scipy_replicates))]
-        if not all(same):
-            raise SystemExit(f"scipy-from={args.scipy_from}: another study (sizes, replicates, scipy-replicates)")
-        reuse = earlier["scipy"]["rows"]
     scipy_rows = run_scipy(sizes, args.replicates, args.scipy_replicates, args.seed, runs, reuse)
     scale = args.replicates / args.scipy_replicates
     scipy_wall = scale * sum(r["wall"] for r in scipy_rows)
