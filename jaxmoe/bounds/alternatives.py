@@ -98,8 +98,8 @@ def _omegas(setting, profile, nodes: int) -> np.ndarray:
         quad = quadrature(setting.inputs, setting.d, nodes)
         x = jax.numpy.asarray(quad.x)
         model, truth = setting.fitted_model(profile.k), setting.truth_params()
-        fstar = setting.model(truth, x)
-        sq = jax.vmap(lambda g: jax.numpy.sum(quad.w * (model(g, x) - fstar) ** 2))(profile.measures)
+        fstar = jax.jit(setting.model)(truth, x)  # jitted: op by op, each operation compiles on its own
+        sq = jax.jit(jax.vmap(lambda g: jax.numpy.sum(quad.w * (model(g, x) - fstar) ** 2)))(profile.measures)
     return np.sqrt(np.asarray(sq))
 
 

@@ -162,7 +162,7 @@ def _bases(model, truth, k_star: int, starts: int):
     """Flat split truths (one per start, cycling the offset), the free coordinates and `unravel`."""
     flats, unravel = split_truths(model, truth, k_star, starts)
     index = np.arange(starts) % flats.shape[0]
-    return flats[index], jnp.asarray(model.free_coordinates()), unravel
+    return jnp.asarray(np.asarray(flats)[index]), jnp.asarray(model.free_coordinates()), unravel
 
 
 class _Problem(NamedTuple):
@@ -372,10 +372,11 @@ def _floor_at(prob, g, g0, tangents_fn, k: int, delta=None):
 def _flat_directions(prob, base, count: int):
     """The `count` right singular vectors of the Jacobian of f (at the quadrature nodes) with the smallest
     singular values at the split truth: the directions along which f changes least."""
-    jac = jax.jacfwd(lambda d: jnp.sqrt(prob.qw) * prob.model(prob.params(base, d), prob.qx))(
-        jnp.zeros(prob.free.shape[0], base.dtype))
-    _, _, vt = jnp.linalg.svd(jac, full_matrices=True)
-    return vt[-count:]
+    def smallest(b):
+        jac = jax.jacfwd(lambda d: jnp.sqrt(prob.qw) * prob.model(prob.params(b, d), prob.qx))(
+            jnp.zeros(prob.free.shape[0], b.dtype))
+        return jnp.linalg.svd(jac, full_matrices=True)[2][-count:]
+    return smallest(base)
 
 
 def _check_eps(eps) -> np.ndarray:
@@ -441,6 +442,7 @@ def _profile(setting, loss, r, eps, starts, key, nodes, k, divide_out, opts: _Op
     quad = quadrature(setting.inputs, setting.d, nodes)
     qx, qw = jnp.asarray(quad.x), jnp.asarray(quad.w)
     bases, free, unravel = _bases(model, truth, setting.k_star, starts)
+    # f* op by op, as before 2026-12-08: a jitted f* differs in the last bits, which moves L-BFGS's path
     prob = _Problem(model, unravel, free, qx, qw, setting.model(truth, qx), D, opts.difference, opts.path_nodes)
     if prob.difference == "path":
         _check_split_is_exact(prob, bases, model.symmetry_tangents, k)
@@ -450,13 +452,10 @@ def _profile(setting, loss, r, eps, starts, key, nodes, k, divide_out, opts: _Op
         bases, directions, jnp.asarray(eps)) for m in OPTIMISERS[opts.optimiser]]
     best, best_sq, status = (jnp.concatenate(parts) for parts in zip(*runs))
     bases = jnp.concatenate([bases] * len(runs))  # one row per (minimiser, start)
-    found_d = jax.vmap(jax.vmap(prob.loss, (None, 0)))(bases, best)
-    floors = jax.vmap(jax.vmap(lambda b, d: _floor(prob, b, d, model.symmetry_tangents, k), (None, 0)))(bases, best)
-    fine = quadrature(setting.inputs, setting.d, 2 * nodes)
-    measures = jax.tree_util.tree_map(np.asarray, jax.vmap(jax.vmap(prob.params, (None, 0)))(bases, best))
-    lows = np.asarray(jax.vmap(jax.vmap(prob.low, (None, 0)))(bases, best))
-    return _summarise(loss, r, eps, np.asarray(best_sq), np.asarray(found_d), np.asarray(status),
-                      np.asarray(floors), _quadrature_errors(prob, bases, best, fine, setting, truth),
+    fine = _fine_problem(prob, quadrature(setting.inputs, setting.d, 2 * nodes), setting, truth)
+    found_d, floors, measures, lows, qerr = jax.tree_util.tree_map(
+        np.asarray, jax.jit(lambda b, d: _kept_points(prob, fine, b, d, model.symmetry_tangents, k))(bases, best))
+    return _summarise(loss, r, eps, np.asarray(best_sq), found_d, np.asarray(status), floors, qerr,
                       _symmetry_loss(prob, bases[0], model), measures, lows)._replace(
         k=k, divided_out=model.divided_symmetries() if divide_out else (), optimiser=opts.optimiser,
         difference=opts.difference, path_nodes=opts.path_nodes, continuation=opts.continuation)
@@ -466,12 +465,15 @@ def _check_split_is_exact(prob, bases, tangents_fn, k: int):
     """"path" measures f_G - f_{G0}: refused unless every split truth G0 gives f* to round-off (a family whose
     split changes f, e.g. unnormalised sigmoid gates, would get the profile of another truth)."""
     plain = prob._replace(difference="direct")
-    zero = jnp.zeros(prob.free.shape[0], bases.dtype)
-    gap = jax.vmap(lambda b: jnp.sqrt(plain.sq(b, zero)))(bases)
-    # A symmetric image can reproduce f bit for bit (a floor of 0); a plain difference is never resolved below
-    # k u ||f*||, the no-symmetry floor.
-    plain_floor = _floor_at(plain, plain.params(bases[0], zero), plain.unravel(bases[0]), lambda g: {}, k)
-    floor = jnp.maximum(jax.vmap(lambda b: _floor(plain, b, zero, tangents_fn, k))(bases), plain_floor)
+
+    def gaps_and_floors(bs):
+        zero = jnp.zeros(prob.free.shape[0], bs.dtype)
+        gap = jax.vmap(lambda b: jnp.sqrt(plain.sq(b, zero)))(bs)
+        # A symmetric image can reproduce f bit for bit (a floor of 0); a plain difference is never resolved
+        # below k u ||f*||, the no-symmetry floor.
+        plain_floor = _floor_at(plain, plain.params(bs[0], zero), plain.unravel(bs[0]), lambda g: {}, k)
+        return gap, jnp.maximum(jax.vmap(lambda b: _floor(plain, b, zero, tangents_fn, k))(bs), plain_floor)
+    gap, floor = jax.jit(gaps_and_floors)(bases)
     worst = int(jnp.argmax(gap / floor))
     require(bool(gap[worst] <= RESOLVE * floor[worst]), "difference", "path",
             f"needs f = f* at the split truth, which is off by {float(gap[worst]):.3g} here (float64 floor "
@@ -529,14 +531,28 @@ def _sweep(prob, bases, directions, eps, iterations, penalty, minimise, predict=
     return jax.vmap(one)(bases, directions)
 
 
-def _quadrature_errors(prob, bases, best, fine, setting, truth):
-    """Per (start, eps): |omega(q nodes) - omega(2q nodes)| / omega(2q nodes); the path's t-rule doubles too."""
+def _evaluate(model, params, x):
+    """f(params, x) as one jitted program (op by op, a model's evaluation compiles each of its operations)."""
+    return jax.jit(model)(params, x)
+
+
+def _fine_problem(prob, fine, setting, truth):
+    """`prob` on the finer quadrature `fine` (twice the nodes) and twice the path's t-rule."""
     fx = jnp.asarray(fine.x)
-    fine_prob = prob._replace(qx=fx, qw=jnp.asarray(fine.w), fstar=setting.model(truth, fx),
-                              path_nodes=2 * prob.path_nodes)
-    coarse = jax.vmap(jax.vmap(prob.sq, (None, 0)))(bases, best)
-    finer = jax.vmap(jax.vmap(fine_prob.sq, (None, 0)))(bases, best)
-    return np.asarray(jnp.abs(jnp.sqrt(coarse) - jnp.sqrt(finer)) / jnp.maximum(jnp.sqrt(finer), 1e-300))
+    return prob._replace(qx=fx, qw=jnp.asarray(fine.w), fstar=_evaluate(setting.model, truth, fx),
+                         path_nodes=2 * prob.path_nodes)
+
+
+def _kept_points(prob, fine, bases, best, tangents_fn, k: int):
+    """Per (start, eps) of the optimiser's points `best`: D, the float64 floor, the measure G, its part below
+    float64's grid and the quadrature error |omega(q nodes) - omega(2q nodes)| / omega(2q nodes) (`fine`: the
+    problem on 2q nodes). One program under jit: evaluated op by op, these vmaps compiled ~300 small XLA
+    programs (~13 s of a first call; a one-eps softmax-ridge profile, 2026-12-08)."""
+    def each(fn):
+        return jax.vmap(jax.vmap(fn, (None, 0)))(bases, best)
+    coarse, finer = jnp.sqrt(each(prob.sq)), jnp.sqrt(each(fine.sq))
+    return (each(prob.loss), each(lambda b, d: _floor(prob, b, d, tangents_fn, k)), each(prob.params),
+            each(prob.low), jnp.abs(coarse - finer) / jnp.maximum(finer, 1e-300))
 
 
 def symmetry_losses(setting, *, loss: str, r: float | None = None, k: int | None = None,
@@ -556,11 +572,11 @@ def symmetry_losses(setting, *, loss: str, r: float | None = None, k: int | None
 
 def _symmetry_loss(prob, base, model):
     """D at the split truth moved by 0.25 along each exact symmetry (f unchanged there)."""
-    g = prob.params(base, jnp.zeros(prob.free.shape[0], base.dtype))
-    out = {}
-    for name, t in model.symmetry_tangents(g).items():
-        out[name] = float(prob.D(jax.tree_util.tree_map(lambda a, b: a + 0.25 * b, g, t)))
-    return out
+    def moved_losses(b):
+        g = prob.params(b, jnp.zeros(prob.free.shape[0], b.dtype))
+        return {name: prob.D(jax.tree_util.tree_map(lambda a, v: a + 0.25 * v, g, t))
+                for name, t in model.symmetry_tangents(g).items()}
+    return {name: float(v) for name, v in jax.jit(moved_losses)(base).items()}  # one program, not op by op
 
 
 def _envelope(eps, omega_all, found_d, status):
@@ -648,7 +664,8 @@ def _pool_omegas(setting, prof, pool, low, nodes):
     quad = quadrature(setting.inputs, setting.d, nodes)
     qx, qw = jnp.asarray(quad.x), jnp.asarray(quad.w)
     splits, unravel = split_truths(model, truth, setting.k_star)
-    prob = _Problem(model, unravel, None, qx, qw, setting.model(truth, qx), None, prof.difference, prof.path_nodes)
+    prob = _Problem(model, unravel, None, qx, qw, _evaluate(setting.model, truth, qx), None, prof.difference,
+                    prof.path_nodes)
 
     def one(g, lo):
         flat = jax.flatten_util.ravel_pytree(g)[0]
@@ -656,13 +673,13 @@ def _pool_omegas(setting, prof, pool, low, nodes):
         g0, delta = unravel(a0), (flat - a0) + lo  # the exact offset: G = g + lo (`measures_low`)
         return (jnp.sum(qw * prob.difference_at(g, g0, delta) ** 2),
                 _floor_at(prob, g, g0, model.symmetry_tangents, k, delta))
-    sq, floor = jax.vmap(one)(pool, jnp.asarray(low))
+    sq, floor = jax.jit(jax.vmap(one))(pool, jnp.asarray(low))
     return np.sqrt(np.asarray(sq)), np.asarray(floor)
 
 
 def _pooled(setting, prof, pool, low, omega, floor, rs):
     model, truth = setting.fitted_model(prof.k), setting.truth_params()
-    D = np.asarray(jax.vmap(loss_function(model, truth, prof.loss, prof.r, bool(prof.divided_out)))(pool))
+    D = np.asarray(jax.jit(jax.vmap(loss_function(model, truth, prof.loss, prof.r, bool(prof.divided_out))))(pool))
     env, pick = np.full(prof.eps.size, np.inf), np.full(prof.eps.size, -1)
     for j, e in enumerate(prof.eps):
         cand = np.where((D >= (1 - FEASIBLE) * e) & np.isfinite(omega), omega, np.inf)

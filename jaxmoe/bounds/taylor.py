@@ -81,7 +81,7 @@ def taylor_check(setting, profile: InverseBoundProfile, order: int = 8, nodes: i
             series = jax.jit(jax.vmap(lambda g, lo: _series(model, unravel, bases, g, qx, order, lo)))(flat, low)
         else:  # the rounded G is the measure
             series = jax.jit(jax.vmap(lambda g: _series(model, unravel, bases, g, qx, order)))(flat)
-        omega_t, floor_t, tail = (np.asarray(a) for a in jax.vmap(lambda *a: _norms(*a, qw))(*series))
+        omega_t, floor_t, tail = (np.asarray(a) for a in jax.jit(jax.vmap(lambda *a: _norms(*a, qw)))(*series))
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = np.abs(omega_t - profile.omega) / profile.omega
         converged = tail <= TAIL_TOL
