@@ -6,11 +6,10 @@ extra); written atomically as PNG and PDF.
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 
-from jaxmoe.sweeps.store import atomic_write_bytes
+from jaxmoe.sweeps.figures import save_figure
 from jaxmoe.validation import require
 
 __all__ = ["plot_bound"]
@@ -76,10 +75,4 @@ def plot_bound(profiles: dict, curves: dict, stem: str, m_theory: float = 1.0, t
     _two_point_panel(right, curves, m_theory)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    paths = [f"{stem}.png", f"{stem}.pdf"]
-    for path in paths:
-        buf = io.BytesIO()
-        fig.savefig(buf, format=path.rsplit(".", 1)[1], dpi=120)
-        atomic_write_bytes(path, lambda fh: fh.write(buf.getvalue()))
-    return paths
+    return save_figure(fig, stem, dpi=120)

@@ -35,7 +35,6 @@ did not converge is not evidence.
 
 from __future__ import annotations
 
-import io
 import warnings
 from typing import NamedTuple
 
@@ -43,7 +42,7 @@ import numpy as np
 
 from jaxmoe.losses.rates import window_slopes
 from jaxmoe.sweeps.report import theory_rates
-from jaxmoe.sweeps.store import atomic_write_bytes
+from jaxmoe.sweeps.figures import save_figure
 from jaxmoe.validation import JaxMoEInputError, require
 
 __all__ = ["MATCH_RTOL", "SIGMA_FACTOR", "SLOPE_BAND", "CollapsePoint", "collapse_points", "effective_size_report",
@@ -301,11 +300,6 @@ def plot_effective_size(gres, report: dict, stem: str) -> list[str]:
             ax.set_xlabel("n / σ²", fontsize=7)
             ax.tick_params(labelsize=6)
         axes[row][0].legend(fontsize=5)
-    fig.tight_layout()
-    paths = [f"{stem}.png", f"{stem}.pdf"]
-    for path in paths:  # to memory, then atomically to disk
-        buf = io.BytesIO()
-        fig.savefig(buf, format=path.rsplit(".", 1)[1], dpi=120)
-        atomic_write_bytes(path, lambda fh: fh.write(buf.getvalue()))
+    paths = save_figure(fig, stem, dpi=120)
     plt.close(fig)
     return paths

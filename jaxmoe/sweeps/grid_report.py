@@ -35,6 +35,7 @@ from jaxmoe.sweeps.grid import CELL_DIR, GRID_FILE, GridConfig, cell_folder, rea
 from jaxmoe.sweeps.report import COLUMNS, format_summary, load_results, result_rows, summarize, write_parquet_or_note
 from jaxmoe.sweeps.table import FRAMES, concat_columns, lead_columns, sweep_columns, to_frame
 from jaxmoe.sweeps.store import atomic_write_bytes, atomic_write_json
+from jaxmoe.sweeps.figures import save_figure
 
 __all__ = ["GridResults", "load_grid_results", "grid_columns", "grid_results_csv", "summarize_grid", "plot_grid_curves",
            "write_grid_report", "format_grid_summary"]
@@ -169,13 +170,7 @@ def plot_grid_curves(gres: GridResults, summary: dict, stem: str) -> list[str]:
                 ax.legend(fontsize=6, loc="lower left")
     state = "" if summary["complete"] else f" (partial: {summary['cells_started']} of {summary['cells_total']} cells)"
     fig.suptitle(f"{summary['grid']}: {summary['cells_total']} cells, mean over replicates per n{state}", fontsize=10)
-    fig.tight_layout()
-    paths = [stem + ".png", stem + ".pdf"]
-    for path in paths:
-        buf = io.BytesIO()
-        fig.savefig(buf, format=path.rsplit(".", 1)[1], dpi=110)
-        atomic_write_bytes(path, lambda fh: fh.write(buf.getvalue()))
-    return paths
+    return save_figure(fig, stem, dpi=110)
 
 
 def write_grid_report(out: str, num_bootstrap: int = 1000, level: float = 0.95, plots: bool = True) -> dict:

@@ -59,6 +59,7 @@ from jaxmoe.losses.rates import bootstrap_se, compare_laws, local_slopes, loglog
 from jaxmoe.sweeps.config import SweepConfig, config_from_dict
 from jaxmoe.sweeps.grid import is_grid_folder
 from jaxmoe.sweeps.table import FRAMES, sweep_columns, to_frame, write_parquet
+from jaxmoe.sweeps.figures import save_figure
 from jaxmoe.sweeps.store import (
     FIT_FIELDS,
     atomic_write_bytes,
@@ -457,13 +458,7 @@ def plot_curves(res: SweepResults, summary: dict, stem: str) -> list[str]:
     fig.suptitle(f"{res.config.name}: k* = {summary['k_star']}, k = {summary['k_fit']}, "
                  f"{res.config.replicates} replicates per n; converged {_percent(f['converged_fraction'])}, "
                  f"on a face of the box {_percent(f['boundary_fraction'])}{done}", fontsize=10)
-    fig.tight_layout()
-    paths = [stem + ".png", stem + ".pdf"]
-    for path in paths:  # savefig to memory, then atomically to disk
-        buf = io.BytesIO()
-        fig.savefig(buf, format=path.rsplit(".", 1)[1], dpi=120)
-        atomic_write_bytes(path, lambda fh: fh.write(buf.getvalue()))
-    return paths
+    return save_figure(fig, stem, dpi=120)
 
 
 # ---------------------------------------------------------------- the report

@@ -43,7 +43,6 @@ the exact-fitted Fisher 1 / lambda_min).
 from __future__ import annotations
 
 import glob
-import io
 import math
 import os
 from typing import NamedTuple, Sequence
@@ -60,6 +59,7 @@ from jaxmoe.sweeps.grid_report import write_grid_report
 from jaxmoe.sweeps.report import folder_config, pruning_on, write_report
 from jaxmoe.sweeps.runner import run_sweep
 from jaxmoe.sweeps.store import atomic_write_bytes, atomic_write_json, check_folder
+from jaxmoe.sweeps.figures import save_figure
 
 __all__ = ["MIN_CONVERGED", "NO_VERDICT", "Table1Result", "load_rows", "row_folders", "check_rows", "check_onsets",
            "run_table1", "rate_verdict", "variant_label", "summarize_table1", "table1_markdown", "table1_figure", "plot_table1",
@@ -386,14 +386,8 @@ def table1_markdown(summary: dict) -> str:
 
 def plot_table1(summary: dict, stem: str) -> list[str]:
     """`stem.png` / `.pdf` of `table1_figure` (needs matplotlib, the `plot` extra)."""
-    fig = table1_figure(summary)
-    paths = [stem + ".png", stem + ".pdf"]
-    for path in paths:
-        buf = io.BytesIO()
-        fig.savefig(buf, format=path.rsplit(".", 1)[1], dpi=110, **({"metadata": {"CreationDate": None}}
-                                                                     if path.endswith(".pdf") else {}))
-        atomic_write_bytes(path, lambda fh: fh.write(buf.getvalue()))
-    return paths
+    # table1_figure lays itself out (its callers draw it too); reproducible PDF bytes
+    return save_figure(table1_figure(summary), stem, dpi=110, tight=False, pdf_metadata={"CreationDate": None})
 
 
 def table1_figure(summary: dict):
