@@ -415,7 +415,7 @@ def add_sweep_parser(sub) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar with ETA on stderr (default: on for a terminal, off otherwise and with --json)")
     p.add_argument("--no-plots", action="store_true",
-                   help="skip rate_curves.png / .pdf (about 2 s of a short sweep; `jaxmoe report DIR` draws them later)")
+                   help="skip rate_curves.png / .pdf (about 2 s of a short sweep; `jaxmoe report DIR` draws them)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout (and no progress bar)")
     p.set_defaults(func=cmd_sweep)
 
