@@ -2,7 +2,7 @@
 
     .venv/bin/python experiments/lower_bound_profiles.py [--starts 8] [--iterations 200] [--out DIR]
         [--optimiser lbfgs|gauss_newton|both] [--difference direct|path]
-        [--continuation rescale|secant] [--per-decade 8[,16]] [--rows NAME,NAME]
+        [--continuation rescale|secant] [--per-decade 8[,16]] [--rays] [--rows NAME,NAME]
     .venv/bin/python experiments/lower_bound_profiles.py --set own     # the pre-registered truths (own_truths.py)
     .venv/bin/python experiments/lower_bound_profiles.py --verdicts-from DIR/profiles.json   # fit nothing
 
@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from jaxmoe.bounds import (CONTINUATIONS, DIFFERENCES, OPTIMISERS, InverseBoundProfile, bound_verdict,
-                           inverse_bound_on_grids, plot_bound, pool_profiles, taylor_check, two_point_curve)
+                           inverse_bound, plot_bound, pool_profiles, taylor_check, two_point_curve)
 from jaxmoe.bounds.profile import default_eps
 from jaxmoe.presets import get_preset
 from shared import positive_int, positive_ints
@@ -79,37 +79,48 @@ def profile_record(prof: InverseBoundProfile, sigma: float, seconds: float, sett
     return rec
 
 
-def run_grids(setting, loss: str, r, divide: bool, args) -> InverseBoundProfile:
+def run_grids(setting, loss: str, r, divide: bool, args) -> tuple[InverseBoundProfile, float | None]:
     """One profile per entry of `--per-decade`; with several, the finest grid's profile with its envelope over the
     measures of every run (`inverse_bound_on_grids`: each run acts as more starts; the branch a continuation
     follows depends on its step, experiments/lower_bound.md)."""
     grids = {per_decade: default_eps(1.0, args.eps_min, per_decade) for per_decade in args.per_decade}
-    return inverse_bound_on_grids(setting, grids, loss=loss, r=r, starts=args.starts, iterations=args.iterations,
-                                  divide_out=divide, optimiser=args.optimiser, difference=args.difference,
-                                  continuation=args.continuation)
+    runs = {name: inverse_bound(setting, eps=grid, loss=loss, r=r, starts=args.starts, iterations=args.iterations,
+                                divide_out=divide, optimiser=args.optimiser, difference=args.difference,
+                                continuation=args.continuation) for name, grid in grids.items()}
+    finest = max(runs, key=lambda name: runs[name].eps.size)
+    if len(runs) == 1 and not args.rays:
+        return runs[finest], None
+    plain = pool_profiles(setting, runs)[finest] if len(runs) > 1 else runs[finest]
+    if not args.rays:
+        return plain, None
+    # --rays: the same runs pooled with the rays of every measure; the exponent without them kept beside it
+    return pool_profiles(setting, runs, rays=True)[finest], plain.exponent
 
 
 def run_row(name: str, spec, args) -> tuple[dict, dict]:
     make, loss, rs, divide, theory = spec
     setting = make()
-    profiles, seconds, own = {}, {}, {}
+    profiles, seconds, own, no_rays = {}, {}, {}, {}
     for r in rs:
         t = time.time()
-        prof = run_grids(setting, loss, r, divide, args)
+        prof, no_rays[r] = run_grids(setting, loss, r, divide, args)
         profiles[r], seconds[r], own[r] = prof, time.time() - t, prof.exponent
         ok = prof.resolvable
         print(f"{name:32s} {loss:12s} r={r} {seconds[r]:6.1f}s exponent={prof.exponent} "
               f"resolvable={int(ok.sum())}/{ok.size} at_floor={int(prof.at_floor.sum())} "
               f"not_identifiable={prof.not_identifiable}", flush=True)
     if len(profiles) > 1:
-        profiles = pool_profiles(setting, profiles)
+        profiles = pool_profiles(setting, profiles, rays=args.rays)
         print(f"{name:32s} pooled exponents {[p.exponent for p in profiles.values()]}", flush=True)
-    by_r = {str(r): {**profile_record(p, setting.sigma, seconds[r], setting), "exponent_own": own[r]}
+    by_r = {str(r): {**profile_record(p, setting.sigma, seconds[r], setting), "exponent_own": own[r],
+                     "exponent_without_rays": no_rays[r],
+                     "from_ray": None if p.from_ray is None else np.asarray(p.from_ray).tolist()}
             for r, p in profiles.items()}
     v = bound_verdict(profiles, m_theory=theory, sigma=setting.sigma)
     first = profiles[rs[0]]
     rec = {"setting": setting.name, "d": setting.d, "loss": loss, "optimiser": args.optimiser,
            "difference": args.difference, "continuation": args.continuation, "per_decade": args.per_decade,
+           "rays": args.rays,
            "divided_out": list(first.divided_out), "m_theory": list(theory.values()),
            "verdict": v.verdict, "why": v.why, "rate": v.rate, "exponents": {str(r): m for r, m in v.exponents.items()},
            "not_identifiable": first.not_identifiable, "symmetry_loss": first.symmetry_loss,
@@ -146,6 +157,9 @@ def main():
     ap.add_argument("--per-decade", type=positive_ints, default=[8],
                     help="eps per decade (8); more makes each continuation step smaller; a comma list (8,16) runs "
                          "each grid and pools their measures on the finest")
+    ap.add_argument("--rays", action="store_true",
+                    help="pool every run's measures with their rays (pool_profiles(rays=True)); the exponent "
+                         "without rays is kept as exponent_without_rays")
     ap.add_argument("--out", default="experiments/results/lower_bound")
     ap.add_argument("--verdicts-from", help="print the verdicts of a profiles.json written earlier; fit nothing")
     args = ap.parse_args()

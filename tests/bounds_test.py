@@ -602,3 +602,25 @@ def test_steep_gates_leave_the_split_inside_the_box():
                           {"a": np.array([[2.0], [-1.5], [1.0]]), "b": np.array([-0.5, 0.5, 1.0])})
     setting = Setting("steep-gates", SoftmaxMoE("gelu", k=3, d=1), truth)
     assert all(v < 1e-12 for v in symmetry_losses(setting, loss="d1").values())
+
+
+def test_rays_carry_a_coarse_optimum_to_a_finer_grid_at_the_closed_form(one_linear_atom, one_linear_profile):
+    # one linear atom, r = 1: omega = eps / 2 along the optimal direction, which is a ray from the truth, so the
+    # 0.5-optimum moved along its offset is optimal at every smaller eps; the fine grid's own 1-iteration search
+    # is not, and without rays the coarse optimum serves it unscaled (omega stuck at 0.25 / the search's value)
+    from jaxmoe.bounds import pool_profiles
+    fine_eps = np.array([0.5, 0.2, 0.1, 0.05])
+    coarse = inverse_bound(one_linear_atom(), loss="d2r", r=1.0, eps=np.array([0.5]), starts=4, iterations=150)
+    fine = inverse_bound(one_linear_atom(), loss="d2r", r=1.0, eps=fine_eps, starts=1, iterations=1)
+    plain = pool_profiles(one_linear_atom(), {"coarse": coarse, "fine": fine})["fine"]
+    rays = pool_profiles(one_linear_atom(), {"coarse": coarse, "fine": fine}, rays=True)["fine"]
+    np.testing.assert_allclose(rays.omega[1:], fine_eps[1:] / 2, rtol=1e-6)  # measured: 0.1, 0.05, 0.025
+    assert np.all(plain.omega[1:] > fine_eps[1:] / 2 * (1 + 1e-3))  # measured: 0.1005, 0.0502, 0.0251
+    assert np.all(rays.omega <= plain.omega * (1 + 1e-12))  # more candidates: never above
+    assert rays.from_ray.tolist() == [False, True, True, True] and plain.from_ray.tolist() == [False] * 4
+    assert np.all(rays.measure_loss[1:] >= fine_eps[1:])  # each ray point has the D it is asked for
+    # the rays of a profile's own optimum change nothing where that optimum is the closed form already
+    own = pool_profiles(one_linear_atom(), {1.0: one_linear_profile}, rays=True)[1.0]
+    np.testing.assert_allclose(own.omega, one_linear_profile.omega, rtol=1e-12)
+    with pytest.raises(JaxMoEInputError, match="^rays="):
+        pool_profiles(one_linear_atom(), {1.0: one_linear_profile}, rays="yes")

@@ -21,7 +21,7 @@ from jaxmoe.bounds.difference import DIFFERENCES, path_difference
 from jaxmoe.bounds.plot import plot_bound
 from jaxmoe.bounds.profile import (CONTINUATIONS, OPTIMISERS, START_STATUS, InverseBoundProfile, default_eps,
                                    default_nodes, inverse_bound, inverse_bound_on_grids, loss_function,
-                                   pool_profiles)
+                                   pool_profiles, ray_points)
 from jaxmoe.bounds.quadrature import Quadrature, quadrature
 from jaxmoe.bounds.taylor import TaylorCheck, taylor_check
 from jaxmoe.bounds.two_point import TwoPointCurve, two_point_curve
@@ -29,6 +29,7 @@ from jaxmoe.bounds.verdict import VERDICTS, BoundVerdict, bound_verdict
 
 __all__ = ["Conditioning", "conditioning", "search_truths", "LocalAlternatives", "local_alternatives", "pair_bounds",
            "START_STATUS", "InverseBoundProfile", "default_eps", "default_nodes", "inverse_bound", "loss_function",
-           "pool_profiles", "inverse_bound_on_grids", "CONTINUATIONS", "OPTIMISERS", "DIFFERENCES", "path_difference",
+           "pool_profiles", "ray_points", "inverse_bound_on_grids", "CONTINUATIONS", "OPTIMISERS", "DIFFERENCES",
+           "path_difference",
            "Quadrature", "quadrature", "TwoPointCurve", "two_point_curve", "VERDICTS", "BoundVerdict", "bound_verdict",
            "plot_bound", "TaylorCheck", "taylor_check"]

@@ -72,8 +72,8 @@ from jaxmoe.families.cells import check_r
 from jaxmoe.validation import require, require_positive_int
 
 __all__ = ["InverseBoundProfile", "inverse_bound", "default_eps", "default_nodes", "local_exponent", "loss_function",
-           "pool_profiles", "resolvable", "CONTINUATIONS", "OPTIMISERS", "nearest_split", "split_truths",
-           "symmetry_losses", "START_STATUS"]
+           "pool_profiles", "ray_points", "RayPoints", "resolvable", "CONTINUATIONS", "OPTIMISERS", "nearest_split",
+           "split_truths", "symmetry_losses", "START_STATUS"]
 
 START_STATUS = ("converged", "max_iter", "infeasible", "nonfinite")  # per (eps, start); the first two are kept
 FEASIBLE = 1e-3  # kept points have D >= (1 - FEASIBLE) eps
@@ -109,6 +109,7 @@ class InverseBoundProfile(NamedTuple):
     path_nodes: int = PATH_NODES  # its t-rule, for "path"
     continuation: str = "rescale"  # the key of `CONTINUATIONS` that made each eps's starts
     measures_low: np.ndarray | None = None  # (eps, flat parameters): G = measures + measures_low exactly ("path")
+    from_ray: np.ndarray | None = None  # per eps: the envelope's G is a pooled measure moved along its offset
 
     @property
     def at_floor(self) -> np.ndarray:
@@ -621,7 +622,7 @@ def _summarise(loss, r, eps, best_sq, found_d, status, floors, qerr, symmetry_lo
     return prof._replace(exponent=local_exponent(prof))
 
 
-def pool_profiles(setting, profiles: dict, nodes: int | None = None) -> dict:
+def pool_profiles(setting, profiles: dict, nodes: int | None = None, rays: bool = False) -> dict:
     r"""Each profile of {r: profile} (one setting and loss, several r, as `inverse_bound` returns them) with its
     envelope taken over the measures **every** profile kept, evaluated in its own loss: a G found at one r is a real
     $G \in \Theta$ with its own $D_{r'}(G, G^*)$ and $\|f_G - f^*\|$ at every other $r'$, so the pooled
@@ -629,7 +630,18 @@ def pool_profiles(setting, profiles: dict, nodes: int | None = None) -> dict:
     one r what it found at another no longer sets the exponent. The per-start fields (status, spread, kept
     starts) stay those of the profile's own run; `pooled_from` lists the r pooled. The keys may also name runs of
     one r (other eps grids, starts, optimisers or continuations: {"8 a decade": p8, "16 a decade": p16}): each
-    keeps its grid, and its envelope is over the measures of all of them."""
+    keeps its grid, and its envelope is over the measures of all of them.
+
+    `rays`: also every pooled $G = G_0 + \delta$ ($G_0$ the split truth nearest to G, $\delta$ its exact
+    offset) moved along its own offset, $G_0 + t\delta$ with $t \in (0, 1]$ found by bisection so that
+    $D = \varepsilon$, for each eps of the profile below $D(G)$ (`ray_points`). $\Theta$ is a box, so those are
+    in $\Theta$ too: real measures, and the envelope stays an upper bound on $\omega$. Why: on a pooled grid a
+    coarser run's G serves the finer eps below it unchanged (steps in the envelope, which lower a fitted
+    exponent); its scaled copy has the smaller D it is asked for and a smaller $\|f_G - f^*\|$. Read with
+    care: where the envelope is set by rays (`from_ray`), its slope is that of one ray, $\omega \sim
+    \varepsilon^{m}$ with the m of that ray's own D and $\|f_G - f^*\|$ in t (1 where both are linear in t),
+    not of a search at that eps."""
+    require(rays in (True, False), "rays", rays, "must be True or False")
     require(isinstance(profiles, dict) and len(profiles) > 0 and all(
         isinstance(p, InverseBoundProfile) and p.measures is not None for p in profiles.values()), "profiles",
         type(profiles).__name__, "must be a non-empty {r: profile} dict of inverse_bound profiles (with measures)")
@@ -646,7 +658,8 @@ def pool_profiles(setting, profiles: dict, nodes: int | None = None) -> dict:
         pool = jax.tree_util.tree_map(lambda a: jnp.asarray(a[finite]), pool)
         low = low[finite]
         omega, floor = _pool_omegas(setting, first, pool, low, nodes)
-        return {r: _pooled(setting, p, pool, low, omega, floor, tuple(profiles)) for r, p in profiles.items()}
+        return {r: _pooled(setting, p, pool, low, omega, floor, tuple(profiles), rays, nodes)
+                for r, p in profiles.items()}
 
 
 def _low_or_zeros(prof) -> np.ndarray:
@@ -677,9 +690,16 @@ def _pool_omegas(setting, prof, pool, low, nodes):
     return np.sqrt(np.asarray(sq)), np.asarray(floor)
 
 
-def _pooled(setting, prof, pool, low, omega, floor, rs):
+def _pooled(setting, prof, pool, low, omega, floor, rs, rays=False, nodes=None):
     model, truth = setting.fitted_model(prof.k), setting.truth_params()
     D = np.asarray(jax.jit(jax.vmap(loss_function(model, truth, prof.loss, prof.r, bool(prof.divided_out))))(pool))
+    ray = np.zeros(D.size, bool)
+    if rays:
+        points = ray_points(setting, prof, pool, low, nodes)
+        pool = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([jnp.asarray(a), b]), pool, points.measures)
+        low = np.concatenate([np.asarray(low), points.measures_low])
+        omega, floor = np.concatenate([omega, points.omega]), np.concatenate([floor, points.floor])
+        D, ray = np.concatenate([D, points.loss]), np.concatenate([ray, np.ones(points.loss.size, bool)])
     env, pick = np.full(prof.eps.size, np.inf), np.full(prof.eps.size, -1)
     for j, e in enumerate(prof.eps):
         cand = np.where((D >= (1 - FEASIBLE) * e) & np.isfinite(omega), omega, np.inf)
@@ -691,11 +711,67 @@ def _pooled(setting, prof, pool, low, omega, floor, rs):
     out = prof._replace(omega=env, floor=new_floor, resolvable=resolvable(prof.eps, env, new_floor),
                         measures=_pick(jax.tree_util.tree_map(lambda a: np.asarray(a)[None], pool), pick),
                         measure_loss=np.where(pick >= 0, D[take], np.nan), pooled_from=rs,
-                        measures_low=_pick(np.asarray(low)[None], pick))
+                        measures_low=_pick(np.asarray(low)[None], pick), from_ray=(pick >= 0) & ray[take])
     return out._replace(exponent=local_exponent(out))
 
 
-def inverse_bound_on_grids(setting, grids: dict, **options) -> InverseBoundProfile:
+class RayPoints(NamedTuple):
+    r"""Measures on the rays of `ray_points`, one per (pooled measure, eps), flat over both: the measures (a
+    parameter tree), their parts below float64's grid, D, $\|f_G - f^*\|$ and the float64 floor."""
+    measures: object
+    measures_low: np.ndarray
+    loss: np.ndarray
+    omega: np.ndarray
+    floor: np.ndarray
+
+
+def ray_points(setting, prof: InverseBoundProfile, pool, low, nodes: int | None = None) -> RayPoints:
+    r"""Each measure of `pool` (a parameter tree with a leading axis; `low`: its parts below float64's grid)
+    moved along its own offset from the nearest split truth, $G_0 + t\delta$, to $D(\cdot, G^*) = arepsilon$
+    for each eps of `prof` (the profile's loss, r, difference and quadrature): t by bisection on $\log t$ in
+    $[10^{-14}, 1]$ (so never beyond G itself: where $D(G) < arepsilon$ the point is G, which the envelope
+    then does not take). The offset $t\delta$ is the ray point's exact offset ("path": f_G - f_{G0} along it)."""
+    model, truth, k = setting.fitted_model(prof.k), setting.truth_params(), prof.k
+    nodes = default_nodes(setting.d) if nodes is None else nodes
+    quad = quadrature(setting.inputs, setting.d, nodes)
+    qx, qw = jnp.asarray(quad.x), jnp.asarray(quad.w)
+    splits, unravel = split_truths(model, truth, setting.k_star)
+    prob = _Problem(model, unravel, None, qx, qw, _evaluate(setting.model, truth, qx), None, prof.difference,
+                    prof.path_nodes)
+    D = loss_function(model, truth, prof.loss, prof.r, bool(prof.divided_out))
+    eps = jnp.asarray(prof.eps)
+
+    def along(args):
+        g, lo = args
+        flat = jax.flatten_util.ravel_pytree(g)[0]
+        a0 = nearest_split(splits, flat)
+        delta = (flat - a0) + lo
+        return jax.vmap(lambda e: _ray_point(prob, D, a0, delta, e, model.symmetry_tangents, k))(eps)
+
+    with jax.enable_x64(True):
+        out = jax.jit(lambda p, lo: jax.lax.map(along, (p, lo)))(pool, jnp.asarray(low))
+    flat_pts, lows, d, omega, floor = (np.asarray(a).reshape((-1,) + np.asarray(a).shape[2:]) for a in out)
+    return RayPoints(jax.vmap(unravel)(jnp.asarray(flat_pts)), lows, d, omega, floor)
+
+
+def _ray_point(prob, D, a0, delta, e, tangents_fn, k: int):
+    r"""The point $G_0 + t\delta$ with D just >= e (bisection), its low part, D, omega and floor."""
+    def body(_, lohi):
+        lo, hi = lohi
+        mid = 0.5 * (lo + hi)
+        big = D(prob.unravel(a0 + jnp.exp(mid) * delta)) >= e
+        return jnp.where(big, lo, mid), jnp.where(big, mid, hi)
+    _, hi = jax.lax.fori_loop(0, 60, body, (jnp.log(1e-14), jnp.zeros((), delta.dtype)))
+    offset = jnp.exp(hi) * delta
+    moved = a0 + offset
+    bb = moved - a0
+    low = (a0 - (moved - bb)) + (offset - bb) if prob.difference == "path" else jnp.zeros_like(a0)  # TwoSum
+    g, g0 = prob.unravel(moved), prob.unravel(a0)
+    sq = jnp.sum(prob.qw * prob.difference_at(g, g0, offset) ** 2)
+    return moved, low, D(g), jnp.sqrt(sq), _floor_at(prob, g, g0, tangents_fn, k, offset)
+
+
+def inverse_bound_on_grids(setting, grids: dict, rays: bool = False, **options) -> InverseBoundProfile:
     r"""`inverse_bound(setting, eps=grid, **options)` once per grid of {name: eps grid} (e.g. 8 and 16 points a
     decade), returned as the profile on the finest grid (the most eps) with its envelope over the measures of
     every run (`pool_profiles`); `pooled_from` names the grids. One grid: that run, unpooled.
@@ -704,16 +780,19 @@ def inverse_bound_on_grids(setting, grids: dict, **options) -> InverseBoundProfi
     (Gauss-Newton, exact path, secant; experiments/lower_bound.md) 8, 16 and 32 points a decade give local
     exponents 0.90, 0.93 and 0.73, each run's envelope an honest upper bound on $\omega$. Pooled on the finest
     grid, a coarser run's $\omega$ serves the finer eps below it, so the envelope has steps there. Each run acts
-    as more starts, so the pooled envelope is still an upper bound, never above any run's at a shared eps."""
+    as more starts, so the pooled envelope is still an upper bound, never above any run's at a shared eps.
+    `rays`: the pooling also moves every measure along its offset to each smaller eps (`pool_profiles`), which
+    removes those steps; with one grid, that run pooled with its own rays."""
     require(isinstance(grids, dict) and len(grids) > 0, "grids", type(grids).__name__,
             "must be a non-empty {name: eps grid} dict")
+    require(rays in (True, False), "rays", rays, "must be True or False")
     for grid in grids.values():  # every grid checked before any run starts
         _check_eps(grid)
     runs = {name: inverse_bound(setting, eps=grid, **options) for name, grid in grids.items()}
-    if len(runs) == 1:
+    if len(runs) == 1 and not rays:
         return next(iter(runs.values()))
     finest = max(runs, key=lambda name: runs[name].eps.size)
-    return pool_profiles(setting, runs, nodes=options.get("nodes"))[finest]
+    return pool_profiles(setting, runs, nodes=options.get("nodes"), rays=rays)[finest]
 
 
 def resolvable(eps, omega, floor, kept=None) -> np.ndarray:
