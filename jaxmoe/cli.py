@@ -207,6 +207,10 @@ def add_bound_parser(sub) -> None:
     p.add_argument("--per-decade", type=_per_decade_list, default=[8],
                    help="eps per decade (8), or several (8,16): one run per grid, pooled on the finest "
                         "(jaxmoe.bounds.inverse_bound_on_grids; the branch a continuation follows depends on its step)")
+    p.add_argument("--rays", action="store_true",
+                   help="pool the measures with their rays: each moved along its offset from the truth to every "
+                        "smaller eps (upper bounds still; the profile's from_ray says which eps a ray sets): "
+                        "jaxmoe.bounds.pool_profiles")
     p.add_argument("--starts", type=_positive_int, default=8)
     p.add_argument("--iterations", type=_positive_int, default=200)
     p.add_argument("--optimiser", default="lbfgs",
@@ -268,7 +272,8 @@ def _check_bound_args(args, setting) -> tuple[str, dict]:
 def _profile_json(prof) -> dict:
     return {"eps": prof.eps, "omega": prof.omega, "spread": prof.spread, "kept_starts": prof.kept_starts,
             "status": [jaxmoe.bounds.START_STATUS[int(s)] for s in prof.start_status.min(axis=1)],
-            "resolvable": prof.resolvable, "at_floor": prof.at_floor, "floor": prof.floor, "exponent": prof.exponent}
+            "resolvable": prof.resolvable, "at_floor": prof.at_floor, "floor": prof.floor, "exponent": prof.exponent,
+            "from_ray": prof.from_ray}
 
 
 def _curve_json(curve) -> dict | None:
@@ -283,9 +288,9 @@ def cmd_bound(args) -> int:
     profiles = {r: jaxmoe.bounds.inverse_bound_on_grids(
         setting, grids, loss=loss, r=r, starts=args.starts, k=args.k, iterations=args.iterations,
         divide_out=args.divide_out, optimiser=args.optimiser, difference=args.difference,
-        continuation=args.continuation) for r in rs}
+        continuation=args.continuation, rays=args.rays) for r in rs}
     if len(profiles) > 1:  # every r's envelope over the measures all r found (each an upper bound on omega)
-        profiles = jaxmoe.bounds.pool_profiles(setting, profiles)
+        profiles = jaxmoe.bounds.pool_profiles(setting, profiles, rays=args.rays)
     verdict = jaxmoe.bound_verdict(profiles, m_theory=args.m_theory, sigma=setting.sigma)
     curves = {r: jaxmoe.two_point_curve(p, setting.sigma, args.sizes) for r, p in profiles.items()
               if p.resolvable.any()}
@@ -295,7 +300,7 @@ def cmd_bound(args) -> int:
            "exponents": {str(r): m for r, m in verdict.exponents.items()},
            "exponent": prof.exponent, "loss": loss, "r": rs[0], "k": prof.k, "optimiser": prof.optimiser,
            "difference": prof.difference, "continuation": prof.continuation, "per_decade": args.per_decade,
-           "floor": prof.floor,
+           "rays": args.rays, "floor": prof.floor,
            "not_identifiable": prof.not_identifiable, "divided_out": list(prof.divided_out),
            "profile": _profile_json(prof), "two_point": _curve_json(curve),
            "profiles": {str(r): {"profile": _profile_json(p), "two_point": _curve_json(curves.get(r))}

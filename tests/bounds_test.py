@@ -457,6 +457,12 @@ def test_cli_bound_json_has_the_documented_fields(capsys, tmp_path):
     assert {"eps", "omega", "spread", "status", "resolvable"} <= set(out["profile"])
     assert {"n", "eps_n", "local_slope", "lower_bound"} <= set(out["two_point"])
     assert out["verdict"] == "inconclusive"  # 3 eps: too few for an exponent
+    assert out["rays"] is False and out["profile"]["from_ray"] is None
+    code = main(["bound", str(config), "--loss", "d2r", "--r", "1", "--eps-max", "0.1", "--eps-min", "0.01",
+                 "--per-decade", "2", "--starts", "4", "--iterations", "150", "--rays", "--json"])
+    rayed = json.loads(capsys.readouterr().out)
+    assert code == 0 and rayed["rays"] is True and len(rayed["profile"]["from_ray"]) == 3
+    assert np.all(np.array(rayed["profile"]["omega"]) <= np.array(out["profile"]["omega"]) * (1 + 1e-12))
     cond = out["conditioning"]  # Fisher diag(1/3, 1) in closed form; no exponent, so no onset
     assert cond["fisher_min"] == pytest.approx(1 / 3) and cond["fisher_onset"] == pytest.approx(3.0)
     assert cond["symmetry_dimension"] == 0 and cond["onset"] is None
