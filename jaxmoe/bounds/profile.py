@@ -373,11 +373,12 @@ def _floor_at(prob, g, g0, tangents_fn, k: int, delta=None):
 def _flat_directions(prob, base, count: int):
     """The `count` right singular vectors of the Jacobian of f (at the quadrature nodes) with the smallest
     singular values at the split truth: the directions along which f changes least."""
-    def smallest(b):
-        jac = jax.jacfwd(lambda d: jnp.sqrt(prob.qw) * prob.model(prob.params(b, d), prob.qx))(
-            jnp.zeros(prob.free.shape[0], b.dtype))
-        return jnp.linalg.svd(jac, full_matrices=True)[2][-count:]
-    return smallest(base)
+    # Op by op on purpose: jitted, the Jacobian's last bits change, and with them the SVD's basis of its (often
+    # degenerate) null space, so the starts (2026-12-08: the softmax-linear floor test then missed the floor)
+    jac = jax.jacfwd(lambda d: jnp.sqrt(prob.qw) * prob.model(prob.params(base, d), prob.qx))(
+        jnp.zeros(prob.free.shape[0], base.dtype))
+    _, _, vt = jnp.linalg.svd(jac, full_matrices=True)
+    return vt[-count:]
 
 
 def _check_eps(eps) -> np.ndarray:
