@@ -39,3 +39,11 @@ def test_each_file_is_drawn_once_with_the_bytes_of_a_plain_save(tmp_path, monkey
     for path, fmt in zip(paths, ("png", "pdf")):
         assert open(path, "rb").read() == expected[fmt], fmt
     assert not list(tmp_path.glob("*.tmp"))  # written atomically
+
+
+def test_a_constrained_layout_is_kept_and_run(tmp_path):
+    fig = Figure(figsize=(4, 3), layout="constrained")
+    fig.subplots().plot([1, 2], [3, 4])
+    save_figure(fig, str(tmp_path / "c"), dpi=50, tight=False)
+    assert type(fig.get_layout_engine()).__name__ == "ConstrainedLayoutEngine"
+    assert (tmp_path / "c.png").stat().st_size > 0 and (tmp_path / "c.pdf").stat().st_size > 0

@@ -21,9 +21,12 @@ def save_figure(fig, stem: str, dpi: int = 120, tight: bool = True, pdf_metadata
     """`fig` laid out (`tight`: `tight_layout`, else as it is) and saved to `stem.png` and `stem.pdf`, each drawn
     once, to memory and then atomically to disk; `pdf_metadata`: the PDF's (e.g. {"CreationDate": None} for
     reproducible bytes). Returns the paths written."""
+    from matplotlib.layout_engine import PlaceHolderLayoutEngine  # matplotlib is the optional `plot` extra
+
     if tight:
         fig.tight_layout()
-    fig.set_layout_engine(None)  # the layout is done: no second draw per file (module docstring)
+    if isinstance(fig.get_layout_engine(), PlaceHolderLayoutEngine):  # laid out already: no second draw per file
+        fig.set_layout_engine(None)  # (a real engine, e.g. constrained, is kept: savefig runs it)
     paths = [f"{stem}.png", f"{stem}.pdf"]
     for path in paths:
         buf = io.BytesIO()
