@@ -671,21 +671,29 @@ def _low_or_zeros(prof) -> np.ndarray:
     return np.zeros((leaves[0].shape[0], sum(int(np.prod(a.shape[1:])) for a in leaves)))
 
 
+def _pool_problem(setting, prof, nodes: int):
+    """The `_Problem` pooled measures are evaluated with (the profile's fitted model, quadrature of `nodes`,
+    difference and t-rule; every flat coordinate free, so `low` is the TwoSum of any flat offset) and the flat
+    split truths."""
+    model, truth = setting.fitted_model(prof.k), setting.truth_params()
+    quad = quadrature(setting.inputs, setting.d, nodes)
+    qx = jnp.asarray(quad.x)
+    splits, unravel = split_truths(model, truth, setting.k_star)
+    return _Problem(model, unravel, jnp.arange(splits.shape[1]), qx, jnp.asarray(quad.w),
+                    _evaluate(setting.model, truth, qx), None, prof.difference, prof.path_nodes), splits
+
+
 def _pool_omegas(setting, prof, pool, low, nodes):
     """||f_G - f*|| and the float64 floor of every pooled measure (float64, the profile's quadrature and
     difference; "path" runs from the split truth nearest to G, whichever true atom got the extra atoms)."""
-    model, truth, k = setting.fitted_model(prof.k), setting.truth_params(), prof.k
-    quad = quadrature(setting.inputs, setting.d, nodes)
-    qx, qw = jnp.asarray(quad.x), jnp.asarray(quad.w)
-    splits, unravel = split_truths(model, truth, setting.k_star)
-    prob = _Problem(model, unravel, None, qx, qw, _evaluate(setting.model, truth, qx), None, prof.difference,
-                    prof.path_nodes)
+    prob, splits = _pool_problem(setting, prof, nodes)
+    model, unravel, k = prob.model, prob.unravel, prof.k
 
     def one(g, lo):
         flat = jax.flatten_util.ravel_pytree(g)[0]
         a0 = nearest_split(splits, flat)
         g0, delta = unravel(a0), (flat - a0) + lo  # the exact offset: G = g + lo (`measures_low`)
-        return (jnp.sum(qw * prob.difference_at(g, g0, delta) ** 2),
+        return (jnp.sum(prob.qw * prob.difference_at(g, g0, delta) ** 2),
                 _floor_at(prob, g, g0, model.symmetry_tangents, k, delta))
     sq, floor = jax.jit(jax.vmap(one))(pool, jnp.asarray(low))
     return np.sqrt(np.asarray(sq)), np.asarray(floor)
@@ -728,18 +736,13 @@ class RayPoints(NamedTuple):
 
 def ray_points(setting, prof: InverseBoundProfile, pool, low, nodes: int | None = None) -> RayPoints:
     r"""Each measure of `pool` (a parameter tree with a leading axis; `low`: its parts below float64's grid)
-    moved along its own offset from the nearest split truth, $G_0 + t\delta$, to $D(\cdot, G^*) = arepsilon$
+    moved along its own offset from the nearest split truth, $G_0 + t\delta$, to $D(\cdot, G^*) = \varepsilon$
     for each eps of `prof` (the profile's loss, r, difference and quadrature): t by bisection on $\log t$ in
-    $[10^{-14}, 1]$ (so never beyond G itself: where $D(G) < arepsilon$ the point is G, which the envelope
+    $[10^{-14}, 1]$ (so never beyond G itself: where $D(G) < \varepsilon$ the point is G, which the envelope
     then does not take). The offset $t\delta$ is the ray point's exact offset ("path": f_G - f_{G0} along it)."""
-    model, truth, k = setting.fitted_model(prof.k), setting.truth_params(), prof.k
-    nodes = default_nodes(setting.d) if nodes is None else nodes
-    quad = quadrature(setting.inputs, setting.d, nodes)
-    qx, qw = jnp.asarray(quad.x), jnp.asarray(quad.w)
-    splits, unravel = split_truths(model, truth, setting.k_star)
-    prob = _Problem(model, unravel, None, qx, qw, _evaluate(setting.model, truth, qx), None, prof.difference,
-                    prof.path_nodes)
-    D = loss_function(model, truth, prof.loss, prof.r, bool(prof.divided_out))
+    prob, splits = _pool_problem(setting, prof, default_nodes(setting.d) if nodes is None else nodes)
+    model, unravel, k = prob.model, prob.unravel, prof.k
+    D = loss_function(model, setting.truth_params(), prof.loss, prof.r, bool(prof.divided_out))
     eps = jnp.asarray(prof.eps)
 
     def along(args):
@@ -765,11 +768,9 @@ def _ray_point(prob, D, a0, delta, e, tangents_fn, k: int):
     _, hi = jax.lax.fori_loop(0, 60, body, (jnp.log(1e-14), jnp.zeros((), delta.dtype)))
     offset = jnp.exp(hi) * delta
     moved = a0 + offset
-    bb = moved - a0
-    low = (a0 - (moved - bb)) + (offset - bb) if prob.difference == "path" else jnp.zeros_like(a0)  # TwoSum
     g, g0 = prob.unravel(moved), prob.unravel(a0)
     sq = jnp.sum(prob.qw * prob.difference_at(g, g0, offset) ** 2)
-    return moved, low, D(g), jnp.sqrt(sq), _floor_at(prob, g, g0, tangents_fn, k, offset)
+    return moved, prob.low(a0, offset), D(g), jnp.sqrt(sq), _floor_at(prob, g, g0, tangents_fn, k, offset)
 
 
 def inverse_bound_on_grids(setting, grids: dict, rays: bool = False, **options) -> InverseBoundProfile:
