@@ -14,8 +14,9 @@ the quotient the model is a softmax-gating ridge model (strongly identifiable); 
 by an over-fitted cell's split (omega ~ |dtheta|^2, D ~ |dtheta|^r: m = 2 / r) or by a cell's total weight
 (omega ~ D ~ |dw|: m = 1), whichever has the larger exponent (an exactly-fitted atom gives 1 / r).
 
-A row with several r pools their measures (`pool_profiles`: each r's envelope over every G any r found; the
-exponent of each r's own run is kept as `exponent_own`). Writes DIR/profiles.json (`--set own`: DIR/own_truths.json;
+A row with several r or grids pools the measures of all its runs at once (`pool_profiles`: each r's envelope over
+every G any run found; the exponent of each run alone is kept as `exponent_own`, {per decade: m}; with several
+grids, the verdict is also taken without each run, `without_run`, and stands only if none changes it). Writes DIR/profiles.json (`--set own`: DIR/own_truths.json;
 default DIR experiments/results/lower_bound): per row the loss, per r the profile (eps, omega, found D, spread, kept
 starts, floor, resolvable, at_floor), its local exponent and two-point curve (sigma = 0.1, n = 10^2..10^12), the
 verdict over all r and the symmetries that move the loss; and DIR/NAME.png per row. Each row is written as soon
@@ -79,40 +80,49 @@ def profile_record(prof: InverseBoundProfile, sigma: float, seconds: float, sett
     return rec
 
 
-def run_grids(setting, loss: str, r, divide: bool, args) -> tuple[InverseBoundProfile, float | None]:
-    """One profile per entry of `--per-decade`; with several, the finest grid's profile with its envelope over the
-    measures of every run (`inverse_bound_on_grids`: each run acts as more starts; the branch a continuation
-    follows depends on its step, experiments/lower_bound.md)."""
-    grids = {per_decade: default_eps(1.0, args.eps_min, per_decade) for per_decade in args.per_decade}
-    runs = {name: inverse_bound(setting, eps=grid, loss=loss, r=r, starts=args.starts, iterations=args.iterations,
-                                divide_out=divide, optimiser=args.optimiser, difference=args.difference,
-                                continuation=args.continuation) for name, grid in grids.items()}
-    finest = max(runs, key=lambda name: runs[name].eps.size)
+def run_row_runs(name: str, setting, loss: str, rs, divide: bool, args) -> tuple[dict, dict]:
+    """One profile per (r, entry of `--per-decade`): {(r, per_decade): profile} and {r: seconds}."""
+    runs, seconds = {}, {r: 0.0 for r in rs}
+    for r in rs:
+        for per_decade in args.per_decade:
+            t = time.time()
+            prof = inverse_bound(setting, eps=default_eps(1.0, args.eps_min, per_decade), loss=loss, r=r,
+                                 starts=args.starts, iterations=args.iterations, divide_out=divide,
+                                 optimiser=args.optimiser, difference=args.difference,
+                                 continuation=args.continuation)
+            runs[(r, per_decade)], seconds[r] = prof, seconds[r] + time.time() - t
+            ok = prof.resolvable
+            print(f"{name:32s} {loss:12s} r={r} per decade {per_decade} {time.time() - t:6.1f}s "
+                  f"exponent={prof.exponent} resolvable={int(ok.sum())}/{ok.size} at_floor={int(prof.at_floor.sum())} "
+                  f"not_identifiable={prof.not_identifiable}", flush=True)
+    return runs, seconds
+
+
+def pool_row(setting, runs: dict, rs, args) -> tuple[dict, dict]:
+    """Every run of the row pooled once (`pool_profiles`: each r's envelope over every G any run found, and the
+    pool without each run of an r), each r's profile on its finest grid; with `--rays` the same with rays, and
+    {r: exponent without rays}. One run without rays: that run."""
+    finest = max(args.per_decade)
     if len(runs) == 1 and not args.rays:
-        return runs[finest], None
-    plain = pool_profiles(setting, runs)[finest] if len(runs) > 1 else runs[finest]
+        return {rs[0]: runs[(rs[0], finest)]}, {rs[0]: None}
+    plain = pool_profiles(setting, runs)
     if not args.rays:
-        return plain, None
-    # --rays: the same runs pooled with the rays of every measure; the exponent without them kept beside it
-    return pool_profiles(setting, runs, rays=True)[finest], plain.exponent
+        return {r: plain[(r, finest)] for r in rs}, {r: None for r in rs}
+    with_rays = pool_profiles(setting, runs, rays=True)
+    return {r: with_rays[(r, finest)] for r in rs}, {r: plain[(r, finest)].exponent for r in rs}
 
 
 def run_row(name: str, spec, args) -> tuple[dict, dict]:
     make, loss, rs, divide, theory = spec
     setting = make()
-    profiles, seconds, own, no_rays = {}, {}, {}, {}
-    for r in rs:
-        t = time.time()
-        prof, no_rays[r] = run_grids(setting, loss, r, divide, args)
-        profiles[r], seconds[r], own[r] = prof, time.time() - t, prof.exponent
-        ok = prof.resolvable
-        print(f"{name:32s} {loss:12s} r={r} {seconds[r]:6.1f}s exponent={prof.exponent} "
-              f"resolvable={int(ok.sum())}/{ok.size} at_floor={int(prof.at_floor.sum())} "
-              f"not_identifiable={prof.not_identifiable}", flush=True)
-    if len(profiles) > 1:
-        profiles = pool_profiles(setting, profiles, rays=args.rays)
+    runs, seconds = run_row_runs(name, setting, loss, rs, divide, args)
+    profiles, no_rays = pool_row(setting, runs, rs, args)
+    own = {r: {str(pd): runs[(r, pd)].exponent for pd in args.per_decade} for r in rs}
+    if len(runs) > 1:
         print(f"{name:32s} pooled exponents {[p.exponent for p in profiles.values()]}", flush=True)
     by_r = {str(r): {**profile_record(p, setting.sigma, seconds[r], setting), "exponent_own": own[r],
+                     "from_run": None if p.from_run is None else [None if i < 0 else str(p.pooled_from[i])
+                                                                  for i in p.from_run],
                      "exponent_without_rays": no_rays[r],
                      "from_ray": None if p.from_ray is None else np.asarray(p.from_ray).tolist()}
             for r, p in profiles.items()}
@@ -123,6 +133,8 @@ def run_row(name: str, spec, args) -> tuple[dict, dict]:
            "rays": args.rays,
            "divided_out": list(first.divided_out), "m_theory": list(theory.values()),
            "verdict": v.verdict, "why": v.why, "rate": v.rate, "exponents": {str(r): m for r, m in v.exponents.items()},
+           "without_run": [{"r": r, "run": str(run), "verdict": w, "exponents": {str(q): m for q, m in e.items()}}
+                           for (r, run), (w, e) in v.without_run.items()],
            "not_identifiable": first.not_identifiable, "symmetry_loss": first.symmetry_loss,
            **by_r[str(rs[0])], "by_r": by_r}
     print(f"{name:32s} verdict {v.verdict} ({v.why}) rate={v.rate}; taylor "

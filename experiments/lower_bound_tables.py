@@ -12,6 +12,11 @@ def _fmt(x, spec=".2f"):
     return "-" if x is None else format(x, spec)
 
 
+def _fmt_own(x) -> str:
+    """`exponent_own`: one run's exponent (older files), or {per decade: exponent} of each run alone."""
+    return " / ".join(_fmt(m) for m in x.values()) if isinstance(x, dict) else _fmt(x)
+
+
 def _table(columns, rows) -> str:
     """A markdown table: header, separator, one line per row (lists of cell strings)."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -27,7 +32,7 @@ def verdict_table(path):
     for name, rec in rows.items():
         by_r = rec["by_r"]
         rs = ", ".join("-" if r == "None" else f"{float(r):g}" for r in by_r)
-        ms = ", ".join(f"{_fmt(p['exponent'])} ({_fmt(p.get('exponent_own'))})" for p in by_r.values())
+        ms = ", ".join(f"{_fmt(p['exponent'])} ({_fmt_own(p.get('exponent_own'))})" for p in by_r.values())
         counts = ", ".join(f"{sum(p['profile']['resolvable'])} / {sum(p['at_floor'])}" for p in by_r.values())
         n_eps = len(next(iter(by_r.values()))["profile"]["eps"])
         taylor = ", ".join(_fmt((p.get("taylor") or {}).get("max_relative_difference"), ".1e") for p in by_r.values())

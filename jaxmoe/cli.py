@@ -273,7 +273,9 @@ def _profile_json(prof) -> dict:
     return {"eps": prof.eps, "omega": prof.omega, "spread": prof.spread, "kept_starts": prof.kept_starts,
             "status": [jaxmoe.bounds.START_STATUS[int(s)] for s in prof.start_status.min(axis=1)],
             "resolvable": prof.resolvable, "at_floor": prof.at_floor, "floor": prof.floor, "exponent": prof.exponent,
-            "from_ray": prof.from_ray}
+            "from_ray": prof.from_ray,
+            "from_run": None if prof.from_run is None else [None if i < 0 else str(prof.pooled_from[i])
+                                                            for i in prof.from_run]}
 
 
 def _curve_json(curve) -> dict | None:
@@ -285,12 +287,12 @@ def cmd_bound(args) -> int:
     setting = _bound_setting(args)
     loss, grids = _check_bound_args(args, setting)
     rs = args.r or [None]
-    profiles = {r: jaxmoe.bounds.inverse_bound_on_grids(
-        setting, grids, loss=loss, r=r, starts=args.starts, k=args.k, iterations=args.iterations,
+    # one pool over every (r, grid) run: each r's envelope over the measures all runs found (each an upper bound
+    # on omega), and the pool without each run of an r (the verdict's robustness)
+    profiles = jaxmoe.bounds.inverse_bounds_on_grids(
+        setting, grids, rs=rs, loss=loss, starts=args.starts, k=args.k, iterations=args.iterations,
         divide_out=args.divide_out, optimiser=args.optimiser, difference=args.difference,
-        continuation=args.continuation, rays=args.rays) for r in rs}
-    if len(profiles) > 1:  # every r's envelope over the measures all r found (each an upper bound on omega)
-        profiles = jaxmoe.bounds.pool_profiles(setting, profiles, rays=args.rays)
+        continuation=args.continuation, rays=args.rays)
     verdict = jaxmoe.bound_verdict(profiles, m_theory=args.m_theory, sigma=setting.sigma)
     curves = {r: jaxmoe.two_point_curve(p, setting.sigma, args.sizes) for r, p in profiles.items()
               if p.resolvable.any()}
@@ -298,6 +300,8 @@ def cmd_bound(args) -> int:
     cond = jaxmoe.bounds.conditioning(setting, prof)
     out = {"setting": setting.name, "verdict": verdict.verdict, "why": verdict.why, "rate": verdict.rate,
            "exponents": {str(r): m for r, m in verdict.exponents.items()},
+           "without_run": [{"r": r, "run": str(run), "verdict": v, "exponents": {str(q): m for q, m in e.items()}}
+                           for (r, run), (v, e) in verdict.without_run.items()],
            "exponent": prof.exponent, "loss": loss, "r": rs[0], "k": prof.k, "optimiser": prof.optimiser,
            "difference": prof.difference, "continuation": prof.continuation, "per_decade": args.per_decade,
            "rays": args.rays, "floor": prof.floor,
@@ -332,6 +336,8 @@ def _print_bound(setting, loss, args, eps, verdict, profiles, curves, cond, file
     print(f"{setting.name}: loss {loss}, r = {rs}, {eps.size} eps from {args.eps_max:g} to {args.eps_min:g}, "
           f"{args.starts} starts" + (" (symmetries divided out)" if args.divide_out else ""))
     print(f"verdict: {verdict.verdict} ({verdict.why}); rate {verdict.rate}; exponents {verdict.exponents}")
+    for (r, run), (v, exps) in verdict.without_run.items():
+        print(f"  without run {run} (r = {r}): {v}, exponents {exps}")
     for r, prof in profiles.items():
         line = f"r = {r}: resolvable eps {int(prof.resolvable.sum())} of {eps.size}; at the float64 floor " \
                f"{int(prof.at_floor.sum())}"

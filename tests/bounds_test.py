@@ -218,6 +218,7 @@ def test_inverse_bound_on_grids_pools_every_grid_on_the_finest(one_linear_atom, 
     pooled = inverse_bound_on_grids(one_linear_atom(), {"coarse": one_linear_profile.eps, "fine": fine}, **options)
     np.testing.assert_array_equal(pooled.eps, fine)  # the finest grid (the most eps)
     assert pooled.pooled_from == ("coarse", "fine") and pooled.resolvable.all()
+    assert set(pooled.without_run) == {"coarse", "fine"}  # two runs of one r: the verdict's leave-outs
     assert np.all(pooled.omega[[0, 3]] <= one_linear_profile.omega[1:] * (1 + 1e-9))  # eps 0.1, 0.02 on both
     np.testing.assert_allclose(pooled.omega, fine / 2, rtol=2e-3)  # and nothing beats the infimum
     with pytest.raises(JaxMoEInputError, match="^grids="):
@@ -225,6 +226,11 @@ def test_inverse_bound_on_grids_pools_every_grid_on_the_finest(one_linear_atom, 
     monkeypatch.setattr(profile, "inverse_bound", lambda *a, **k: pytest.fail("a run started before every grid"))
     with pytest.raises(JaxMoEInputError, match="^eps="):  # the second grid's bad eps, before the first runs
         inverse_bound_on_grids(one_linear_atom(), {"ok": fine, "bad": np.array([0.1, -1.0])}, **options)
+    from jaxmoe.bounds import inverse_bounds_on_grids
+    options.pop("r")
+    for rs in ([], [1.0, 1.0]):
+        with pytest.raises(JaxMoEInputError, match="^rs="):
+            inverse_bounds_on_grids(one_linear_atom(), {"ok": fine}, rs=rs, **options)
 
 
 def test_quadrature_integrates_polynomials_exactly_and_sums_to_one():
@@ -423,6 +429,32 @@ def test_verdicts_on_profiles_with_known_exponents():
         bound_verdict(per_r, m_theory={1.0: 2.0})
 
 
+def test_a_verdict_one_run_carries_is_inconclusive():
+    # a pool whose envelope one run sets (m = 1) but is m = 0.85 without it: the pool's `polynomial` is that run's
+    eps = np.geomspace(1.0, 1e-4, 33)
+    lucky = _synthetic_profile(1e-3, 1.0, eps)._replace(without_run={"16 a decade": _synthetic_profile(1e-3, 0.85, eps),
+                                                                     "8 a decade": _synthetic_profile(1e-3, 1.0, eps)})
+    got = bound_verdict(lucky)
+    assert got.verdict == "inconclusive" and got.rate is None and "only with run '16 a decade'" in got.why, got
+    assert got.without_run[(None, "16 a decade")] == ("inconclusive", {None: pytest.approx(0.85)})
+    assert got.without_run[(None, "8 a decade")] == ("polynomial", {None: pytest.approx(1.0)})
+    assert got.exponents == {None: pytest.approx(1.0)}  # the pool's exponents, as before
+    # every leave-out polynomial too: the verdict stands, with its rate
+    robust = lucky._replace(without_run={"16 a decade": _synthetic_profile(2e-3, 1.02, eps)})
+    kept = bound_verdict(robust)
+    assert kept.verdict == "polynomial" and kept.rate == pytest.approx(-0.5, abs=0.01)
+    assert kept.without_run == {(None, "16 a decade"): ("polynomial", {None: pytest.approx(1.02)})}
+    # with several r, a leave-out replaces its own r's profile only (here r = 2's, the loss r = 1 is polynomial at)
+    per_r = {1.0: _synthetic_profile(1e-3, 1.0, eps), 2.0: lucky._replace(r=2.0)}
+    assert bound_verdict(per_r).verdict == "inconclusive"
+    assert set(bound_verdict(per_r).without_run) == {(2.0, "16 a decade"), (2.0, "8 a decade")}
+    # not_identifiable is exempt: a symmetry (or one G with f_G = f* to round-off) is a proof whichever run found it
+    sym = lucky._replace(symmetry_loss={"scaling": 0.3})
+    assert bound_verdict(sym).verdict == "not_identifiable"
+    assert bound_verdict(_synthetic_profile(1e-3, 0.85, eps)._replace(
+        without_run={"x": _synthetic_profile(1e-3, 1.0, eps)})).verdict == "inconclusive"  # nothing to lose
+
+
 ONE_LINEAR_ATOM_TOML = """
 [model]
 family = "softmax"
@@ -458,6 +490,7 @@ def test_cli_bound_json_has_the_documented_fields(capsys, tmp_path):
     assert {"n", "eps_n", "local_slope", "lower_bound"} <= set(out["two_point"])
     assert out["verdict"] == "inconclusive"  # 3 eps: too few for an exponent
     assert out["rays"] is False and out["profile"]["from_ray"] is None
+    assert out["without_run"] == [] and out["profile"]["from_run"] is None  # one run: nothing pooled
     code = main(["bound", str(config), "--loss", "d2r", "--r", "1", "--eps-max", "0.1", "--eps-min", "0.01",
                  "--per-decade", "2", "--starts", "4", "--iterations", "150", "--rays", "--json"])
     rayed = json.loads(capsys.readouterr().out)
@@ -484,6 +517,9 @@ def test_cli_bound_several_r_writes_json_and_plots(capsys, tmp_path):
     assert set(out["profiles"]) == {"1.0", "2.0"} and out["r"] == 1.0
     eps = np.array(out["profiles"]["2.0"]["profile"]["eps"])
     np.testing.assert_allclose(out["profiles"]["2.0"]["profile"]["omega"], np.sqrt(eps / 3), rtol=2e-3)
+    # one pool over the (r, grid) runs: each eps's measure is named by its run; one run per r: none left out
+    assert set(out["profiles"]["2.0"]["profile"]["from_run"]) <= {"(1.0, 2)", "(2.0, 2)"}
+    assert out["without_run"] == []
     assert out["two_point"]["n"] == [100.0, 1000.0, 10000.0]
     stored = json.loads((out_dir / "bound.json").read_text())
     assert stored["verdict"] == out["verdict"] and stored["profiles"].keys() == out["profiles"].keys()
@@ -625,6 +661,22 @@ def test_rays_carry_a_coarse_optimum_to_a_finer_grid_at_the_closed_form(one_line
     assert np.all(rays.omega <= plain.omega * (1 + 1e-12))  # more candidates: never above
     assert rays.from_ray.tolist() == [False, True, True, True] and plain.from_ray.tolist() == [False] * 4
     assert np.all(rays.measure_loss[1:] >= fine_eps[1:])  # each ray point has the D it is asked for
+    # each run's share: the coarse optimum sets eps 0.5 and, moved along its ray, every smaller eps; without rays the
+    # fine run's own (1-iteration) points are lower than the unscaled coarse optimum there
+    assert rays.pooled_from == ("coarse", "fine") and rays.from_run.tolist() == [0, 0, 0, 0]
+    assert plain.from_run.tolist() == [0, 1, 1, 1]
+    # leave one run out: without the fine run, the coarse optimum alone (its omega wherever its D >= eps; its rays:
+    # the closed form); without the coarse run, the fine run's own envelope
+    np.testing.assert_allclose(plain.without_run["fine"].omega, coarse.omega[0], rtol=1e-9)
+    np.testing.assert_allclose(rays.without_run["fine"].omega, [coarse.omega[0], *fine_eps[1:] / 2], rtol=1e-6)
+    np.testing.assert_allclose(plain.without_run["coarse"].omega, fine.omega, rtol=1e-9)
+    for pool in (plain, rays):
+        assert set(pool.without_run) == {"coarse", "fine"}
+        for left in pool.without_run.values():
+            assert np.all(pool.omega <= left.omega * (1 + 1e-12)) and left.measures is None
+            assert left.exponent == local_exponent(left) and left.without_run == {}
+    # runs of different r are other problems, never left out
+    assert pool_profiles(one_linear_atom(), {1.0: one_linear_profile, 2.0: fine._replace(r=2.0)})[1.0].without_run == {}
     # the rays of a profile's own optimum change nothing where that optimum is the closed form already
     own = pool_profiles(one_linear_atom(), {1.0: one_linear_profile}, rays=True)[1.0]
     np.testing.assert_allclose(own.omega, one_linear_profile.omega, rtol=1e-12)

@@ -18,6 +18,16 @@ $\log\varepsilon$ over the smallest resolvable decade, at least 8 points; resolv
    resolvable decade to the smallest;
 4. otherwise `inconclusive` (also when some $m_r$ cannot be fitted: too few resolvable points).
 
+**Robust to the run** (a third addition): a profile pooled from several runs of its r (`pool_profiles`: other
+eps grids, starts, optimisers) carries the profile pooled without each one (`without_run`). The verdict stands
+only if rules 1-4 give the same verdict with any one run of any one r left out; otherwise it is `inconclusive`,
+naming the run and what is left without it (`BoundVerdict.without_run` has every leave-out's verdict and
+exponents). `not_identifiable` is exempt: a symmetry, or one real G with $f_G = f^*$ to round-off, is a proof
+whichever run found it. Why: every pooled envelope is an upper bound on $\omega$, so the pool is the tightest of
+them, but on hierarchical-ridge the branch a continuation follows depends on its step and on the machine, and a
+pool that one run's branch sets gave m = 0.976 (`polynomial`) on one machine and 0.876 on another
+(experiments/lower_bound.md): a verdict that one run carries is that run's luck, not a converged envelope.
+
 `rate`, for a polynomial verdict only: the slope of $\log\varepsilon_n$ on $\log n$ of the two-point curve over
 the n whose $\varepsilon_n$ lies in the decade the exponent was fitted on (the sizes are extended as far as
 needed, up to $10^{40}$), which $\omega \sim c\,\varepsilon^m$ puts at $-1/(2m)$.
@@ -44,6 +54,7 @@ class BoundVerdict(NamedTuple):
     why: str
     exponents: dict  # r (None for a loss without r) -> m_r or None
     rate: float | None
+    without_run: dict = {}  # (r, run left out) -> (verdict, exponents) by rules 1-4 without it (module docstring)
 
 
 def _top_decade_floor(profile: InverseBoundProfile) -> float | None:
@@ -85,6 +96,21 @@ def bound_verdict(profiles, m_theory: float | dict = 1.0, sigma: float = 0.1) ->
             all(isinstance(p, InverseBoundProfile) for p in profiles.values()),
             "profiles", type(profiles).__name__, "must be an InverseBoundProfile or a non-empty {r: profile} dict")
     theory = _theory_exponents(m_theory, profiles)
+    pooled = _rules(profiles, theory, sigma)
+    without = {(r, run): _rules({**profiles, r: left}, theory, sigma)
+               for r, p in profiles.items() for run, left in p.without_run.items()}
+    table = {key: (v.verdict, v.exponents) for key, v in without.items()}
+    if pooled.verdict in ("inconclusive", "not_identifiable"):  # nothing to lose; a symmetry or a witness G
+        return pooled._replace(without_run=table)
+    for (r, run), v in without.items():
+        if v.verdict != pooled.verdict:
+            return BoundVerdict("inconclusive", f"{pooled.verdict} only with run {run!r} of r={r}: without it "
+                                f"{v.verdict} ({v.why})", pooled.exponents, None, table)
+    return pooled._replace(without_run=table)
+
+
+def _rules(profiles: dict, theory: dict, sigma: float) -> BoundVerdict:
+    """Rules 1-4 of the module docstring on {r: profile}."""
     exps = {r: local_exponent(p) for r, p in profiles.items()}
     for r, p in profiles.items():
         if p.not_identifiable:
