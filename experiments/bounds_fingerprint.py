@@ -26,6 +26,7 @@ def record(out: str) -> None:
     import jax
     from jaxmoe import get_preset
     from jaxmoe.bounds import inverse_bound, pool_profiles, taylor_check
+    from jaxmoe.sweeps import atomic_write_bytes
     arrays, t = {}, time.perf_counter()
     for i, (row, kw) in enumerate(CASES):
         kw = dict(dict(eps=np.array([0.3, 0.1, 0.01, 1e-3]), starts=4, iterations=30), **kw)
@@ -37,7 +38,7 @@ def record(out: str) -> None:
         arrays[f"{i}-pooled_omega"], arrays[f"{i}-pooled_floor"] = pooled.omega, pooled.floor
         arrays[f"{i}-taylor"] = taylor_check(get_preset(row), p).omega_taylor
     seconds = time.perf_counter() - t
-    np.savez(out, seconds=seconds, **arrays)
+    atomic_write_bytes(out, lambda fh: np.savez(fh, seconds=seconds, **arrays))  # complete or absent
     print(f"{len(arrays)} arrays, {seconds:.1f} s -> {out}")
 
 

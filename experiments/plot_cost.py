@@ -14,6 +14,7 @@ import time
 
 from matplotlib.figure import Figure
 
+from jaxmoe.sweeps import atomic_write_json
 from jaxmoe.sweeps.figures import save_figure
 from jaxmoe.sweeps.report import load_results, metric_panel, summarize
 from shared import positive_int
@@ -64,8 +65,7 @@ def main():
            "same_bytes": same, "panels": len(res.metrics)}
     print(json.dumps(out["median_seconds"]), "same bytes:", same)
     if a.json:
-        with open(a.json, "w") as fh:
-            json.dump(out, fh, indent=1)
+        atomic_write_json(a.json, out)  # complete or absent
 
 
 if __name__ == "__main__":
