@@ -5,7 +5,9 @@ program (`estimation.plan`), compiled in seconds; JAX's persistent cache keeps c
 a later process (a resumed sweep, a notebook restarted, the next CLI call) loads them instead. jaxmoe turns it
 on in `$JAXMOE_CACHE_DIR`, else `$XDG_CACHE_HOME/jaxmoe/xla`, else `~/.cache/jaxmoe/xla`, unless the process has
 chosen a cache folder already (`jax_compilation_cache_dir` set) or `JAXMOE_COMPILATION_CACHE=0` (or `off`,
-`false`). The cache stores compiled code: results are the same with or without it.
+`false`). The cache stores compiled code: results are the same with or without it. The chunk programs of
+`fit_curve` are also kept there, exported (`jaxmoe/estimation/exported.py`), so that a later process does not
+trace them again; off with the cache.
 
 **One device per core** (`use_all_cores`, called by the CLI before JAX starts; a library user calls it first
 thing, before any JAX computation). XLA runs a CPU program on one core; `fit_curve` shards its fits over the

@@ -1,7 +1,8 @@
 """Estimation: the least-squares problem, solvers (LM, L-BFGS, Adam), initialisation, and `fit_curve`.
 
 `fit_curve` runs plan -> build -> run: `FitOptions` (options.py: defaults and checks), `plan_curve` (plan.py:
-buckets and chunks), `build_chunk_solver` (the compiled, sharded `chunk.solve_chunk`), `run_plan` (curve.py).
+buckets and chunks), `build_chunk_solver` (the compiled, sharded `chunk.solve_chunk`), `run_plan` (curve.py);
+`exported.py` keeps the chunk programs across processes (exported with `jax.export`, keyed by their values).
 """
 
 from jaxmoe.estimation.chunk import ChunkResult

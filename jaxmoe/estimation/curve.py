@@ -36,7 +36,9 @@ How the work is laid out (see experiments/README.md for the measurements behind 
   `seconds - compile_seconds` is the run time), `info["compile_total_seconds"]` the sum of all compile times.
   Across calls and processes JAX's persistent cache loads programs seen before instead of compiling them:
   jaxmoe turns it on when imported, in the user's cache folder (`jaxmoe/runtime.py`;
-  `JAXMOE_COMPILATION_CACHE=0` turns it off, `JAXMOE_CACHE_DIR` moves it).
+  `JAXMOE_COMPILATION_CACHE=0` turns it off, `JAXMOE_CACHE_DIR` moves it). Beside it, each chunk program is
+  kept exported (`exported.py`: traced and lowered once, keyed by every value it depends on), so a later
+  process loads it instead of tracing it again.
 - **Devices.** The fits of a chunk are sharded over `devices` (default: all local devices, `jax.local_devices()`)
   with `shard_map`: each device runs its own work queue over its share of the chunk (a chunk is padded to a
   multiple of the device count), the shares balanced by their samples (`plan.device_order`). On a CPU host
@@ -74,6 +76,7 @@ from jaxmoe.validation import require
 from jaxmoe.estimation.chunk import ChunkResult
 from jaxmoe.estimation.options import FitOptions
 from jaxmoe.estimation.compiles import ProgramCount, count_programs
+from jaxmoe.estimation.exported import exported_lowering
 from jaxmoe.estimation.plan import (BucketPlan, CurvePlan, bucket_sizes, build_chunk_solver, chunk_avals,
                                     chunk_program_key, device_order, evaluated_samples, plan_curve)
 from jaxmoe.estimation.sampling import draw_padded
@@ -206,13 +209,13 @@ def fit_curve(setting, sample_sizes, replicates: int, seed: int = 0, *, options:
     return run_plan(plan_curve(setting, sample_sizes, replicates, seed, options))
 
 
-def _compile_in_background(pool, x64: bool, fn, *args) -> concurrent.futures.Future:
-    """Trace, lower and compile `fn` for `args` (abstract or concrete) in a worker thread:
-    a future of (compiled, seconds)."""
+def _compile_in_background(pool, x64: bool, key, fn, *args) -> concurrent.futures.Future:
+    """Trace, lower and compile `fn` for `args` (abstract or concrete) in a worker thread, or load its exported
+    module (`exported.py`, by `key`; None: always traced): a future of (compiled, seconds)."""
     def run():
         with jax.enable_x64(x64):  # the precision is thread-local: set it in the worker too
             t0 = time.perf_counter()
-            compiled = fn.lower(*args).compile()
+            compiled = exported_lowering(key, fn, *args)
             return compiled, time.perf_counter() - t0
     return pool.submit(run)
 
@@ -227,8 +230,9 @@ def _chunk_programs(plan: CurvePlan, mesh: Mesh, pool) -> list[concurrent.future
     """One compile per distinct chunk program: buckets that share one (every bucket, with run-time sample
     counts) share it, and a program an earlier call compiled is reused. A future per bucket, in run order."""
     futures: dict = {}
-    keys = [chunk_program_key(plan, bucket, mesh) or ("unshared", id(bucket)) for bucket in plan.buckets]
-    for key, bucket in zip(keys, plan.buckets):
+    stable = [chunk_program_key(plan, bucket, mesh) for bucket in plan.buckets]
+    keys = [key or ("unshared", id(bucket)) for key, bucket in zip(stable, plan.buckets)]
+    for key, own, bucket in zip(keys, stable, plan.buckets):
         if key in futures:
             continue
         if key in _PROGRAMS:
@@ -236,7 +240,7 @@ def _chunk_programs(plan: CurvePlan, mesh: Mesh, pool) -> list[concurrent.future
             futures[key] = concurrent.futures.Future()
             futures[key].set_result((_PROGRAMS[key], 0.0))
         else:
-            futures[key] = _compile_in_background(pool, plan.x64, build_chunk_solver(plan, bucket, mesh),
+            futures[key] = _compile_in_background(pool, plan.x64, own, build_chunk_solver(plan, bucket, mesh),
                                                   *chunk_avals(plan, bucket, mesh))
             if key[0] != "unshared":
                 futures[key].add_done_callback(functools.partial(_keep_program, key))

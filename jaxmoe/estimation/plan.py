@@ -235,9 +235,11 @@ def chunk_program_key(plan: CurvePlan, bucket: BucketPlan, mesh: Mesh) -> tuple 
     setting = tuple((f.name, getattr(st, f.name)) for f in dataclasses.fields(st) if f.name not in arrays)
     solver = (o.solver.name, o.solver.max_iter) + tuple(_callable_key(f) for f in (o.solver.init, o.solver.update,
                                                                                   o.solver.fresh))
+    devices = tuple((d.platform, d.id) for d in mesh.devices.flat)
     key = (type(st), setting, truth, plan.model, solver, o.init, o.restarts, float(o.init_noise),
-           float(o.init_noise_decay), float(o.init_scale), bool(o.reference), int(o.reference_iterations), o.schedule, o.block_size,
-           int(o.prune_at), int(o.prune_keep), bucket.length, bucket.chunk_size, bucket.lanes, tuple(d.id for d in mesh.devices.flat), plan.x64)
+           float(o.init_noise_decay), float(o.init_scale), bool(o.reference), int(o.reference_iterations),
+           o.schedule, o.block_size, int(o.prune_at), int(o.prune_keep), bucket.length, bucket.chunk_size,
+           bucket.lanes, devices, plan.x64)
     try:
         hash(key)
     except TypeError:  # e.g. a user's model holding an array
