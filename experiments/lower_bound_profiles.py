@@ -14,9 +14,11 @@ the quotient the model is a softmax-gating ridge model (strongly identifiable); 
 by an over-fitted cell's split (omega ~ |dtheta|^2, D ~ |dtheta|^r: m = 2 / r) or by a cell's total weight
 (omega ~ D ~ |dw|: m = 1), whichever has the larger exponent (an exactly-fitted atom gives 1 / r).
 
-A row with several r or grids pools the measures of all its runs at once (`pool_profiles`: each r's envelope over
-every G any run found; the exponent of each run alone is kept as `exponent_own`, {per decade: m}; with several
-grids, the verdict is also taken without each run, `without_run`, and stands only if none changes it). Writes DIR/profiles.json (`--set own`: DIR/own_truths.json;
+A row with several r or grids pools the measures of all its runs at once (`pool_profiles`: each r's envelope
+over every G any run found; the exponent of each run alone is kept as `exponent_own`, {per decade: m}; with
+several grids, the verdict is also taken without each run, `without_run`, and stands only if none changes it;
+each leave-out's profile is stored with the r's, so `--verdicts-from` applies the same rule). Writes
+DIR/profiles.json (`--set own`: DIR/own_truths.json;
 default DIR experiments/results/lower_bound): per row the loss, per r the profile (eps, omega, found D, spread, kept
 starts, floor, resolvable, at_floor), its local exponent and two-point curve (sigma = 0.1, n = 10^2..10^12), the
 verdict over all r and the symmetries that move the loss; and DIR/NAME.png per row. Each row is written as soon
@@ -124,6 +126,10 @@ def run_row(name: str, spec, args) -> tuple[dict, dict]:
                      "from_run": None if p.from_run is None else [None if i < 0 else str(p.pooled_from[i])
                                                                   for i in p.from_run],
                      "exponent_without_rays": no_rays[r],
+                     "without_run_profiles": {str(run): {"exponent": left.exponent,
+                                                         "profile": {f: np.asarray(getattr(left, f)).tolist()
+                                                                     for f in FIELDS}}
+                                              for run, left in p.without_run.items()},
                      "from_ray": None if p.from_ray is None else np.asarray(p.from_ray).tolist()}
             for r, p in profiles.items()}
     v = bound_verdict(profiles, m_theory=theory, sigma=setting.sigma)
@@ -198,9 +204,12 @@ def main():
 def _stored(rec: dict) -> InverseBoundProfile:
     pr = {k: np.asarray(v, dtype=float) for k, v in rec["profile"].items()}
     n = pr["eps"].size
-    return InverseBoundProfile(rec.get("loss", ""), rec["r"], pr["eps"], pr["omega"], pr["omega"], pr["loss_found"],
+    prof = InverseBoundProfile(rec.get("loss", ""), rec["r"], pr["eps"], pr["omega"], pr["omega"], pr["loss_found"],
                                pr["spread"], pr["kept_starts"], pr["floor"], pr["resolvable"].astype(bool),
                                np.zeros(n), np.zeros((n, 1), int), rec["exponent"], rec.get("symmetry_loss", {}))
+    left = {run: _stored({**rec, **out, "without_run_profiles": {}})
+            for run, out in (rec.get("without_run_profiles") or {}).items()}
+    return prof._replace(without_run=left)
 
 
 def stored_profiles(path) -> dict:
