@@ -182,6 +182,7 @@ def exported_path(key) -> str | None:
 
 def _write(path: str, blob: bytes) -> None:
     """`blob` at `path`, complete or absent (a temporary file renamed); a failure is not an error (no cache)."""
+    tmp = None
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
@@ -189,7 +190,8 @@ def _write(path: str, blob: bytes) -> None:
             fh.write(blob)
         os.replace(tmp, path)
     except OSError:
-        pass
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 class _Unflatten:
@@ -211,27 +213,35 @@ def _read(path: str):
         return None
 
 
+def _export(fn, args, path: str):
+    """Trace and export `fn` for `args` with flat outputs, write it to `path`: (output tree, exported)."""
+    tree = []
+
+    def flat(*a):
+        out = fn(*a)
+        tree.append(jax.tree_util.tree_structure(out))
+        return jax.tree_util.tree_leaves(out)
+    exported = jax.export.export(jax.jit(flat))(*args)
+    try:
+        _write(path, pickle.dumps((tree[0], exported.serialize())))
+    except ImportError:  # no flatbuffers: use the export, keep nothing
+        pass
+    return tree[0], exported
+
+
 def exported_lowering(key, fn, *args):
     """`fn` (a jitted function) compiled for `args`: from its exported module in the cache folder when one is
     there for `key` (a `chunk_program_key`), else traced, exported and written there first; `fn.lower(*args)`
-    compiled as before where the key has no stable description or there is no cache or no `flatbuffers`."""
+    compiled as before where the key has no stable description or there is no cache."""
     path = exported_path(key)
     if path is None:
         return fn.lower(*args).compile()
     found = _read(path) if os.path.exists(path) else None
-    if found is None:
-        tree = []
-
-        def flat(*a):
-            out = fn(*a)
-            tree.append(jax.tree_util.tree_structure(out))
-            return jax.tree_util.tree_leaves(out)
-        exported = jax.export.export(jax.jit(flat))(*args)
+    if found is not None:
+        treedef, exported = found
         try:
-            blob = exported.serialize()
-        except ImportError:  # no flatbuffers: compile the exported module, keep nothing
-            return _Unflatten(jax.jit(exported.call).lower(*args).compile(), tree[0])
-        _write(path, pickle.dumps((tree[0], blob)))
-        found = tree[0], exported
-    treedef, exported = found
+            return _Unflatten(jax.jit(exported.call).lower(*args).compile(), treedef)
+        except Exception:  # noqa: BLE001 - a file that does not fit these arguments: export it again
+            pass
+    treedef, exported = _export(fn, args, path)
     return _Unflatten(jax.jit(exported.call).lower(*args).compile(), treedef)
