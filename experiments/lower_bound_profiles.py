@@ -123,8 +123,7 @@ def run_row(name: str, spec, args) -> tuple[dict, dict]:
     if len(runs) > 1:
         print(f"{name:32s} pooled exponents {[p.exponent for p in profiles.values()]}", flush=True)
     by_r = {str(r): {**profile_record(p, setting.sigma, seconds[r], setting), "exponent_own": own[r],
-                     "from_run": None if p.from_run is None else [None if i < 0 else str(p.pooled_from[i])
-                                                                  for i in p.from_run],
+                     "from_run": p.from_run_names,
                      "exponent_without_rays": no_rays[r],
                      "without_run_profiles": {str(run): {"exponent": left.exponent,
                                                          "profile": {f: np.asarray(getattr(left, f)).tolist()

@@ -274,8 +274,7 @@ def _profile_json(prof) -> dict:
             "status": [jaxmoe.bounds.START_STATUS[int(s)] for s in prof.start_status.min(axis=1)],
             "resolvable": prof.resolvable, "at_floor": prof.at_floor, "floor": prof.floor, "exponent": prof.exponent,
             "from_ray": prof.from_ray,
-            "from_run": None if prof.from_run is None else [None if i < 0 else str(prof.pooled_from[i])
-                                                            for i in prof.from_run]}
+            "from_run": prof.from_run_names}
 
 
 def _curve_json(curve) -> dict | None:

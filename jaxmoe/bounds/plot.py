@@ -6,7 +6,6 @@ extra); written atomically as PNG and PDF.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from jaxmoe.sweeps.figures import save_figure

@@ -119,6 +119,13 @@ class InverseBoundProfile(NamedTuple):
         return np.isfinite(self.omega) & (self.omega < RESOLVE * self.floor)
 
     @property
+    def from_run_names(self) -> list | None:
+        """`from_run` as the names (str of the `pooled_from` keys) of the runs, None where no measure (or unpooled)."""
+        if self.from_run is None:
+            return None
+        return [None if i < 0 else str(self.pooled_from[i]) for i in self.from_run]
+
+    @property
     def not_identifiable(self) -> list[str]:
         """Exact symmetries of f along which the loss changes (D > 1e-6 at f_G = f*)."""
         return [name for name, moved in self.symmetry_loss.items() if moved > 1e-6]
